@@ -1,0 +1,1 @@
+"""Load generator and deployment comparison for OpenAI-compatible endpoints."""

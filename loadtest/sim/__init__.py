@@ -1,0 +1,1 @@
+"""vllm-sim: simulated vLLM replicas, in real time over HTTP or in virtual time."""

@@ -1,0 +1,14 @@
+"""Routing strategies: the protocol, the registry and the built-ins."""
+
+from routers.registry import StrategyNotFound, available, load
+from routers.types import Metrics, ReplicaView, RouteRequest, Strategy
+
+__all__ = [
+    "Metrics",
+    "ReplicaView",
+    "RouteRequest",
+    "Strategy",
+    "StrategyNotFound",
+    "available",
+    "load",
+]
