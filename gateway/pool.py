@@ -1,0 +1,168 @@
+"""The replica pool: every replica's live state, and read-only views of it for strategies.
+
+One pool per app, owned by the lifespan. The proxy acquires and releases in-flight
+slots; the metrics poller records scrapes; health checks and passive failures take
+replicas out (with exponential backoff) and bring them back.
+"""
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from routers import Metrics, ReplicaView
+
+
+@dataclass
+class Replica:
+    id: str
+    url: str
+    models: tuple[str, ...] = ()
+    # Models were given in configuration; otherwise they come from /v1/models.
+    models_pinned: bool = False
+    max_model_len: dict[str, int] = field(default_factory=dict)
+    healthy: bool = True
+    in_flight: int = 0
+    dispatched_since_scrape: int = 0
+    metrics: Metrics | None = None
+    scraped_at: float | None = None
+    scrape_failed: bool = False
+    # Passive 5xx in a row; ejections in a row (drives the backoff).
+    consecutive_errors: int = 0
+    ejections: int = 0
+    retry_at: float = 0.0
+    last_error: str = ""
+
+
+class ReplicaPool:
+    def __init__(
+        self,
+        replicas: Iterable[Replica],
+        *,
+        stale_after: float = 3.0,
+        backoff_base: float = 1.0,
+        backoff_max: float = 30.0,
+        errors_to_eject: int = 3,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._replicas = {r.id: r for r in sorted(replicas, key=lambda r: r.id)}
+        self._stale_after = stale_after
+        self._backoff_base = backoff_base
+        self._backoff_max = backoff_max
+        self._errors_to_eject = errors_to_eject
+        self._clock = clock
+
+    def __iter__(self) -> Iterator[Replica]:
+        return iter(self._replicas.values())
+
+    def __len__(self) -> int:
+        return len(self._replicas)
+
+    def get(self, replica_id: str) -> Replica:
+        return self._replicas[replica_id]
+
+    # -- what strategies and the API see ---------------------------------------------------
+
+    def served_models(self, *, healthy_only: bool = True) -> list[str]:
+        return sorted(
+            {m for r in self._replicas.values() if r.healthy or not healthy_only for m in r.models}
+        )
+
+    def any_healthy(self) -> bool:
+        return any(r.healthy for r in self._replicas.values())
+
+    def candidates(self, model: str, exclude: Iterable[str] = ()) -> list[ReplicaView]:
+        """Views of the healthy replicas serving `model`, by id, minus `exclude`."""
+        now = self._clock()
+        skip = set(exclude)
+        return [
+            self.view(r, now)
+            for r in self._replicas.values()
+            if r.healthy and model in r.models and r.id not in skip
+        ]
+
+    def view(self, r: Replica, now: float | None = None) -> ReplicaView:
+        now = self._clock() if now is None else now
+        age = None if r.scraped_at is None else now - r.scraped_at
+        stale = r.metrics is None or r.scrape_failed or age is None or age > self._stale_after
+        return ReplicaView(
+            id=r.id,
+            url=r.url,
+            models=r.models,
+            healthy=r.healthy,
+            in_flight=r.in_flight,
+            dispatched_since_scrape=r.dispatched_since_scrape,
+            metrics=r.metrics,
+            metrics_age=age,
+            metrics_stale=stale,
+        )
+
+    # -- the proxy -------------------------------------------------------------------------
+
+    def acquire(self, replica_id: str) -> None:
+        r = self._replicas[replica_id]
+        r.in_flight += 1
+        r.dispatched_since_scrape += 1
+
+    def release(self, replica_id: str) -> None:
+        r = self._replicas[replica_id]
+        r.in_flight = max(0, r.in_flight - 1)
+
+    def record_success(self, replica_id: str) -> None:
+        self._replicas[replica_id].consecutive_errors = 0
+
+    def record_error(self, replica_id: str, reason: str, *, fatal: bool) -> bool:
+        """A failure seen on real traffic. `fatal` (cannot connect) ejects at once;
+        other errors (5xx) eject after `errors_to_eject` in a row. True if ejected."""
+        r = self._replicas[replica_id]
+        r.consecutive_errors += 1
+        r.last_error = reason
+        if fatal or r.consecutive_errors >= self._errors_to_eject:
+            return self.mark_down(replica_id, reason)
+        return False
+
+    # -- the poller and health checks ------------------------------------------------------
+
+    def record_metrics(self, replica_id: str, metrics: Metrics, at: float | None = None) -> None:
+        r = self._replicas[replica_id]
+        r.metrics = metrics
+        r.scraped_at = self._clock() if at is None else at
+        r.scrape_failed = False
+        r.dispatched_since_scrape = 0
+
+    def record_scrape_failure(self, replica_id: str) -> None:
+        # Keep the old values for /admin, but strategies must treat them as unknown.
+        self._replicas[replica_id].scrape_failed = True
+
+    def set_models(
+        self, replica_id: str, models: Iterable[str], max_model_len: dict[str, int]
+    ) -> None:
+        r = self._replicas[replica_id]
+        if not r.models_pinned:
+            r.models = tuple(sorted(models))
+        r.max_model_len = dict(max_model_len)
+
+    def due_for_check(self, replica_id: str) -> bool:
+        """Healthy replicas are always checked; ejected ones once their backoff ends."""
+        r = self._replicas[replica_id]
+        return r.healthy or self._clock() >= r.retry_at
+
+    def mark_down(self, replica_id: str, reason: str) -> bool:
+        """Eject with exponential backoff. True if the replica was healthy until now."""
+        r = self._replicas[replica_id]
+        was_healthy = r.healthy
+        r.healthy = False
+        r.last_error = reason
+        r.ejections += 1
+        delay = min(self._backoff_base * 2 ** (r.ejections - 1), self._backoff_max)
+        r.retry_at = self._clock() + delay
+        return was_healthy
+
+    def mark_up(self, replica_id: str) -> bool:
+        """Bring back. True if the replica was out until now."""
+        r = self._replicas[replica_id]
+        was_down = not r.healthy
+        r.healthy = True
+        r.ejections = 0
+        r.consecutive_errors = 0
+        r.retry_at = 0.0
+        return was_down
