@@ -80,7 +80,7 @@ class EngineModel:
         if pool is not None:
             num_blocks = min(config.num_blocks or pool.total_blocks, pool.total_blocks)
         else:
-            num_blocks = config.num_blocks or profile.kv_capacity_tokens // config.block_size
+            num_blocks = config.num_blocks or profile.kv_blocks(config.block_size)
         self.profile = profile
         self.config = config
         self.kv = KVCache(num_blocks, prefix_caching=config.prefix_caching, pool=pool)
