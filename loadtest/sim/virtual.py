@@ -149,7 +149,7 @@ def run_virtual(
     poll_interval: float = 1.0,
     stale_after: float | None = None,
 ) -> VirtualResult:
-    """Play `arrivals` (in time order) through the fleet; one record per arrival.
+    """Play `arrivals` (in time order; any iterable) through the fleet; a record per arrival.
 
     Metrics are scraped from every replica at 0, poll_interval, 2*poll_interval...;
     a scrape older than `stale_after` (default 3 poll intervals) is marked stale.
@@ -194,7 +194,7 @@ def run_virtual(
         else:
             replica.busy = False
 
-    pending = iter(sorted(arrivals, key=lambda arrival: arrival.time))
+    pending = iter(arrivals)  # may be a generator: 100k prompts need not sit in memory
     arrival = next(pending, None)
     while arrival is not None or steps:
         now = min(
@@ -234,6 +234,8 @@ def run_virtual(
                 if not target.busy:
                     start_step(replicas.index(target), now)
         arrival = next(pending, None)
+        if arrival is not None and arrival.time < now:
+            raise ValueError(f"arrivals must come in time order ({arrival.time} after {now})")
     span = 0.0 if first_arrival is None or last_event is None else last_event - first_arrival
     return VirtualResult([records[request_id] for request_id in order], span, step_count)
 
