@@ -102,7 +102,7 @@ class EngineModel:
         self._preemptions = 0
         self._prompt_tokens = 0
         self._generation_tokens = 0
-        self._finished = dict.fromkeys(FINISH_REASONS, 0)
+        self._finished: dict[str, int] = dict.fromkeys(FINISH_REASONS, 0)
 
     # -- requests in and out ---------------------------------------------------------
 
@@ -182,7 +182,7 @@ class EngineModel:
             num_tokens += size
             kv_read += seq.computed
         if num_tokens == 0:
-            return StepResult(IDLE_STEP_SECONDS, finished=self._take_aborted())
+            return StepResult(IDLE_STEP_SECONDS, finished=tuple(self._take_aborted()))
         duration = self.profile.step_time(num_tokens, kv_read)
         end = now + duration
         self._clock = end

@@ -20,7 +20,11 @@ def request(id: str, prompt: Sequence[int] | int, max_tokens: int = 4) -> SimReq
 
     An int prompt is that many tokens unique to the id (no prefix shared by chance).
     """
-    ids = tokens(prompt, 10_000 * zlib.crc32(id.encode())) if isinstance(prompt, int) else list(prompt)
+    ids = (
+        tokens(prompt, 10_000 * zlib.crc32(id.encode()))
+        if isinstance(prompt, int)
+        else list(prompt)
+    )
     return SimRequest(id=id, prompt_token_ids=ids, max_tokens=max_tokens, ignore_eos=True)
 
 
