@@ -130,7 +130,8 @@ def _stream_options(options: Any, stream: bool) -> bool:
         raise ApiError(400, "`stream_options` must be an object", "stream_options")
     include = options.get("include_usage", False)
     if not isinstance(include, bool):
-        raise ApiError(400, "`stream_options.include_usage` must be true or false", "stream_options")
+        message = "`stream_options.include_usage` must be true or false"
+        raise ApiError(400, message, "stream_options")
     return include
 
 
@@ -241,10 +242,8 @@ class ResponseShapes:
 
     def role_chunk(self) -> bytes:
         """vLLM's first chat chunk: the assistant role and empty content."""
-        return (
-            self._head
-            + b'"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}\n\n'
-        )
+        delta = b'"delta":{"role":"assistant","content":""},'
+        return self._head + delta + b'"logprobs":null,"finish_reason":null}]}\n\n'
 
     def text_chunk(self, text: str, finish_reason: str | None = None) -> bytes:
         reason = b"null" if finish_reason is None else b'"' + finish_reason.encode() + b'"'

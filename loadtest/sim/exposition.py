@@ -136,7 +136,8 @@ class VllmCollector(Collector):
         names, values = self._labels()
         family = HistogramMetricFamily(name, doc, labels=names)
         family.add_metric(values, hist.cumulative(), hist.total)
-        family.samples.append(Sample(name + "_created", dict(zip(names, values, strict=True)), hist.created))
+        labels = dict(zip(names, values, strict=True))
+        family.samples.append(Sample(name + "_created", labels, hist.created))
         return family
 
     def _common(self, stats: EngineStats) -> Iterator[Metric]:
