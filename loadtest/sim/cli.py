@@ -2,7 +2,6 @@
 
 import asyncio
 import sys
-from enum import Enum
 
 import typer
 import uvicorn
@@ -14,11 +13,6 @@ from loadtest.sim.replica import ReplicaConfig
 from loadtest.sim.server import create_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True)
-
-
-class KVMode(str, Enum):
-    static = "static"
-    elastic = "elastic"
 
 
 def _fail(message: str) -> None:
@@ -51,7 +45,7 @@ def serve(
     max_num_batched_tokens: int = typer.Option(8192, min=1, help="Token budget of one step."),
     kv_blocks: int | None = typer.Option(None, min=1, help="KV blocks (default: profile)."),
     prefix_caching: bool = typer.Option(True, help="Reuse cached prompt blocks."),
-    kv_mode: KVMode = typer.Option(KVMode.static, help="static (vLLM) or elastic (KVCached)."),
+    kv_mode: str = typer.Option("static", help="static (vLLM) or elastic (KVCached)."),
     kv_pool: str | None = typer.Option(None, help="Elastic pool name (shared in-process)."),
     time_scale: float = typer.Option(1.0, min=0.0, help="Multiply every simulated duration."),
     seed: int = typer.Option(0, help="Seed for output lengths, text and faults."),
@@ -69,6 +63,8 @@ def serve(
 ) -> None:
     """Serve one simulated vLLM replica."""
     configure_logging(log_level)
+    if kv_mode not in ("static", "elastic"):
+        _fail(f"--kv-mode must be static or elastic, not {kv_mode!r}")
     try:
         load_profile(profile)
     except UnknownProfile as exc:
@@ -91,7 +87,7 @@ def serve(
         max_num_batched_tokens=max_num_batched_tokens,
         kv_blocks=kv_blocks,
         prefix_caching=prefix_caching,
-        kv_mode=kv_mode.value,
+        kv_mode=kv_mode,  # type: ignore[arg-type]
         kv_pool=kv_pool,
         time_scale=time_scale,
         seed=seed,
@@ -104,7 +100,7 @@ def serve(
         profile=profile,
         url=f"http://{host}:{port}",
         time_scale=time_scale,
-        kv_mode=kv_mode.value,
+        kv_mode=kv_mode,  # type: ignore[arg-type]
         prefix_caching=prefix_caching,
         faults={k: v for k, v in faults.as_dict().items() if v != getattr(Faults(), k)},
     )
