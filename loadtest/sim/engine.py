@@ -80,7 +80,7 @@ class EngineModel:
         if pool is not None:
             num_blocks = min(config.num_blocks or pool.total_blocks, pool.total_blocks)
         else:
-            num_blocks = config.num_blocks or profile.kv_capacity_tokens // config.block_size
+            num_blocks = config.num_blocks or profile.kv_blocks(config.block_size)
         self.profile = profile
         self.config = config
         self.kv = KVCache(num_blocks, prefix_caching=config.prefix_caching, pool=pool)
@@ -169,9 +169,30 @@ class EngineModel:
     def step(self, now: float) -> StepResult:
         """Schedule and run one engine step starting at `now`; its tokens come at the end."""
         step = self._step_no = self._step_no + 1
-        preempted = self._grow_decoding(step)
-        budget = self.config.max_num_batched_tokens - len(self._decoding)
+        preempted = self._grow_decoding(step) if self._grow_heap else False
         chunks: _Chunks = []
+        if self._prefilling:
+            budget = self.config.max_num_batched_tokens - len(self._decoding)
+            preempted = self._continue_prefills(step, budget, chunks) or preempted
+        if self._waiting and not preempted:
+            budget = self.config.max_num_batched_tokens - len(self._decoding)
+            self._admit(now, budget - sum(size for _, size in chunks), chunks)
+        num_tokens = len(self._decoding)
+        kv_read = self._context
+        for seq, size in chunks:
+            num_tokens += size
+            kv_read += seq.computed
+        if num_tokens == 0:
+            self._step_no -= 1
+            return StepResult(IDLE_STEP_SECONDS, finished=self._take_aborted())
+        duration = self.profile.step_time(num_tokens, kv_read)
+        end = now + duration
+        self._clock = end
+        return self._finish_step(step, end, duration, num_tokens, chunks)
+
+    def _continue_prefills(self, step: int, budget: int, chunks: _Chunks) -> bool:
+        """Next chunks of running requests part way through their prefill, in admission order."""
+        preempted = False
         for seq in tuple(self._prefilling):
             if budget <= 0:
                 break
@@ -186,18 +207,7 @@ class EngineModel:
             if seq.state == PREFILLING:
                 chunks.append((seq, size))
                 budget -= size
-        if not preempted:
-            budget = self._admit(now, budget, chunks)
-        num_decoding = len(self._decoding)
-        num_tokens = num_decoding + sum(size for _, size in chunks)
-        if num_tokens == 0:
-            self._step_no -= 1
-            return StepResult(IDLE_STEP_SECONDS, finished=self._take_aborted())
-        kv_read = self._context + sum(seq.computed for seq, _ in chunks)
-        duration = self.profile.step_time(num_tokens, kv_read)
-        end = now + duration
-        self._clock = end
-        return self._finish_step(step, end, duration, num_tokens, chunks)
+        return preempted
 
     def _grow_decoding(self, step: int) -> bool:
         """Give decoding requests that cross a block boundary this step their next block."""
@@ -207,7 +217,7 @@ class EngineModel:
             _, _, seq, epoch = heapq.heappop(heap)
             if epoch != seq.epoch:
                 continue
-            while not self.kv.allocate(1, seq.blocks):
+            while not self.kv.allocate_one(seq.blocks):
                 preempted = True
                 if self._preempt_last(step - 1) is seq:
                     break
@@ -215,7 +225,7 @@ class EngineModel:
                 self._schedule_growth(seq)
         return preempted
 
-    def _admit(self, now: float, budget: int, chunks: _Chunks) -> int:
+    def _admit(self, now: float, budget: int, chunks: _Chunks) -> None:
         """Start prefilling waiting requests, FCFS, while seats, budget and blocks last."""
         kv, block = self.kv, self._block
         while self._waiting and budget > 0 and len(self._running) < self.config.max_num_seqs:
@@ -240,7 +250,6 @@ class EngineModel:
             self._prefilling.append(seq)
             chunks.append((seq, size))
             budget -= size
-        return budget
 
     def _finish_step(
         self,
@@ -290,9 +299,9 @@ class EngineModel:
         if not seq.hashes:
             return
         full = min(seq.computed // self._block, len(seq.hashes))
-        for index in range(seq.registered, full):
-            self.kv.register(seq.blocks[index], seq.hashes[index])
-        seq.registered = max(seq.registered, full)
+        if full > seq.registered:
+            self.kv.register(seq.blocks, seq.hashes, seq.registered, full)
+            seq.registered = full
 
     def _start_decoding(self, seq: EngineRequest, step: int) -> None:
         seq.state = DECODING
