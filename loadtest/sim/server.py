@@ -218,6 +218,7 @@ class SimServer:
     ) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": SSE})
         sent = 0
+        stalled = False
         chat = shapes.kind == "chat"
         request = stream.request
         while True:
@@ -225,7 +226,8 @@ class SimServer:
             if stream.disconnected:
                 return
             stall = self.running.faults.stall_after
-            if stall is not None and sent >= stall:
+            if not stalled and stall is not None and sent >= stall:
+                stalled = True
                 await self._stall(watcher)
                 if stream.disconnected:
                     return
@@ -282,6 +284,9 @@ class SimServer:
             "simulator": "vllm-sim",
             "profile": self.config.profile,
             "time_scale": self.config.time_scale,
+            "kv_mode": self.config.kv_mode,
+            "kv_pool": self.config.kv_pool,
+            "prefix_caching": self.config.prefix_caching,
         }
         await respond(send, 200, orjson.dumps(body), JSON)
 
