@@ -144,8 +144,9 @@ class KVCache:
         refs = self._refs
         released = 0
         for block in reversed(blocks):
-            refs[block] -= 1
-            if refs[block]:
+            left = refs[block] - 1
+            refs[block] = left
+            if left:
                 continue
             released += 1
             if self._hash_of[block] is None:
