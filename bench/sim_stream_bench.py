@@ -111,7 +111,7 @@ def main() -> None:
     # As BENCHMARKS.md counts "per core": what one core would serve if the server had it all.
     print(f"per-core capacity (1e6 / CPU us per token): {1e6 / per_token_us:,.0f} tokens/s")
     if tokens / elapsed < 20_000:
-        print("measured rate below the 20,000 tokens/s goal: is the client or the machine the limit?")
+        print("measured rate below the 20,000 tokens/s goal: client- or machine-bound?")
 
 
 if __name__ == "__main__":
