@@ -1,5 +1,6 @@
 """`vllm-sim serve` end to end, through the real openai SDK and raw HTTP."""
 
+import time
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -210,3 +211,18 @@ def test_disconnect_while_queued_leaves_the_queue(spawn: Callable[..., Proc]) ->
     assert wait_until(lambda: gauge(proc.url, "vllm:num_requests_waiting") == 0, timeout=2.0)
     assert gauge(proc.url, "vllm:num_requests_running") == 1
     first.close()
+
+
+def test_time_scale_stretches_every_step(spawn: Callable[..., Proc]) -> None:
+    proc = spawn(serve_argv("--time-scale", "25", "--log-level", "info"))
+    assert httpx.get(proc.url + "/version").json()["time_scale"] == 25.0
+    assert '"time_scale": 25.0' in proc.output() or '"time_scale":25.0' in proc.output()
+    started = time.monotonic()
+    client(proc).completions.create(
+        model=MODEL, prompt="x", max_tokens=30, extra_body={"ignore_eos": True}
+    )
+    # 30 steps of at least 0.6 simulated ms each (tiny profile), times 25.
+    assert time.monotonic() - started >= 30 * 0.0006 * 25
+    labels = f'engine="0",model_name="{MODEL}"'
+    e2e = scrape(proc.url)[f"vllm:e2e_request_latency_seconds_sum{{{labels}}}"]
+    assert e2e >= 30 * 0.0006 * 25  # reported in wall-clock seconds
