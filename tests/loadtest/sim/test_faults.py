@@ -3,21 +3,22 @@
 import random
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import httpx
 import openai
 import pytest
 
 from loadtest.sim.faults import Faults, FaultsInvalid
-from tests.loadtest.sim.serving import MODEL, serve_argv
+from tests.loadtest.sim.serving import MODEL, SdkFactory, sdk_clients, serve_argv
 from tests.procs import Proc
 
 MESSAGES = [{"role": "user", "content": "hello"}]
 
 
-def sdk(proc: Proc) -> openai.OpenAI:
-    return openai.OpenAI(base_url=proc.url + "/v1", api_key="x", max_retries=0, timeout=10)
+@pytest.fixture
+def sdk() -> Iterator[SdkFactory]:
+    yield from sdk_clients()
 
 
 def set_faults(proc: Proc, **faults: object) -> dict[str, object]:
@@ -66,7 +67,7 @@ def test_draws_follow_the_rates() -> None:
 # -- on a running replica ----------------------------------------------------------------
 
 
-def test_errors_rate_limits_and_reset(spawn: Callable[..., Proc]) -> None:
+def test_errors_rate_limits_and_reset(spawn: Callable[..., Proc], sdk: SdkFactory) -> None:
     proc = spawn(serve_argv())
     assert httpx.get(proc.url + "/sim/faults").json() == Faults().as_dict()
     set_faults(proc, error_rate=1.0)
@@ -83,7 +84,7 @@ def test_errors_rate_limits_and_reset(spawn: Callable[..., Proc]) -> None:
     assert reply.choices[0].message.content
 
 
-def test_dropped_connections_get_no_response(spawn: Callable[..., Proc]) -> None:
+def test_dropped_connections_get_no_response(spawn: Callable[..., Proc], sdk: SdkFactory) -> None:
     proc = spawn(serve_argv("--fault-drop-rate", "1"))
     with pytest.raises(httpx.RemoteProtocolError):
         httpx.post(proc.url + "/v1/completions", json={"model": MODEL, "prompt": "x"}, timeout=5)
@@ -116,7 +117,7 @@ def test_slow_and_hanging_metrics(spawn: Callable[..., Proc]) -> None:
     assert "vllm:num_requests_running" in httpx.get(proc.url + "/metrics", timeout=5).text
 
 
-def test_step_multiplier_slows_the_replica(spawn: Callable[..., Proc]) -> None:
+def test_step_multiplier_slows_the_replica(spawn: Callable[..., Proc], sdk: SdkFactory) -> None:
     proc = spawn(serve_argv())
 
     def timed() -> float:
