@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
 Verdict = Literal["ok", "error", "rate_limit", "drop"]
+ERROR_STATUSES = (500, 502, 503, 504)
 
 
 class FaultsInvalid(ValueError):
@@ -25,10 +26,12 @@ class Faults:
     """The faults in force. All off by default.
 
     Rates are fractions of generation requests (0..1), drawn in this order: drop
-    (close the socket without any response), then 500, then 429.
+    (close the socket without any response), then `error_status` (500 unless told
+    502, 503 or 504), then 429.
     """
 
     error_rate: float = 0.0
+    error_status: int = 500  # the status of those errors: 500, 502, 503 or 504
     rate_limit_rate: float = 0.0
     drop_rate: float = 0.0
     step_multiplier: float = 1.0  # > 1: every engine step takes that much longer
@@ -78,6 +81,10 @@ def _checked(name: str, value: Any) -> Any:
         if not isinstance(value, bool):
             raise FaultsInvalid(f"{name} must be true or false", name)
         return value
+    if name == "error_status":
+        if value not in ERROR_STATUSES or isinstance(value, bool):
+            raise FaultsInvalid("error_status must be one of 500, 502, 503, 504", name)
+        return int(value)
     if name in ("stall_after", "stall_seconds") and value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):

@@ -194,7 +194,8 @@ class SimServer:
                 await wait_disconnect(receive, 1.0)
                 return
             if verdict == "error":
-                raise ApiError(500, "simulated internal error (fault injection)")
+                status = replica.faults.error_status
+                raise ApiError(status, f"simulated {status} error (fault injection)")
             if verdict == "rate_limit":
                 error = ApiError(429, "simulated rate limit (fault injection)")
                 await respond_error(send, error, [(b"retry-after", b"1")])

@@ -46,6 +46,7 @@ def test_updates_merge_and_reset() -> None:
         {"health_fail": 1},
         {"metrics_delay": "1"},
         {"stall_after": 2.5},
+        {"error_status": 404},
         [],
     ],
 )
@@ -73,6 +74,10 @@ def test_errors_rate_limits_and_reset(spawn: Callable[..., Proc], sdk: SdkFactor
     set_faults(proc, error_rate=1.0)
     with pytest.raises(openai.InternalServerError):
         sdk(proc).chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=3)
+    set_faults(proc, error_status=503)
+    response = httpx.post(proc.url + "/v1/completions", json={"model": MODEL, "prompt": "x"})
+    assert response.status_code == 503
+    assert response.json()["error"]["type"] == "ServiceUnavailableError"
     set_faults(proc, reset=True, rate_limit_rate=1.0)
     with pytest.raises(openai.RateLimitError):
         sdk(proc).chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=3)
@@ -94,9 +99,11 @@ def test_dropped_connections_get_no_response(spawn: Callable[..., Proc], sdk: Sd
 
 
 def test_health_fails_by_flag_and_recovers(spawn: Callable[..., Proc]) -> None:
-    proc = spawn(serve_argv("--fault-health-fail", "--fault-429-rate", "0.5"))
+    flags = ("--fault-health-fail", "--fault-429-rate", "0.5", "--fault-error-status", "502")
+    proc = spawn(serve_argv(*flags))
     shown = httpx.get(proc.url + "/sim/faults").json()
     assert shown["health_fail"] is True and shown["rate_limit_rate"] == 0.5
+    assert shown["error_status"] == 502
     response = httpx.get(proc.url + "/health")
     assert response.status_code == 503 and response.json()["error"]["code"] == 503
     set_faults(proc, health_fail=False)
