@@ -60,6 +60,7 @@ def serve(
     fault_health_fail: bool = typer.Option(False, help="/health answers 503."),
     fault_stall_after: int | None = typer.Option(None, min=0, help="Streams stall after N."),
     fault_stall_seconds: float | None = typer.Option(None, min=0.0, help="Stall length."),
+    fault_drop_after: int | None = typer.Option(None, min=0, help="Streams cut after N."),
     log_level: str = typer.Option("info", help="Log level."),
 ) -> None:
     """Serve one simulated vLLM replica."""
@@ -83,6 +84,7 @@ def serve(
         health_fail=fault_health_fail,
         stall_after=fault_stall_after,
         stall_seconds=fault_stall_seconds,
+        drop_after=fault_drop_after,
     )
     config = ReplicaConfig(
         model=model,

@@ -40,6 +40,7 @@ class Faults:
     health_fail: bool = False  # /health answers 503
     stall_after: int | None = None  # a stream goes silent after this many tokens...
     stall_seconds: float | None = None  # ...for this long (None: until the client leaves)
+    drop_after: int | None = None  # a stream's connection is cut after this many tokens
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,7 +86,7 @@ def _checked(name: str, value: Any) -> Any:
         if value not in ERROR_STATUSES or isinstance(value, bool):
             raise FaultsInvalid("error_status must be one of 500, 502, 503, 504", name)
         return int(value)
-    if name in ("stall_after", "stall_seconds") and value is None:
+    if name in ("stall_after", "stall_seconds", "drop_after") and value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise FaultsInvalid(f"{name} must be a number", name)
@@ -95,8 +96,8 @@ def _checked(name: str, value: Any) -> Any:
         raise FaultsInvalid("step_multiplier must be greater than 0", name)
     if value < 0:
         raise FaultsInvalid(f"{name} must not be negative", name)
-    if name == "stall_after":
+    if name in ("stall_after", "drop_after"):
         if value != int(value):
-            raise FaultsInvalid("stall_after must be a whole number of tokens", name)
+            raise FaultsInvalid(f"{name} must be a whole number of tokens", name)
         return int(value)
     return float(value)

@@ -239,7 +239,12 @@ class SimServer:
             await stream.wait(sent)
             if stream.disconnected:
                 return
-            stall = self.running.faults.stall_after
+            faults = self.running.faults
+            if faults.drop_after is not None and sent >= faults.drop_after:
+                drop_connection(send)
+                await asyncio.wait({watcher}, timeout=1.0)
+                return
+            stall = faults.stall_after
             if not stalled and stall is not None and sent >= stall:
                 stalled = True
                 await self._stall(watcher)

@@ -168,3 +168,20 @@ def test_bad_fault_updates_get_openai_errors(spawn: Callable[..., Proc]) -> None
     response = httpx.post(proc.url + "/sim/faults", content=b"{oops")
     assert response.status_code == 400 and response.json()["error"]["message"]
     assert httpx.get(proc.url + "/sim/faults").json() == Faults().as_dict()
+
+
+def test_streams_cut_mid_way(spawn: Callable[..., Proc]) -> None:
+    proc = spawn(serve_argv("--fault-drop-after", "4"))
+    body = {"model": MODEL, "prompt": "x", "max_tokens": 50, "ignore_eos": True, "stream": True}
+    got: list[str] = []
+    with (
+        httpx.stream("POST", proc.url + "/v1/completions", json=body, timeout=5) as response,
+        pytest.raises(httpx.RemoteProtocolError),
+    ):
+        got.extend(line for line in response.iter_lines() if line)
+    assert response.status_code == 200
+    assert sum(line.count('"text":') for line in got) >= 4
+    assert "data: [DONE]" not in got
+    set_faults(proc, drop_after=None)
+    with httpx.stream("POST", proc.url + "/v1/completions", json=body, timeout=5) as response:
+        assert [line for line in response.iter_lines() if line][-1] == "data: [DONE]"
