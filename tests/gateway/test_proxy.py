@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from tests.gateway.conftest import Fake, admin_replicas, replicas_file, sdk
+from tests.gateway.conftest import SDK, Fake, admin_replicas, replicas_file
 from tests.procs import Proc, free_port
 
 MESSAGES: Any = [{"role": "user", "content": "hello"}]
@@ -22,7 +22,7 @@ def served_by(client: openai.OpenAI, model: str = "m1") -> str:
 
 
 def test_round_robin_rotation_is_exact(
-    fake: Callable[..., Fake], gateway: Callable[..., Proc], tmp_path: Path
+    sdk: SDK, fake: Callable[..., Fake], gateway: Callable[..., Proc], tmp_path: Path
 ) -> None:
     fakes = [fake(name) for name in ("r0", "r1", "r2")]
     path = replicas_file(tmp_path, [{"url": f.url, "name": f.name} for f in fakes])
@@ -57,7 +57,7 @@ def test_body_is_forwarded_unchanged_with_request_id(
 
 
 def test_request_id_is_generated_when_absent(
-    fake: Callable[..., Fake], gateway: Callable[..., Proc]
+    sdk: SDK, fake: Callable[..., Fake], gateway: Callable[..., Proc]
 ) -> None:
     replica = fake("r0")
     gw = gateway(replicas=[replica.url])
@@ -68,7 +68,7 @@ def test_request_id_is_generated_when_absent(
 
 
 def test_stream_is_relayed_chunk_for_chunk(
-    fake: Callable[..., Fake], gateway: Callable[..., Proc]
+    sdk: SDK, fake: Callable[..., Fake], gateway: Callable[..., Proc]
 ) -> None:
     replica = fake("r0")
     replica.configure(chunks=20, chunk_delay=0.01)
@@ -88,7 +88,7 @@ def test_stream_is_relayed_chunk_for_chunk(
 
 
 def test_dead_replica_fails_over_then_is_ejected(
-    fake: Callable[..., Fake], gateway: Callable[..., Proc], tmp_path: Path
+    sdk: SDK, fake: Callable[..., Fake], gateway: Callable[..., Proc], tmp_path: Path
 ) -> None:
     alive, doomed = fake("r0"), fake("r1")
     path = replicas_file(
@@ -113,7 +113,7 @@ def test_dead_replica_fails_over_then_is_ejected(
 
 @pytest.mark.parametrize("status", [503, 429])
 def test_busy_replica_is_retried_once_elsewhere(
-    status: int, fake: Callable[..., Fake], gateway: Callable[..., Proc], tmp_path: Path
+    sdk: SDK, status: int, fake: Callable[..., Fake], gateway: Callable[..., Proc], tmp_path: Path
 ) -> None:
     busy, good = fake("r0"), fake("r1")
     busy.configure(status=status)
@@ -132,7 +132,7 @@ def test_busy_replica_is_retried_once_elsewhere(
 
 
 def test_retry_happens_once_only(
-    fake: Callable[..., Fake], gateway: Callable[..., Proc], tmp_path: Path
+    sdk: SDK, fake: Callable[..., Fake], gateway: Callable[..., Proc], tmp_path: Path
 ) -> None:
     fakes = [fake(name) for name in ("r0", "r1", "r2")]
     for f in fakes:
