@@ -1,6 +1,7 @@
 """The relay end to end: fake replicas and a gateway as real processes, the openai SDK
 as the client."""
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from tests.gateway.conftest import SDK, Fake, admin_replicas, replicas_file
+from tests.gateway.conftest import SDK, Fake, admin_replicas, replicas_file, wait_until
 from tests.procs import Proc, free_port
 
 MESSAGES: Any = [{"role": "user", "content": "hello"}]
@@ -196,3 +197,43 @@ def test_connect_timeout_setting_bounds_an_unreachable_replica(
     assert response.status_code == 503
     assert response.headers["retry-after"]
     assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_first_byte_timeout_answers_504_and_frees_the_replica(
+    fake: Callable[..., Fake], gateway: Callable[..., Proc]
+) -> None:
+    replica = fake("r0")
+    replica.configure(headers_delay=60)
+    gw = gateway(replicas=[replica.url], first_byte_timeout=0.5)
+    response = httpx.post(gw.url + "/v1/chat/completions", json={"model": "m1"}, timeout=10)
+    assert response.status_code == 504
+    assert response.json()["error"]["code"] == "upstream_timeout"
+    assert response.headers["x-switchyard-replica"] == "127.0.0.1:" + str(replica.proc.port)
+    wait_until(lambda: replica.state()["active"] == 0, 5, "replica freed")
+
+
+def test_one_structured_log_line_per_request(
+    fake: Callable[..., Fake], gateway: Callable[..., Proc]
+) -> None:
+    replica = fake("r0")
+    gw = gateway(replicas=[replica.url], log_level="info")
+    headers = {"x-request-id": "log-me"}
+    httpx.post(gw.url + "/v1/completions", json={"model": "m1"}, headers=headers, timeout=10)
+    httpx.post(gw.url + "/v1/completions", json={"model": "zz"}, timeout=10)
+
+    def finished() -> list[dict[str, Any]]:
+        lines = [line for line in gw.output().splitlines() if line.startswith("{")]
+        events = [json.loads(line) for line in lines]
+        return [e for e in events if e.get("event") == "request_finished"]
+
+    wait_until(lambda: len(finished()) == 2, 5, "two request lines")
+    ok, refused = finished()
+    assert ok["request_id"] == "log-me"
+    assert ok["model"] == "m1"
+    assert ok["replica"] == "127.0.0.1:" + str(replica.proc.port)
+    assert ok["strategy"] == "round_robin"
+    assert ok["status"] == 200
+    assert 0 < ok["ttfb"] <= ok["duration"] < 5
+    assert ok["logger"] == "gateway.proxy"
+    assert refused["status"] == 404
+    assert refused["replica"] == "none"
