@@ -318,7 +318,12 @@ async def _attempt(
             result = RelayResult()
             try:
                 await relay_response(
-                    resp, send, x.response_headers(), settings.idle_timeout, result
+                    resp,
+                    send,
+                    x.response_headers(),
+                    settings.idle_timeout,
+                    result,
+                    first_chunk_timeout=settings.first_byte_timeout,
                 )
             except UpstreamFailure as failure:
                 _note_failure(gw, x, replica, failure.kind, fatal=failure.fatal)
