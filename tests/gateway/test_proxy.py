@@ -253,3 +253,19 @@ def test_one_structured_log_line_per_request(
     assert ok["logger"] == "gateway.proxy"
     assert refused["status"] == 404
     assert refused["replica"] == "none"
+
+
+def test_only_replica_unreachable_is_502_then_503(
+    fake: Callable[..., Fake], gateway: Callable[..., Proc]
+) -> None:
+    replica = fake("r0")
+    gw = gateway(replicas=[replica.url])
+    replica.proc.stop()
+    response = httpx.post(gw.url + "/v1/chat/completions", json={"model": "m1"}, timeout=10)
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "upstream_unreachable"
+    # Ejected by that failure: now the gateway knows before trying.
+    response = httpx.post(gw.url + "/v1/chat/completions", json={"model": "m1"}, timeout=10)
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "no_replica_available"
+    assert httpx.get(gw.url + "/health", timeout=5).status_code == 503
