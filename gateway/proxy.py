@@ -10,9 +10,9 @@ away cancels the exchange, which closes the upstream connection so the replica s
 
 import asyncio
 import math
+import os
 import re
 import time
-import uuid
 
 import orjson
 
@@ -163,7 +163,7 @@ def _scan_headers(
         if name not in _NOT_FORWARDED:
             forwarded.append((name.decode("latin-1"), value.decode("latin-1")))
     if request_id is None or not _REQUEST_ID.fullmatch(request_id):
-        rid = uuid.uuid4().hex
+        rid = os.urandom(16).hex()
     else:
         rid = request_id.decode("ascii")
     forwarded.append(("x-request-id", rid))
