@@ -1,7 +1,7 @@
 """POST /v1/chat/completions, /v1/completions, /v1/embeddings as a plain ASGI app.
 
-FastAPI's request object and response classes cost more than the whole relay, so this
-path reads the ASGI messages itself: it checks the request (key, content type, size,
+FastAPI's request object, routing and response classes cost about as much as the relay
+itself (BENCHMARKS.md), so this path reads the ASGI messages directly: it checks the request (key, content type, size,
 JSON, model) so that bad input never reaches a replica, lets the strategy pick a healthy
 replica, and relays the answer. A replica that cannot be reached or answers 429/502/503/
 504 before any byte went back is retried once on another candidate. A client that goes
