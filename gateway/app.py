@@ -154,6 +154,7 @@ async def _running_gateway(
             healthy=[r.id for r in pool if r.healthy],
             models=pool.served_models(),
             strategy=settings.strategy,
+            listen=f"http://{settings.host}:{settings.port}",
         )
         yield gw
     finally:

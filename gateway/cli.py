@@ -96,6 +96,8 @@ def serve(
         loop="uvloop",
         http="httptools",
         timeout_graceful_shutdown=5,
+        # Our structlog lines only; uvicorn's warnings and errors still reach stderr.
+        log_config=None,
     )
 
 
