@@ -188,3 +188,21 @@ async def test_run_scrapes_at_the_interval_and_cancels_cleanly() -> None:
     assert all(gap > 0.08 for gap in gaps), gaps
     # Nothing of the poller is left running.
     assert [t for t in asyncio.all_tasks() if t.get_name().startswith("scrape ")] == []
+
+
+async def test_replicas_are_scraped_at_staggered_times() -> None:
+    first: dict[str, float] = {}
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        first.setdefault(request.url.host, time.monotonic())
+        return httpx.Response(200, text=vllm_text(0, 0))
+
+    pool = make_pool("a", "b")
+    async with client(handler) as http:
+        task = asyncio.create_task(MetricsPoller(pool, http, interval=0.4).run())
+        await asyncio.sleep(0.35)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    # "a" at once, "b" half an interval later.
+    assert first["b"] - first["a"] > 0.15
