@@ -139,7 +139,16 @@ class Client:
 class _Measure:
     """Timestamps of one response's chunks and its usage figures."""
 
-    __slots__ = ("chunks", "done", "first", "last", "output_tokens", "prompt_tokens", "sent")
+    __slots__ = (
+        "chunks",
+        "done",
+        "ended",
+        "first",
+        "last",
+        "output_tokens",
+        "prompt_tokens",
+        "sent",
+    )
 
     def __init__(self, sent: float) -> None:
         self.sent = sent
@@ -149,10 +158,13 @@ class _Measure:
         self.prompt_tokens: int | None = None
         self.output_tokens: int | None = None
         self.done = False
+        # When the answer was complete ([DONE] or the whole body).
+        self.ended: float | None = None
 
     def event(self, payload: bytes, now: float) -> None:
         if payload.strip() == _DONE:
             self.done = True
+            self.ended = now
             return
         data = orjson.loads(payload)
         if "error" in data and not data.get("choices"):
@@ -175,7 +187,7 @@ class _Measure:
     def whole(self, body: bytes) -> None:
         now = time.perf_counter()
         data = orjson.loads(body)
-        self.first = self.last = now
+        self.first = self.last = self.ended = now
         self.done = True
         usage = data.get("usage") or {}
         self.prompt_tokens = usage.get("prompt_tokens")
@@ -196,6 +208,8 @@ class _Measure:
         if error_kind is None and not self.done:
             error_kind, error = "stream", "stream ended without [DONE]"
         ok = error_kind is None
+        if self.ended is not None:
+            end = self.ended
         ttft = self.first - self.sent if ok and self.first is not None else None
         e2e = end - self.sent if ok else None
         output = self.output_tokens
