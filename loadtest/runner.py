@@ -8,11 +8,12 @@ p99 lag exceeds 5 ms the figures describe the client more than the server, and t
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
@@ -53,9 +54,9 @@ class LagStats:
 @dataclass(frozen=True)
 class RunResult:
     target_url: str
-    schedule: Schedule
+    schedule: Schedule = field(repr=False)
     # Sorted by request index.
-    records: list[RequestRecord]
+    records: list[RequestRecord] = field(repr=False)
     started_at: datetime
     duration_s: float
     lag: LagStats
@@ -109,27 +110,36 @@ async def run_schedule(
     progress: ProgressSink | None = None,
     on_tick: OnTick | None = None,
     tick_s: float = 0.5,
+    client_factory: Callable[..., Client] = Client,
 ) -> RunResult:
     """Send `schedule` to `target_url` (a base URL; /v1 is added when missing) and measure it.
 
     Never raises for what the target does: a target that is down or fails answers with error
     records. `progress.update` and `on_tick` (sync or async) get a Snapshot every `tick_s`.
+    `client_factory` exists for benchmarks that compare HTTP clients.
     """
     log = get_logger("loadtest.runner")
     tracker = _Tracker(len(schedule.requests))
     started_at = datetime.now(UTC)
-    async with Client(target_url, schedule, api_key=api_key) as client:
-        start = time.perf_counter()
-        ticker = asyncio.create_task(_tick(tracker, start, tick_s, progress, on_tick))
-        try:
-            if schedule.closed_loop:
-                await _closed_loop(client, schedule, tracker, start)
-            else:
-                await _open_loop(client, schedule, tracker, start)
-        finally:
-            ticker.cancel()
-            await asyncio.gather(ticker, return_exceptions=True)
-        duration = time.perf_counter() - start
+    # A full collection walks every live object (a long schedule has a million): freeze what
+    # exists now so that collections during the run stay short and do not delay sends.
+    gc.collect()
+    gc.freeze()
+    try:
+        async with client_factory(target_url, schedule, api_key=api_key) as client:
+            start = time.perf_counter()
+            ticker = asyncio.create_task(_tick(tracker, start, tick_s, progress, on_tick))
+            try:
+                if schedule.closed_loop:
+                    await _closed_loop(client, schedule, tracker, start)
+                else:
+                    await _open_loop(client, schedule, tracker, start)
+            finally:
+                ticker.cancel()
+                await asyncio.gather(ticker, return_exceptions=True)
+            duration = time.perf_counter() - start
+    finally:
+        gc.unfreeze()
     if progress is not None:
         progress.update(tracker.snapshot(duration))
         progress.close()

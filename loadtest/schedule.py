@@ -45,7 +45,7 @@ class ScheduledRequest:
 class Schedule:
     workload: Workload
     seed: int
-    requests: tuple[ScheduledRequest, ...]
+    requests: tuple[ScheduledRequest, ...] = field(repr=False)
     arrival: Arrival
     # Closed loop only: stop sending new requests after this many seconds.
     duration_s: float | None = None
