@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Coroutine
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 
-from loadtest.http import ConnectionPool, HttpError
+from loadtest.http import ConnectionPool, Exchange, HttpError
 from loadtest.records import ErrorKind, RequestRecord
 from loadtest.schedule import Schedule, ScheduledRequest
 
@@ -81,26 +82,44 @@ class Client:
     async def __aexit__(self, *exc: object) -> None:
         self._pool.close()
 
-    async def send(
+    def start(
         self, request: ScheduledRequest, *, run_start: float, closed_loop: bool = False
-    ) -> RequestRecord:
-        """Send `request` now; never raises for what the target does (returns an error record).
+    ) -> Coroutine[Any, Any, RequestRecord]:
+        """Send `request` now (on an idle connection, before returning) and return the
+        coroutine that measures the rest. Never raises for what the target does.
 
         Closed loop: the request counts as scheduled when it is sent (no lag).
         """
-        body = request_body(self._schedule, request)
-        sent = time.perf_counter()
-        measure = _Measure(sent)
-        reader = _BodyReader(measure, stream=self._schedule.workload.stream)
+        reader = _BodyReader(_Measure(0.0), stream=self._schedule.workload.stream)
+        message = self._pool.message(
+            b"POST", self._path, self._headers, request_body(self._schedule, request)
+        )
+        reader.measure.sent = time.perf_counter()
+        begun = self._pool.begin(message, reader.feed)
+        return self._finish(request, message, reader, begun, run_start, closed_loop)
+
+    async def send(
+        self, request: ScheduledRequest, *, run_start: float, closed_loop: bool = False
+    ) -> RequestRecord:
+        """Send `request` now and measure it (see `start`)."""
+        return await self.start(request, run_start=run_start, closed_loop=closed_loop)
+
+    async def _finish(
+        self,
+        request: ScheduledRequest,
+        message: bytes,
+        reader: _BodyReader,
+        begun: Exchange | None,
+        run_start: float,
+        closed_loop: bool,
+    ) -> RequestRecord:
         status = 0
         replica: str | None = None
         kind: ErrorKind | None = None
         detail: str | None = None
         try:
             async with asyncio.timeout(self._timeout_s):
-                response = await self._pool.request(
-                    b"POST", self._path, self._headers, body, reader.feed
-                )
+                response = await self._pool.finish(message, reader.feed, begun)
             status = response.status
             value = response.headers.get(REPLICA_HEADER_BYTES)
             replica = value.decode("latin-1") if value is not None else None
@@ -118,7 +137,7 @@ class Client:
         except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
             kind, detail = "stream", f"malformed response: {type(exc).__name__}: {exc}"
         end = time.perf_counter()
-        return measure.record(
+        return reader.measure.record(
             request,
             run_start=run_start,
             closed_loop=closed_loop,

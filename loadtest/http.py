@@ -14,6 +14,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import httptools
@@ -40,13 +41,22 @@ class Response:
         self.headers: dict[bytes, bytes] = {}
 
 
+class Exchange(NamedTuple):
+    """A request written on a connection, its response still to come."""
+
+    connection: _Connection
+    future: asyncio.Future[Response]
+    reused: bool
+
+
 class _Connection(asyncio.Protocol):
     def __init__(self, pool: ConnectionPool) -> None:
         self.pool = pool
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.response: Response | None = None
-        self.on_body: OnBody | None = None
+        self.sink: OnBody | None = None
+        self.sink_error: Exception | None = None
         self.done: asyncio.Future[Response] | None = None
         self.now = 0.0
         self.got_bytes = False
@@ -65,10 +75,10 @@ class _Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._fail(HttpError(f"malformed HTTP response: {exc}", connected=True))
-            self.abort()
-        except Exception as exc:  # raised by on_body (a malformed stream): end this exchange
-            self._fail(exc)
+            # The body sink's own error (a malformed stream) is the better explanation.
+            error = self.sink_error or HttpError(f"malformed HTTP response: {exc}", connected=True)
+            self.sink_error = None
+            self._fail(error)
             self.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -86,12 +96,16 @@ class _Connection(asyncio.Protocol):
             self.response.status = self.parser.get_status_code()
 
     def on_body(self, body: bytes) -> None:
-        if self.on_body is not None:
-            self.on_body(body, self.now)
+        if self.sink is not None:
+            try:
+                self.sink(body, self.now)
+            except Exception as exc:
+                self.sink_error = exc
+                raise
 
     def on_message_complete(self) -> None:
         done, response = self.done, self.response
-        self.done = self.response = self.on_body = None
+        self.done = self.response = self.sink = None
         if done is not None and not done.done() and response is not None:
             done.set_result(response)
         if self.parser.should_keep_alive() and not self.closed:
@@ -103,7 +117,7 @@ class _Connection(asyncio.Protocol):
     def start(self, request: bytes, on_body: OnBody) -> asyncio.Future[Response]:
         assert self.transport is not None
         self.response = Response()
-        self.on_body = on_body
+        self.sink = on_body
         self.got_bytes = False
         self.done = asyncio.get_running_loop().create_future()
         self.transport.write(request)
@@ -116,7 +130,7 @@ class _Connection(asyncio.Protocol):
 
     def _fail(self, exc: Exception) -> None:
         done = self.done
-        self.done = self.response = self.on_body = None
+        self.done = self.response = self.sink = None
         if done is not None and not done.done():
             done.set_exception(exc)
 
@@ -154,13 +168,8 @@ class ConnectionPool:
     def release(self, connection: _Connection) -> None:
         self.idle.append(connection)
 
-    async def request(
-        self, method: bytes, path: bytes, headers: bytes, body: bytes, on_body: OnBody
-    ) -> Response:
-        """Send one request; body pieces go to `on_body` as they arrive. Raises HttpError.
-
-        Cancelling (e.g. a timeout) closes the connection, so the server stops the work.
-        """
+    def message(self, method: bytes, path: bytes, headers: bytes, body: bytes) -> bytes:
+        """The bytes of one request; `headers` are complete lines, CRLF included."""
         head = b"%s %s HTTP/1.1\r\nhost: %s\r\ncontent-length: %d\r\n%s\r\n" % (
             method,
             path,
@@ -168,26 +177,46 @@ class ConnectionPool:
             len(body),
             headers,
         )
+        return head + body
+
+    def begin(self, message: bytes, on_body: OnBody) -> Exchange | None:
+        """Write `message` now on an idle connection; None when none is idle (then `finish`
+        connects). Lets a caller send at the exact scheduled moment, without a task switch."""
         while self.idle:
             connection = self.idle.pop()
-            if connection.closed:
-                continue
+            if not connection.closed:
+                return Exchange(connection, connection.start(message, on_body), reused=True)
+        return None
+
+    async def finish(self, message: bytes, on_body: OnBody, begun: Exchange | None) -> Response:
+        """The response to `message` (begun or not). Raises HttpError.
+
+        Cancelling (e.g. a timeout) closes the connection, so the server stops the work.
+        """
+        while True:
+            if begun is None:
+                begun = self.begin(message, on_body)
+            if begun is None:
+                connection = await self._connect()
+                begun = Exchange(connection, connection.start(message, on_body), reused=False)
             try:
-                return await self._exchange(connection, head + body, on_body)
+                return await begun.future
             except HttpError as exc:
                 # The server may close an idle keep-alive connection just as we reuse it:
-                # nothing was answered, so try a fresh connection.
-                if exc.connected:
+                # nothing was answered, so try another connection.
+                if exc.connected or not begun.reused:
                     raise
-        return await self._exchange(await self._connect(), head + body, on_body)
+            except BaseException:
+                begun.connection.abort()
+                raise
+            begun = None
 
-    async def _exchange(self, connection: _Connection, data: bytes, on_body: OnBody) -> Response:
-        future = connection.start(data, on_body)
-        try:
-            return await future
-        except BaseException:
-            connection.abort()
-            raise
+    async def request(
+        self, method: bytes, path: bytes, headers: bytes, body: bytes, on_body: OnBody
+    ) -> Response:
+        """Send one request; body pieces go to `on_body` as they arrive. Raises HttpError."""
+        message = self.message(method, path, headers, body)
+        return await self.finish(message, on_body, self.begin(message, on_body))
 
     def close(self) -> None:
         for connection in self.idle:

@@ -12,9 +12,10 @@ import gc
 import inspect
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
@@ -76,27 +77,33 @@ class _Tracker:
         self.records: list[RequestRecord] = []
         self.recent_ttft: deque[float] = deque(maxlen=200)
         self.recent_lag: deque[float] = deque(maxlen=1000)
-        self.recent_done: deque[float] = deque(maxlen=5000)
+        self.errors = 0
+        # (time, requests done) at each snapshot, for the recent completion rate.
+        self.history: deque[tuple[float, int]] = deque()
 
     def finished(self, record: RequestRecord) -> None:
         self.records.append(record)
-        self.recent_done.append(time.perf_counter())
         self.recent_lag.append(record.lag_s)
+        if record.error_kind is not None:
+            self.errors += 1
         if record.ttft_s is not None:
             self.recent_ttft.append(record.ttft_s)
 
     def snapshot(self, elapsed: float) -> Snapshot:
-        now = time.perf_counter()
-        window = [t for t in self.recent_done if now - t <= 5.0]
-        span = min(5.0, max(elapsed, 1e-9))
+        """Cheap enough to take while sending: nothing here walks all the records."""
+        now, done = time.perf_counter(), len(self.records)
+        self.history.append((now, done))
+        while len(self.history) > 2 and now - self.history[1][0] >= 5.0:
+            self.history.popleft()
+        then, done_then = self.history[0]
         return Snapshot(
             elapsed_s=elapsed,
             total=self.total,
             sent=self.sent,
-            done=len(self.records),
-            errors=sum(1 for r in self.records if not r.ok),
-            in_flight=self.sent - len(self.records),
-            rate=len(window) / span,
+            done=done,
+            errors=self.errors,
+            in_flight=self.sent - done,
+            rate=(done - done_then) / (now - then) if now > then else 0.0,
             ttft_p50_s=float(np.median(self.recent_ttft)) if self.recent_ttft else None,
             lag_p99_s=(float(np.percentile(self.recent_lag, 99)) if self.recent_lag else None),
         )
@@ -166,17 +173,17 @@ async def run_schedule(
 async def _open_loop(client: Client, schedule: Schedule, tracker: _Tracker, start: float) -> None:
     tasks: set[asyncio.Task[None]] = set()
 
-    async def one(request_index: int) -> None:
-        record = await client.send(schedule.requests[request_index], run_start=start)
-        tracker.finished(record)
+    async def one(measured: Coroutine[Any, Any, RequestRecord]) -> None:
+        tracker.finished(await measured)
 
     try:
         clock = time.perf_counter
-        for i, request in enumerate(schedule.requests):
+        for request in schedule.requests:
             delay = start + request.at_s - clock()
             if delay > _SPIN_S:
                 await asyncio.sleep(delay)
-            task = asyncio.create_task(one(i))
+            # The request is written here, on time; the task only waits for its answer.
+            task = asyncio.create_task(one(client.start(request, run_start=start)))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
             tracker.sent += 1

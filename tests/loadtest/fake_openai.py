@@ -2,7 +2,8 @@
 
 Streams `max_tokens` chunks of one token each: the first after --ttft seconds, the rest --gap
 seconds apart, then a usage chunk and [DONE]. --fail-every N answers every Nth request with a 500;
---break-every N cuts every Nth stream after two chunks. Sets x-switchyard-replica to --replica.
+--break-every N cuts every Nth stream after two chunks; --garbage-every N streams a line that
+is not JSON in every Nth. Sets x-switchyard-replica to --replica.
 
     python -m tests.loadtest.fake_openai --port 8000 --ttft 0.05 --gap 0.01
 """
@@ -16,7 +17,13 @@ from aiohttp import web
 
 
 def make_app(
-    *, ttft: float, gap: float, fail_every: int, break_every: int, replica: str | None
+    *,
+    ttft: float,
+    gap: float,
+    fail_every: int,
+    break_every: int,
+    garbage_every: int,
+    replica: str | None,
 ) -> web.Application:
     counter = itertools.count(1)
 
@@ -46,6 +53,8 @@ def make_app(
                 assert request.transport is not None
                 request.transport.close()
                 return response
+            if garbage_every and n % garbage_every == 0 and i == 1:
+                await response.write(b"data: {not json\n\n")
             choice = {"index": 0, "delta": {"content": "tok "}} if chat else {"text": "tok "}
             await response.write(b"data: " + json.dumps({"choices": [choice]}).encode() + b"\n\n")
         await response.write(
@@ -71,6 +80,7 @@ def main() -> None:
     parser.add_argument("--gap", type=float, default=0.0)
     parser.add_argument("--fail-every", type=int, default=0)
     parser.add_argument("--break-every", type=int, default=0)
+    parser.add_argument("--garbage-every", type=int, default=0)
     parser.add_argument("--replica", default=None)
     args = parser.parse_args()
     app = make_app(
@@ -78,6 +88,7 @@ def main() -> None:
         gap=args.gap,
         fail_every=args.fail_every,
         break_every=args.break_every,
+        garbage_every=args.garbage_every,
         replica=args.replica,
     )
     web.run_app(app, host="127.0.0.1", port=args.port, print=None)

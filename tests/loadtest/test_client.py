@@ -149,3 +149,11 @@ async def test_closed_loop_keeps_the_concurrency(fake_openai: Callable[..., Proc
     assert sent[1] < 0.05
     assert 0.1 <= sent[2] < 0.2
     assert 0.2 <= sent[4] < 0.35
+
+
+async def test_malformed_stream_is_a_stream_error(fake_openai: Callable[..., Proc]) -> None:
+    """A server that streams something that is not JSON: the record says why."""
+    server = fake_openai(garbage_every=2)
+    result = await run_schedule(server.url, build_schedule(small_workload(requests=4), seed=0))
+    assert [r.error_kind for r in result.records] == [None, "stream", None, "stream"]
+    assert "JSONDecodeError" in (result.records[1].error or "")
