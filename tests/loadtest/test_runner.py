@@ -72,3 +72,18 @@ async def test_progress_and_on_tick_see_the_run(fake_openai: Callable[..., Proc]
     assert ticks and ticks[0].total == 8
     assert seen[-1].done == 8 and seen[-1].in_flight == 0 and seen[-1].errors == 0
     assert seen[-1].ttft_p50_s is not None and seen[-1].ttft_p50_s >= 0.05
+
+
+async def test_a_failing_observer_does_not_stop_the_run(fake_openai: Callable[..., Proc]) -> None:
+    server = fake_openai(ttft=0.05)
+    calls = []
+
+    def on_tick(snapshot: Snapshot) -> None:
+        calls.append(snapshot)
+        raise RuntimeError("observer broke")
+
+    workload = small_workload(requests=6)
+    schedule = build_schedule(workload, seed=0)
+    result = await run_schedule(server.url, schedule, on_tick=on_tick, tick_s=0.05)
+    assert calls
+    assert len(result.records) == 6 and all(r.ok for r in result.records)
