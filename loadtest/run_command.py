@@ -89,11 +89,18 @@ def run(
             "one ends, so a slow server also slows the arrivals (latencies are not open-loop).",
             highlight=False,
         )
-    result = run_async(
-        run_schedule(
-            target, schedule, api_key=api_key, progress=default_progress() if progress else None
+    try:
+        result = run_async(
+            run_schedule(
+                target,
+                schedule,
+                api_key=api_key,
+                progress=default_progress() if progress else None,
+            )
         )
-    )
+    except KeyboardInterrupt:
+        console.print("interrupted: no results written", highlight=False)
+        raise typer.Exit(130) from None
     summary = summarize(result.records, loaded)
     print_summary(console, result, summary)
     path = write_results(result, summary, out, loaded.name)

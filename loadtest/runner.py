@@ -145,11 +145,12 @@ async def run_schedule(
                 ticker.cancel()
                 await asyncio.gather(ticker, return_exceptions=True)
             duration = time.perf_counter() - start
+            if progress is not None:
+                progress.update(tracker.snapshot(duration))
     finally:
         gc.unfreeze()
-    if progress is not None:
-        progress.update(tracker.snapshot(duration))
-        progress.close()
+        if progress is not None:
+            progress.close()
     records = sorted(tracker.records, key=lambda r: r.index)
     return RunResult(
         target_url=target_url,
