@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from loadtest.http import ConnectionPool, Exchange, HttpError
+from loadtest.http import ConnectionPool, Exchange, HttpError, Response
 from loadtest.records import ErrorKind, RequestRecord
 from loadtest.schedule import Schedule, ScheduledRequest
 
@@ -94,9 +94,10 @@ class Client:
         message = self._pool.message(
             b"POST", self._path, self._headers, request_body(self._schedule, request)
         )
+        response = Response()
         reader.measure.sent = time.perf_counter()
-        begun = self._pool.begin(message, reader.feed)
-        return self._finish(request, message, reader, begun, run_start, closed_loop)
+        begun = self._pool.begin(message, reader.feed, response)
+        return self._finish(request, message, reader, response, begun, run_start, closed_loop)
 
     async def send(
         self, request: ScheduledRequest, *, run_start: float, closed_loop: bool = False
@@ -109,22 +110,18 @@ class Client:
         request: ScheduledRequest,
         message: bytes,
         reader: _BodyReader,
+        response: Response,
         begun: Exchange | None,
         run_start: float,
         closed_loop: bool,
     ) -> RequestRecord:
-        status = 0
-        replica: str | None = None
         kind: ErrorKind | None = None
         detail: str | None = None
         try:
             async with asyncio.timeout(self._timeout_s):
-                response = await self._pool.finish(message, reader.feed, begun)
-            status = response.status
-            value = response.headers.get(REPLICA_HEADER_BYTES)
-            replica = value.decode("latin-1") if value is not None else None
-            if status >= 400:
-                kind = "http_5xx" if status >= 500 else "http_4xx"
+                await self._pool.finish(message, reader.feed, response, begun)
+            if response.status >= 400:
+                kind = "http_5xx" if response.status >= 500 else "http_4xx"
                 detail = reader.text()
             else:
                 reader.finish()
@@ -137,13 +134,15 @@ class Client:
         except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
             kind, detail = "stream", f"malformed response: {type(exc).__name__}: {exc}"
         end = time.perf_counter()
+        # Status and headers stay known when the body broke after them.
+        value = response.headers.get(REPLICA_HEADER_BYTES)
         return reader.measure.record(
             request,
             run_start=run_start,
             closed_loop=closed_loop,
             end=end,
-            status=status,
-            replica=replica,
+            status=response.status,
+            replica=value.decode("latin-1") if value is not None else None,
             error_kind=kind,
             error=detail,
         )

@@ -114,9 +114,13 @@ class _Connection(asyncio.Protocol):
             self.abort()
 
     # client side
-    def start(self, request: bytes, on_body: OnBody) -> asyncio.Future[Response]:
+    def start(
+        self, request: bytes, on_body: OnBody, response: Response
+    ) -> asyncio.Future[Response]:
         assert self.transport is not None
-        self.response = Response()
+        response.status = 0
+        response.headers.clear()
+        self.response = response
         self.sink = on_body
         self.got_bytes = False
         self.done = asyncio.get_running_loop().create_future()
@@ -179,26 +183,32 @@ class ConnectionPool:
         )
         return head + body
 
-    def begin(self, message: bytes, on_body: OnBody) -> Exchange | None:
+    def begin(self, message: bytes, on_body: OnBody, response: Response) -> Exchange | None:
         """Write `message` now on an idle connection; None when none is idle (then `finish`
-        connects). Lets a caller send at the exact scheduled moment, without a task switch."""
+        connects). Lets a caller send at the exact scheduled moment, without a task switch.
+        `response` gets the status and headers as soon as they arrive."""
         while self.idle:
             connection = self.idle.pop()
             if not connection.closed:
-                return Exchange(connection, connection.start(message, on_body), reused=True)
+                future = connection.start(message, on_body, response)
+                return Exchange(connection, future, reused=True)
         return None
 
-    async def finish(self, message: bytes, on_body: OnBody, begun: Exchange | None) -> Response:
-        """The response to `message` (begun or not). Raises HttpError.
+    async def finish(
+        self, message: bytes, on_body: OnBody, response: Response, begun: Exchange | None
+    ) -> Response:
+        """The response to `message` (begun or not). Raises HttpError, or what `on_body`
+        raised; `response` then still holds the status and headers that arrived.
 
         Cancelling (e.g. a timeout) closes the connection, so the server stops the work.
         """
         while True:
             if begun is None:
-                begun = self.begin(message, on_body)
+                begun = self.begin(message, on_body, response)
             if begun is None:
                 connection = await self._connect()
-                begun = Exchange(connection, connection.start(message, on_body), reused=False)
+                future = connection.start(message, on_body, response)
+                begun = Exchange(connection, future, reused=False)
             try:
                 return await begun.future
             except HttpError as exc:
@@ -216,7 +226,8 @@ class ConnectionPool:
     ) -> Response:
         """Send one request; body pieces go to `on_body` as they arrive. Raises HttpError."""
         message = self.message(method, path, headers, body)
-        return await self.finish(message, on_body, self.begin(message, on_body))
+        response = Response()
+        return await self.finish(message, on_body, response, self.begin(message, on_body, response))
 
     def close(self) -> None:
         for connection in self.idle:

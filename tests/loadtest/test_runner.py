@@ -87,3 +87,15 @@ async def test_a_failing_observer_does_not_stop_the_run(fake_openai: Callable[..
     result = await run_schedule(server.url, schedule, on_tick=on_tick, tick_s=0.05)
     assert calls
     assert len(result.records) == 6 and all(r.ok for r in result.records)
+
+
+async def test_client_errors_and_error_events(fake_openai: Callable[..., Proc]) -> None:
+    """A 429 is an http_4xx; an error event in the middle of a stream is a stream error."""
+    server = fake_openai(ttft=0.01, gap=0.005, fail_every=3, fail_status=429, error_event_every=4)
+    workload = small_workload(requests=8)
+    result = await run_schedule(server.url, build_schedule(workload, seed=0))
+    kinds = [r.error_kind for r in result.records]
+    assert kinds == [None, None, "http_4xx", "stream", None, "http_4xx", None, "stream"]
+    assert result.records[2].status == 429
+    assert "engine failed" in (result.records[3].error or "")
+    assert result.records[3].status == 200
