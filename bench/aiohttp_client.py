@@ -33,6 +33,9 @@ class AiohttpClient:
         if self._session is not None:
             await self._session.close()
 
+    def call_after_reads(self, hook: object) -> None:
+        """aiohttp has no such hook: due requests wait for the dispatcher's turn."""
+
     def start(
         self, request: ScheduledRequest, *, run_start: float, closed_loop: bool = False
     ) -> Coroutine[Any, Any, RequestRecord]:

@@ -8,11 +8,14 @@ Poisson rates, two ways:
 - tokens/s: long streams (--long-tokens chunks, one per --step-ms, like a decoding engine).
 
 A rate is sustained when lag p99 < 5 ms, no request fails and every answer is in soon after the
-last send (the generator keeps up). Prints one line per trial with the generator's CPU per
-request and per streamed chunk, the machine's own timer lag (an idle asyncio loop sleeping to the
-same Poisson times: the floor under any client on a shared machine), then the best sustained
-figures. Goals: 2,000 req/s, 20,000 tokens/s. --compare-clients also runs the same trials with an
-aiohttp client (bench/aiohttp_client.py).
+last send (the generator keeps up). Each trial line also gives the generator's CPU per request
+and per streamed chunk, and the machine's own timer lag: an idle asyncio loop sleeping to the same
+Poisson times, the floor under any client when other processes share the CPUs. The ladder goes
+on past a rate that misses only the lag budget (noise), and stops when the generator stops
+keeping up. At the end: the best rate within 5 ms, the best within 1 ms of the idle loop's own
+p99, and capacity per core (1e6 / CPU us). Goals: 2,000 req/s, 20,000 tokens/s.
+--compare-clients also runs one rate of each kind with an aiohttp client
+(bench/aiohttp_client.py).
 
     .venv/bin/python bench/loadtest_bench.py [--duration 5] [--compare-clients] [--pin]
 """
@@ -60,8 +63,19 @@ class Trial:
     def sustained(self) -> bool:
         return self.lag_p99_ms < LAG_BUDGET_S * 1000 and self.errors == 0 and self.kept_up
 
+    @property
+    def sustained_over_floor(self) -> bool:
+        """Within 1 ms of what an idle loop achieves on this machine right now."""
+        return self.lag_p99_ms <= self.floor_p99_ms + 1.0 and self.errors == 0 and self.kept_up
+
     def line(self) -> str:
-        verdict = "ok" if self.sustained else "NOT sustained"
+        verdict = (
+            "ok"
+            if self.sustained
+            else "over floor+1ms: ok"
+            if self.sustained_over_floor
+            else "NOT sustained"
+        )
         return (
             f"  {self.rate:6.0f} req/s offered: {self.rps:6.0f} req/s {self.tokens_per_s:6.0f} "
             f"tok/s  lag p50/p99/max {self.lag_p50_ms:.2f}/{self.lag_p99_ms:.2f}/"
@@ -152,21 +166,48 @@ def trial(
     )
 
 
-def climb(
-    url: str, rates: list[float], tokens: int, duration: float, step_s: float
-) -> Trial | None:
-    """Rising rates until one is not sustained (after one retry, the machine is noisy)."""
-    best = None
+@dataclass
+class Ladder:
+    best: Trial | None = None
+    best_over_floor: Trial | None = None
+    # The fastest trial that kept up: the cheapest CPU per request and chunk.
+    fastest: Trial | None = None
+
+
+def climb(url: str, rates: list[float], tokens: int, duration: float, step_s: float) -> Ladder:
+    """Rising rates (one retry each, the machine is noisy) until the generator falls behind."""
+    ladder = Ladder()
     for rate in rates:
         result = trial(url, rate, tokens, duration, step_s)
         print(result.line(), flush=True)
         if not result.sustained:
-            result = trial(url, rate, tokens, duration, step_s)
-            print(result.line() + "  (retry)", flush=True)
-        if not result.sustained:
+            again = trial(url, rate, tokens, duration, step_s)
+            print(again.line() + "  (retry)", flush=True)
+            result = min(result, again, key=lambda t: (not t.kept_up, t.errors, t.lag_p99_ms))
+        if not result.kept_up or result.errors:
             break
-        best = result
-    return best
+        ladder.fastest = result
+        if result.sustained:
+            ladder.best = result
+        if result.sustained_over_floor:
+            ladder.best_over_floor = result
+    return ladder
+
+
+def report(name: str, ladder: Ladder, figure: str, unit: str, goal: str) -> None:
+    def value(t: Trial | None) -> str:
+        return f"{getattr(t, figure):,.0f} {unit}" if t else "none of the rates"
+
+    print(f"  {name} (goal {goal}):")
+    print(f"    lag p99 < 5 ms:                  {value(ladder.best)}")
+    print(f"    lag p99 <= idle-loop p99 + 1 ms: {value(ladder.best_over_floor)}")
+    if ladder.fastest:
+        t = ladder.fastest
+        print(
+            f"    CPU at {value(t)}: {t.cpu_us_per_request:.0f} us/request, "
+            f"{t.cpu_us_per_chunk:.1f} us/chunk -> one core: {1e6 / t.cpu_us_per_request:,.0f} "
+            f"req/s or {1e6 / t.cpu_us_per_chunk:,.0f} chunks/s"
+        )
 
 
 def main() -> None:
@@ -219,10 +260,11 @@ def main() -> None:
         server.kill()
         server.wait()
     print()
-    print("best sustained by one generator process (lag p99 < 5 ms, no errors, keeping up):")
-    print(f"  requests/s: {best_rps.rps:,.0f}" if best_rps else "  requests/s: none tried")
-    print(f"  tokens/s:   {best_tps.tokens_per_s:,.0f}" if best_tps else "  tokens/s: none tried")
-    print("  goals: 2,000 requests/s, 20,000 tokens/s")
+    print(
+        f"one generator process, no errors, keeping up (load average now {os.getloadavg()[0]:.1f}):"
+    )
+    report("requests/s", best_rps, "rps", "req/s", "2,000")
+    report("tokens/s", best_tps, "tokens_per_s", "tokens/s", "20,000")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -80,7 +80,12 @@ class Client:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        self._pool.after_read = None
         self._pool.close()
+
+    def call_after_reads(self, hook: Callable[[], None] | None) -> None:
+        """Have `hook` called after every read from the target (None: stop)."""
+        self._pool.after_read = hook
 
     def start(
         self, request: ScheduledRequest, *, run_start: float, closed_loop: bool = False

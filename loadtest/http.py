@@ -80,6 +80,9 @@ class _Connection(asyncio.Protocol):
             self.sink_error = None
             self._fail(error)
             self.abort()
+        hook = self.pool.after_read
+        if hook is not None:
+            hook()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -152,6 +155,9 @@ class ConnectionPool:
         self.host_header = parts.netloc.encode()
         self.connect_timeout_s = connect_timeout_s
         self.idle: list[_Connection] = []
+        # Called after every read: lets a sender that is due go out between two reads instead
+        # of after the whole burst of reads the event loop is working through.
+        self.after_read: Callable[[], None] | None = None
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()

@@ -24,7 +24,7 @@ import numpy as np
 from loadtest.client import Client
 from loadtest.progress import ProgressSink, Snapshot
 from loadtest.records import RequestRecord
-from loadtest.schedule import Schedule
+from loadtest.schedule import Schedule, ScheduledRequest
 
 LAG_BUDGET_S = 0.005
 # Sleep only when the next send is further away than this; closer ones are sent right away.
@@ -140,7 +140,7 @@ async def run_schedule(
                 if schedule.closed_loop:
                     await _closed_loop(client, schedule, tracker, start)
                 else:
-                    await _open_loop(client, schedule, tracker, start)
+                    await _OpenLoop(client, schedule, tracker, start).run()
             finally:
                 ticker.cancel()
                 await asyncio.gather(ticker, return_exceptions=True)
@@ -163,29 +163,56 @@ async def run_schedule(
     )
 
 
-async def _open_loop(client: Client, schedule: Schedule, tracker: _Tracker, start: float) -> None:
-    tasks: set[asyncio.Task[None]] = set()
+class _OpenLoop:
+    """Sends each request at its time. Due requests go out when the dispatcher wakes from its
+    sleep, and also between two reads of responses: under a burst of streamed chunks the loop
+    may be busy for milliseconds before the sleeping dispatcher gets its turn."""
 
-    async def one(measured: Coroutine[Any, Any, RequestRecord]) -> None:
-        tracker.finished(await measured)
+    def __init__(self, client: Client, schedule: Schedule, tracker: _Tracker, start: float):
+        self.client = client
+        self.requests = schedule.requests
+        self.tracker = tracker
+        self.start = start
+        self.next = 0
+        self.tasks: set[asyncio.Task[None]] = set()
 
-    try:
-        clock = time.perf_counter
-        for request in schedule.requests:
-            delay = start + request.at_s - clock()
-            if delay > _SPIN_S:
-                await asyncio.sleep(delay)
+    def send_due(self) -> None:
+        requests, clock = self.requests, time.perf_counter
+        while self.next < len(requests):
+            request = requests[self.next]
+            if self.start + request.at_s - clock() > _SPIN_S:
+                return
+            self.next += 1
             # The request is written here, on time; the task only waits for its answer.
-            task = asyncio.create_task(one(client.start(request, run_start=start)))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-            tracker.sent += 1
-        while tasks:
-            await asyncio.gather(*tasks)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+            task = asyncio.create_task(self._measure(request))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+            self.tracker.sent += 1
+
+    def _measure(self, request: ScheduledRequest) -> Coroutine[Any, Any, None]:
+        measured = self.client.start(request, run_start=self.start)
+
+        async def wait() -> None:
+            self.tracker.finished(await measured)
+
+        return wait()
+
+    async def run(self) -> None:
+        self.client.call_after_reads(self.send_due)
+        try:
+            while self.next < len(self.requests):
+                delay = self.start + self.requests[self.next].at_s - time.perf_counter()
+                if delay > _SPIN_S:
+                    await asyncio.sleep(delay)
+                self.send_due()
+            self.client.call_after_reads(None)
+            while self.tasks:
+                await asyncio.gather(*self.tasks)
+        finally:
+            self.client.call_after_reads(None)
+            for task in self.tasks:
+                task.cancel()
+            await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
 async def _closed_loop(client: Client, schedule: Schedule, tracker: _Tracker, start: float) -> None:
@@ -218,6 +245,9 @@ async def _tick(
 ) -> None:
     while True:
         await asyncio.sleep(tick_s)
+        # Records pile up during a run; keep them out of full collections too (short-lived
+        # cycles are still collected young; the rest once the run is over).
+        gc.freeze()
         snapshot = tracker.snapshot(time.perf_counter() - start)
         if progress is not None:
             progress.update(snapshot)
