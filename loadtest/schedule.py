@@ -76,11 +76,11 @@ class Schedule:
 
     def describe(self) -> str:
         mode = self.arrival.describe()
-        closed = "closed loop: sends wait for completions"
-        if self.closed_loop and self.duration_s:
-            return f"{mode} for {self.duration_s:g}s ({closed})"
         if self.closed_loop:
-            return f"{mode}, {len(self.requests)} requests ({closed})"
+            closed = f"concurrency {self.concurrency} (closed loop: sends wait for completions)"
+            if self.duration_s:
+                return f"{closed} for {self.duration_s:g}s"
+            return f"{closed}, {len(self.requests)} requests"
         return f"{mode}, {len(self.requests)} requests over {self.span_s:.1f}s (open loop)"
 
 
