@@ -11,7 +11,21 @@ import orjson
 
 from loadtest.records import RequestRecord
 from loadtest.runner import RunResult
-from loadtest.summary import Summary
+from loadtest.summary import Summary, summarize_by_model
+
+PER_MODEL_FIGURES = (
+    "requests",
+    "error_rate",
+    "throughput_rps",
+    "output_tokens_per_s",
+    "goodput_fraction",
+    "ttft_p50_s",
+    "ttft_p99_s",
+    "tpot_p50_s",
+    "tpot_p99_s",
+    "e2e_p50_s",
+    "e2e_p99_s",
+)
 
 
 def run_dir(out: str | Path, name: str, result: RunResult) -> Path:
@@ -41,6 +55,11 @@ def summary_document(result: RunResult, summary: Summary) -> dict[str, Any]:
         "figures": summary.to_dict(),
         "replicas": dict(summary.replicas),
         "errors_by_kind": dict(summary.errors_by_kind),
+        "per_model": {
+            model: {key: figures[key] for key in PER_MODEL_FIGURES}
+            for model, part in summarize_by_model(result.records, schedule.workload).items()
+            for figures in [part.to_dict()]
+        },
     }
 
 

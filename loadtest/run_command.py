@@ -18,7 +18,7 @@ from loadtest.progress import default_progress
 from loadtest.results import write_results
 from loadtest.runner import LAG_BUDGET_S, RunResult, run_schedule
 from loadtest.schedule import build_schedule
-from loadtest.summary import Summary, summarize
+from loadtest.summary import Summary, summarize, summarize_by_model
 from loadtest.workload import WorkloadError, builtin_workloads, load_workload
 
 T = TypeVar("T")
@@ -136,6 +136,23 @@ def print_summary(console: Console, result: RunResult, summary: Summary) -> None
             name.upper(), *(_ms(getattr(stats, q)) for q in ("p50", "p90", "p99", "max", "mean"))
         )
     console.print(latency)
+    by_model = summarize_by_model(result.records, result.schedule.workload)
+    if len(by_model) > 1:
+        models = Table(title="Per model (ms)")
+        models.add_column("model")
+        for column in ("requests", "errors", "TTFT p50", "TTFT p99", "TPOT p50", "E2E p99"):
+            models.add_column(column, justify="right")
+        for model, part in by_model.items():
+            models.add_row(
+                model,
+                str(part.requests),
+                str(part.errors),
+                _ms(part.ttft.p50),
+                _ms(part.ttft.p99),
+                _ms(part.tpot.p50),
+                _ms(part.e2e.p99),
+            )
+        console.print(models)
     if summary.replicas and summary.replicas != (("-", summary.ok),):
         spread = Table(title="Requests per replica")
         spread.add_column("replica")

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from loadtest.records import RequestRecord
-from loadtest.workload import Workload
+from loadtest.workload import Warmup, Workload
 
 QUANTILES = (50, 90, 99)
 
@@ -150,3 +150,12 @@ def summarize(records: Sequence[RequestRecord], workload: Workload) -> Summary:
         replicas=tuple(sorted(replicas.items())),
         errors_by_kind=tuple(sorted(kinds.items())),
     )
+
+
+def summarize_by_model(records: Sequence[RequestRecord], workload: Workload) -> dict[str, Summary]:
+    """One summary per model asked for (warm-up decided over the whole run)."""
+    warm = in_warmup(records, workload)
+    measured = [r for r in records if r.index not in warm]
+    models = sorted({r.model for r in measured})
+    no_warmup = replace(workload, warmup=Warmup())
+    return {m: summarize([r for r in measured if r.model == m], no_warmup) for m in models}

@@ -69,6 +69,10 @@ def test_run_prints_a_summary_and_writes_results(
     assert summary["seed"] == 3
     assert summary["figures"]["requests"] + summary["figures"]["warmup_excluded"] == 20
     assert summary["replicas"] == {"r9": summary["figures"]["ok"]}
+    per_model = summary["per_model"]
+    assert set(per_model) <= {r.model for r in records}
+    assert sum(part["requests"] for part in per_model.values()) == summary["figures"]["requests"]
+    assert "Per model" in out
     with (run_dir / "summary.csv").open() as source:
         rows = {row["figure"]: row["value"] for row in csv.DictReader(source)}
     assert float(rows["ttft_p50_s"]) >= 0.02

@@ -89,3 +89,15 @@ def test_uneven_spread() -> None:
     summary = summarize(records, small_workload())
     assert summary.replica_max_share == 0.75
     assert summary.replica_cv == pytest.approx(0.5)
+
+
+def test_per_model_summaries_split_the_measured_requests() -> None:
+    from loadtest.summary import summarize_by_model
+
+    records = [record(i, model="big" if i % 3 == 0 else "small") for i in range(9)]
+    records[3] = replace(records[3], ttft_s=0.7)
+    parts = summarize_by_model(records, small_workload(warmup=Warmup(requests=3)))
+    assert set(parts) == {"big", "small"}
+    assert parts["big"].requests == 2  # indexes 3 and 6; 0 is warm-up
+    assert parts["small"].requests == 4
+    assert parts["big"].ttft.max == 0.7
