@@ -5,7 +5,7 @@ seconds apart, then a usage chunk and [DONE]. --fail-every N answers every Nth r
 --fail-status (500);
 --break-every N cuts every Nth stream after two chunks; --garbage-every N streams a line that
 is not JSON in every Nth; --error-event-every N sends an error event instead of the 2nd chunk.
-Sets x-switchyard-replica to --replica.
+Sets x-switchyard-replica to --replica. With --api-key K, requests without `Bearer K` get a 401.
 
     python -m tests.loadtest.fake_openai --port 8000 --ttft 0.05 --gap 0.01
 """
@@ -28,10 +28,14 @@ def make_app(
     error_event_every: int,
     fail_status: int,
     replica: str | None,
+    api_key: str | None = None,
 ) -> web.Application:
     counter = itertools.count(1)
 
     async def complete(request: web.Request) -> web.StreamResponse:
+        if api_key and request.headers.get("Authorization") != f"Bearer {api_key}":
+            error = {"message": "bad key", "type": "invalid_request_error", "param": None}
+            return web.json_response({"error": {**error, "code": "invalid_api_key"}}, status=401)
         n = next(counter)
         body = await request.json()
         headers = {"x-switchyard-replica": replica} if replica else {}
@@ -93,6 +97,7 @@ def main() -> None:
     parser.add_argument("--error-event-every", type=int, default=0)
     parser.add_argument("--fail-status", type=int, default=500)
     parser.add_argument("--replica", default=None)
+    parser.add_argument("--api-key", default=None)
     args = parser.parse_args()
     app = make_app(
         ttft=args.ttft,
@@ -103,6 +108,7 @@ def main() -> None:
         error_event_every=args.error_event_every,
         fail_status=args.fail_status,
         replica=args.replica,
+        api_key=args.api_key,
     )
     web.run_app(app, host="127.0.0.1", port=args.port, print=None)
 

@@ -99,3 +99,13 @@ async def test_client_errors_and_error_events(fake_openai: Callable[..., Proc]) 
     assert result.records[2].status == 429
     assert "engine failed" in (result.records[3].error or "")
     assert result.records[3].status == 200
+
+
+async def test_api_key_is_sent_as_a_bearer_token(fake_openai: Callable[..., Proc]) -> None:
+    server = fake_openai(api_key="s3cret")
+    schedule = build_schedule(small_workload(requests=2), seed=0)
+    allowed = await run_schedule(server.url, schedule, api_key="s3cret")
+    assert all(r.ok for r in allowed.records)
+    refused = await run_schedule(server.url, schedule)
+    assert [(r.status, r.error_kind) for r in refused.records] == [(401, "http_4xx")] * 2
+    assert "bad key" in (refused.records[0].error or "")
