@@ -157,3 +157,19 @@ async def test_malformed_stream_is_a_stream_error(fake_openai: Callable[..., Pro
     result = await run_schedule(server.url, build_schedule(small_workload(requests=4), seed=0))
     assert [r.error_kind for r in result.records] == [None, "stream", None, "stream"]
     assert "JSONDecodeError" in (result.records[1].error or "")
+
+
+async def test_connections_are_kept_alive_and_reused(fake_openai: Callable[..., Proc]) -> None:
+    from loadtest.client import Client
+
+    server = fake_openai(ttft=0.01, gap=0.001)
+    schedule = build_schedule(small_workload(requests=4), seed=0)
+    async with Client(server.url, schedule) as client:
+        for request in schedule.requests:
+            record = await client.send(request, run_start=0.0)
+            assert record.ok, record.error
+            # One request at a time: the same single connection serves them all.
+            assert len(client._pool.idle) == 1
+        first = client._pool.idle[0]
+        await client.send(schedule.requests[0], run_start=0.0)
+        assert client._pool.idle == [first]
