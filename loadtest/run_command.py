@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
+from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
@@ -65,6 +66,14 @@ def run(
     """Drive TARGET with a workload, print a summary and write results/<name>-<time>/."""
     configure_logging("warning")
     console = Console()
+    parts = urlsplit(target)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        console.print(
+            f"[red]error:[/red] --target must be an http(s) URL such as http://127.0.0.1:8080, "
+            f"got {target!r}",
+            highlight=False,
+        )
+        raise typer.Exit(2)
     try:
         loaded = load_workload(workload)
         schedule = build_schedule(

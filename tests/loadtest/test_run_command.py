@@ -96,3 +96,9 @@ def test_malformed_workload_stops_with_the_field(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "prompt_tokens: missing" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_target_must_be_an_http_url(tmp_path: Path) -> None:
+    result = loadtest("run", "--target", "localhost:8000", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--target must be an http(s) URL" in result.stdout
