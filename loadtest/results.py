@@ -50,6 +50,7 @@ def summary_document(result: RunResult, summary: Summary) -> dict[str, Any]:
         "seed": schedule.seed,
         "schedule": schedule.describe(),
         "closed_loop": result.closed_loop,
+        "interrupted": result.interrupted,
         "lag": {"p50_s": result.lag.p50_s, "p99_s": result.lag.p99_s, "max_s": result.lag.max_s},
         "lag_ok": result.lag.ok,
         "figures": summary.to_dict(),

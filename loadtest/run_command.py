@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 from collections import Counter
 from collections.abc import Coroutine
@@ -15,10 +16,10 @@ from rich.console import Console
 from rich.table import Table
 
 from gateway.logs import configure_logging
-from loadtest.progress import default_progress
+from loadtest.progress import ProgressSink, default_progress
 from loadtest.results import write_results
 from loadtest.runner import LAG_BUDGET_S, RunResult, run_schedule
-from loadtest.schedule import build_schedule
+from loadtest.schedule import Schedule, build_schedule
 from loadtest.summary import Summary, summarize, summarize_by_model
 from loadtest.workload import WorkloadError, builtin_workloads, load_workload
 
@@ -98,24 +99,50 @@ def run(
             "one ends, so a slow server also slows the arrivals (latencies are not open-loop).",
             highlight=False,
         )
+    sink = default_progress() if progress else None
     try:
-        result = run_async(
-            run_schedule(
-                target,
-                schedule,
-                api_key=api_key,
-                progress=default_progress() if progress else None,
-            )
-        )
-    except KeyboardInterrupt:
-        console.print("interrupted: no results written", highlight=False)
+        result = run_async(_run_until_interrupted(console, target, schedule, api_key, sink))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        console.print("abandoned: no results written", highlight=False)
         raise typer.Exit(130) from None
     summary = summarize(result.records, loaded)
     print_summary(console, result, summary)
     path = write_results(result, summary, out, loaded.name)
     console.print(f"results written to {path}", highlight=False, soft_wrap=True)
+    if result.interrupted:
+        raise typer.Exit(130)
     if summary.ok == 0:
         raise typer.Exit(1)
+
+
+async def _run_until_interrupted(
+    console: Console,
+    target: str,
+    schedule: Schedule,
+    api_key: str | None,
+    progress: ProgressSink | None,
+) -> RunResult:
+    """run_schedule where a first Ctrl-C stops sending and waits for the requests in flight,
+    and a second one abandons them."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    task = asyncio.current_task()
+
+    def interrupt() -> None:
+        if stop.is_set() and task is not None:
+            task.cancel()
+            return
+        stop.set()
+        console.print(
+            "stopping: no new requests; waiting for those in flight (Ctrl-C again to abandon)",
+            highlight=False,
+        )
+
+    loop.add_signal_handler(signal.SIGINT, interrupt)
+    try:
+        return await run_schedule(target, schedule, api_key=api_key, progress=progress, stop=stop)
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
 
 
 def _ms(value: float | None) -> str:
@@ -181,6 +208,12 @@ def print_summary(console: Console, result: RunResult, summary: Summary) -> None
         first = failed[0]
         console.print(
             f"  first: {first.error_kind}: {first.error}", highlight=False, soft_wrap=True
+        )
+    if result.interrupted:
+        console.print(
+            f"[yellow]interrupted:[/yellow] {len(result.records)} of "
+            f"{len(result.schedule.requests)} scheduled requests were sent",
+            highlight=False,
         )
     lag = result.lag
     if result.closed_loop:

@@ -63,6 +63,8 @@ class RunResult:
     duration_s: float
     lag: LagStats
     closed_loop: bool
+    # Stopped before the schedule's end (see run_schedule's `stop`).
+    interrupted: bool = False
 
     @property
     def errors(self) -> int:
@@ -119,12 +121,15 @@ async def run_schedule(
     on_tick: OnTick | None = None,
     tick_s: float = 0.5,
     client_factory: Callable[..., Client] = Client,
+    stop: asyncio.Event | None = None,
 ) -> RunResult:
     """Send `schedule` to `target_url` (a base URL; /v1 is added when missing) and measure it.
 
     Never raises for what the target does: a target that is down or fails answers with error
     records. `progress.update` and `on_tick` (sync or async) get a Snapshot every `tick_s`.
-    `client_factory` exists for benchmarks that compare HTTP clients.
+    Setting `stop` ends the run early: nothing more is sent, requests in flight are waited for
+    (each has its timeout), and the result says `interrupted`. `client_factory` exists for
+    benchmarks that compare HTTP clients.
     """
     tracker = _Tracker(len(schedule.requests))
     started_at = datetime.now(UTC)
@@ -138,9 +143,9 @@ async def run_schedule(
             ticker = asyncio.create_task(_tick(tracker, start, tick_s, progress, on_tick))
             try:
                 if schedule.closed_loop:
-                    await _closed_loop(client, schedule, tracker, start)
+                    await _closed_loop(client, schedule, tracker, start, stop)
                 else:
-                    await _OpenLoop(client, schedule, tracker, start).run()
+                    await _OpenLoop(client, schedule, tracker, start, stop).run()
             finally:
                 ticker.cancel()
                 await asyncio.gather(ticker, return_exceptions=True)
@@ -160,6 +165,7 @@ async def run_schedule(
         duration_s=duration,
         lag=LagStats.of([r.lag_s for r in records]),
         closed_loop=schedule.closed_loop,
+        interrupted=stop is not None and stop.is_set(),
     )
 
 
@@ -168,16 +174,27 @@ class _OpenLoop:
     sleep, and also between two reads of responses: under a burst of streamed chunks the loop
     may be busy for milliseconds before the sleeping dispatcher gets its turn."""
 
-    def __init__(self, client: Client, schedule: Schedule, tracker: _Tracker, start: float):
+    def __init__(
+        self,
+        client: Client,
+        schedule: Schedule,
+        tracker: _Tracker,
+        start: float,
+        stop: asyncio.Event | None,
+    ):
         self.client = client
         self.requests = schedule.requests
         self.tracker = tracker
         self.start = start
+        self.stop = stop
         self.next = 0
         self.tasks: set[asyncio.Task[None]] = set()
+        self.wake: asyncio.Future[None] | None = None
 
     def send_due(self) -> None:
         requests, clock = self.requests, time.perf_counter
+        if self.stop is not None and self.stop.is_set():
+            return
         while self.next < len(requests):
             request = requests[self.next]
             if self.start + request.at_s - clock() > _SPIN_S:
@@ -197,31 +214,67 @@ class _OpenLoop:
 
         return wait()
 
+    async def _sleep(self, delay: float) -> None:
+        """asyncio.sleep that `stop` cuts short."""
+        loop = asyncio.get_running_loop()
+        self.wake = loop.create_future()
+        timer = loop.call_later(delay, _resolve, self.wake)
+        try:
+            await self.wake
+        finally:
+            timer.cancel()
+
+    def _stopped(self) -> None:
+        if self.wake is not None:
+            _resolve(self.wake)
+
     async def run(self) -> None:
         self.client.call_after_reads(self.send_due)
+        watcher = asyncio.create_task(self._watch_stop())
         try:
             while self.next < len(self.requests):
+                if self.stop is not None and self.stop.is_set():
+                    break
                 delay = self.start + self.requests[self.next].at_s - time.perf_counter()
                 if delay > _SPIN_S:
-                    await asyncio.sleep(delay)
+                    await self._sleep(delay)
                 self.send_due()
             self.client.call_after_reads(None)
             while self.tasks:
                 await asyncio.gather(*self.tasks)
         finally:
+            watcher.cancel()
             self.client.call_after_reads(None)
             for task in self.tasks:
                 task.cancel()
-            await asyncio.gather(*self.tasks, return_exceptions=True)
+            await asyncio.gather(watcher, *self.tasks, return_exceptions=True)
+
+    async def _watch_stop(self) -> None:
+        if self.stop is not None:
+            await self.stop.wait()
+            self._stopped()
 
 
-async def _closed_loop(client: Client, schedule: Schedule, tracker: _Tracker, start: float) -> None:
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def _closed_loop(
+    client: Client,
+    schedule: Schedule,
+    tracker: _Tracker,
+    start: float,
+    stop: asyncio.Event | None,
+) -> None:
     queue = iter(schedule.requests)
     deadline = start + schedule.duration_s if schedule.duration_s else None
 
     async def worker() -> None:
         for request in queue:
             if deadline is not None and time.perf_counter() >= deadline:
+                return
+            if stop is not None and stop.is_set():
                 return
             tracker.sent += 1
             tracker.finished(await client.send(request, run_start=start, closed_loop=True))

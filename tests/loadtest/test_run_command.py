@@ -2,7 +2,9 @@
 
 import csv
 import json
+import signal
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -102,3 +104,28 @@ def test_target_must_be_an_http_url(tmp_path: Path) -> None:
     result = loadtest("run", "--target", "localhost:8000", cwd=tmp_path)
     assert result.returncode == 2
     assert "--target must be an http(s) URL" in result.stdout
+
+
+def test_ctrl_c_stops_sending_waits_for_answers_and_writes_results(
+    fake_openai: Callable[..., Proc], tmp_path: Path
+) -> None:
+    server = fake_openai(ttft=0.3, gap=0.01)
+    argv = [bin_path("loadtest"), "run", "--target", server.url, "--rate", "10"]
+    argv += ["--requests", "100", "--out", str(tmp_path), "--no-progress"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(2.0)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, out
+    assert "stopping: no new requests" in out
+    (run_dir,) = tmp_path.glob("chat-mixed-*")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["interrupted"] is True
+    records = read_records(run_dir)
+    assert 5 <= len(records) < 100
+    assert all(r.ok for r in records)  # those in flight were waited for, not cut

@@ -1,6 +1,9 @@
 """A target that is down, fails or breaks is reported per request, never crashes the run."""
 
+import asyncio
 from collections.abc import Callable
+
+import pytest
 
 from loadtest.progress import Snapshot
 from loadtest.runner import run_schedule
@@ -109,3 +112,19 @@ async def test_api_key_is_sent_as_a_bearer_token(fake_openai: Callable[..., Proc
     refused = await run_schedule(server.url, schedule)
     assert [(r.status, r.error_kind) for r in refused.records] == [(401, "http_4xx")] * 2
     assert "bad key" in (refused.records[0].error or "")
+
+
+@pytest.mark.parametrize("concurrency", [None, 2])
+async def test_stop_ends_the_run_early(
+    fake_openai: Callable[..., Proc], concurrency: int | None
+) -> None:
+    server = fake_openai(ttft=0.1)
+    workload = small_workload(requests=200)
+    schedule = build_schedule(workload, seed=0, concurrency=concurrency)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_later(0.5, stop.set)
+    result = await run_schedule(server.url, schedule, stop=stop)
+    assert result.interrupted
+    assert 2 <= len(result.records) < 50
+    assert all(r.ok for r in result.records)
+    assert result.duration_s < 2.0
