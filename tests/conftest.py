@@ -2,6 +2,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
+import structlog
 
 from tests.procs import Proc, free_port, start
 
@@ -20,3 +21,12 @@ def spawn() -> Iterator[Callable[..., Proc]]:
     yield _spawn
     for proc in reversed(started):
         proc.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    # structlog's configuration is process-wide; a test that configured it may have
+    # pointed it at a captured stream that is closed by now.
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()

@@ -1,27 +1,17 @@
 import asyncio
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 import orjson
 import pytest
-import structlog
 
 from gateway.health import HealthChecker, parse_models
 from gateway.logs import configure_logging
 from gateway.pool import Replica, ReplicaPool
 
 Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_logging() -> Iterator[None]:
-    # structlog's configuration is process-wide; another test may have pointed it
-    # at a captured stream that is closed by now.
-    structlog.reset_defaults()
-    yield
-    structlog.reset_defaults()
 
 
 class Clock:

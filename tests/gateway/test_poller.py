@@ -2,26 +2,16 @@ import asyncio
 import itertools
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 
 import httpx
 import pytest
-import structlog
 
 from gateway.poller import MetricsPoller
 from gateway.pool import Replica, ReplicaPool
 from routers import Metrics
 
 Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_logging() -> Iterator[None]:
-    # structlog's configuration is process-wide; another test may have pointed it
-    # at a captured stream that is closed by now.
-    structlog.reset_defaults()
-    yield
-    structlog.reset_defaults()
 
 
 def vllm_text(waiting: int, running: int) -> str:

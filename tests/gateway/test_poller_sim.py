@@ -3,12 +3,11 @@
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
 import openai
 import pytest
-import structlog
 
 from gateway.health import HealthChecker
 from gateway.poller import MetricsPoller
@@ -16,13 +15,6 @@ from gateway.pool import Replica, ReplicaPool
 from gateway.scrape import parse_metrics
 from tests.loadtest.sim.serving import MODEL, serve_argv, wait_until
 from tests.procs import Proc
-
-
-@pytest.fixture(autouse=True)
-def _fresh_logging() -> Iterator[None]:
-    structlog.reset_defaults()
-    yield
-    structlog.reset_defaults()
 
 
 def pool_of(*procs: Proc) -> ReplicaPool:
