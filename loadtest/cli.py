@@ -2,12 +2,13 @@
 
 import typer
 
+from loadtest import run_command
+
 app = typer.Typer(add_completion=False, no_args_is_help=True)
 
-
-@app.command()
-def workloads() -> None:
-    """List the built-in workloads."""
+# Commands live in small modules; this file only registers them.
+app.command(name="run")(run_command.run)
+app.command(name="workloads")(run_command.workloads)
 
 
 @app.command()
