@@ -11,7 +11,8 @@ of them, so each request's gaps are kept as a histogram over fine logarithmic bi
 (0.25% wide) and a resample's gaps are the multiplicity-weighted sum of those histograms:
 one matrix product instead of a sort per resample. Point estimates use the exact gaps.
 
-A difference is significant when its 95% interval excludes 0.
+A difference is significant when its 95% interval excludes 0. Maxima get no interval: a
+resample never holds a value above the observed maximum, so the bootstrap cannot bound it.
 """
 
 import warnings
@@ -314,6 +315,8 @@ def compare_sides(
         sample = np.concatenate(diffs[fig.name]) if diffs[fig.name] else np.array([])
         sample = sample[np.isfinite(sample)]
         low, high = np.percentile(sample, [tail, 100 - tail]) if len(sample) else (np.nan,) * 2
+        if fig.stat == "max":  # the bootstrap cannot bound a maximum: no interval, no verdict
+            low, high = np.nan, np.nan
         out.append(
             Difference(
                 fig.name, value_a, value_b, value_b - value_a, float(low), float(high), fig.better
