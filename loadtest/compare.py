@@ -8,14 +8,13 @@ compare.json and report.html are written under results/compare-<A>-vs-<B>-<time>
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from gateway.logs import get_logger
 from loadtest.environments import Environment, as_dict, load_environments, resolve
 from loadtest.launcher import launch
 from loadtest.progress import ProgressSink
@@ -24,14 +23,12 @@ from loadtest.report import ReportSide, render_compare
 from loadtest.results import summary_document
 from loadtest.run_command import run_async
 from loadtest.runner import RunResult, run_schedule
-from loadtest.sampler import ReplicaSample, ReplicaSampler, write_samples
+from loadtest.sampler import ReplicaSample, ReplicaSampler, engine_counters, write_samples
 from loadtest.schedule import Schedule, build_schedule
 from loadtest.stats import Difference, Side, Slo, compare_sides, figures
 from loadtest.summary import Summary, in_warmup, summarize
 from loadtest.verdict import SideFacts, observations, verdict
 from loadtest.workload import Workload, load_workload
-
-log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -62,6 +59,8 @@ class SideRun:
     summary: Summary
     samples: list[ReplicaSample] = field(default_factory=list)
     replicas: list[dict[str, str]] = field(default_factory=list)
+    # Engine counters summed over the replicas after the run (prefix cache, preemptions).
+    counters: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -93,6 +92,25 @@ def prepare(
         requests=options.requests,
     )
     return a, b, workload, schedule
+
+
+def judged_workload(workload: Workload, a: Environment, b: Environment) -> Workload:
+    """`workload` with its SLO targets multiplied by the fleets' common time scale.
+
+    A fleet at time scale F serves every request F times slower in wall time, so a target
+    met on real hardware is met at F times the target here. Sides at different scales
+    cannot be judged against one target; they keep the workload's own.
+    """
+    scales = {env.time_scale or 1.0 for env in (a, b)}
+    if len(scales) != 1 or scales == {1.0}:
+        return workload
+    factor = scales.pop()
+    slo = workload.slo
+    scaled = type(slo)(
+        ttft_s=None if slo.ttft_s is None else slo.ttft_s * factor,
+        tpot_s=None if slo.tpot_s is None else slo.tpot_s * factor,
+    )
+    return replace(workload, slo=scaled)
 
 
 def results_dir(out: Path, a: str, b: str) -> Path:
@@ -140,8 +158,9 @@ def run_side(
         )
         result = run_async(_sampled_run(up.url, schedule, sampler, options, progress))
         replicas = [{"name": r.name, "model": r.model, "url": r.url} for r in up.replicas]
+        counters = engine_counters([(r.name, r.url) for r in up.replicas])
     summary = summarize(result.records, workload)
-    side = SideRun(env, directory, result, summary, sampler.samples, replicas)
+    side = SideRun(env, directory, result, summary, sampler.samples, replicas, counters)
     _write_side(side)
     return side
 
@@ -153,6 +172,7 @@ def _write_side(side: SideRun) -> None:
     document = summary_document(side.result, side.summary)
     document["environment"] = as_dict(side.env)
     document["replica_endpoints"] = side.replicas
+    document["engine_counters"] = side.counters
     _write_json(side.directory / "summary.json", document)
     write_samples(side.samples, side.directory / "replicas.jsonl")
 
@@ -200,6 +220,7 @@ def judge(
             s.summary.lag.p99 or 0.0,
             s.summary.replica_cv,
             s.summary.goodput_fraction,
+            s.counters,
         )
         for s, m in ((a, measured_a), (b, measured_b))
     ]
@@ -208,9 +229,12 @@ def judge(
 
 def notes_for(a: SideRun, b: SideRun, schedule: Schedule, workload: Workload) -> list[str]:
     """Context a reader needs: workload, schedule, time scale, lag, where the files are."""
+    slo = workload.slo
     notes = [
         f"workload {workload.name}: {schedule.describe()}, seed {schedule.seed}; "
         "both sides received the identical schedule",
+        f"goodput counts requests with TTFT <= {_target(slo.ttft_s)} and TPOT <= "
+        f"{_target(slo.tpot_s)} (the workload's targets times the fleets' time scale)",
     ]
     for side in (a, b):
         scale = side.env.time_scale
@@ -222,6 +246,8 @@ def notes_for(a: SideRun, b: SideRun, schedule: Schedule, workload: Workload) ->
                 "time at that scale)"
             )
         notes.append(where)
+        if side.counters:
+            notes.append(f"{side.env.name}: engine counters after the run {_counters(side)}")
         lag = side.summary.lag
         p50, p99 = lag.p50 or 0.0, lag.p99 or 0.0
         notes.append(
@@ -234,6 +260,16 @@ def notes_for(a: SideRun, b: SideRun, schedule: Schedule, workload: Workload) ->
         "span, common to both sides (summary.json divides by each side's own window)"
     )
     return notes
+
+
+def _target(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:g} ms"
+
+
+def _counters(side: SideRun) -> str:
+    return ", ".join(
+        f"{k} {v:.1%}" if k.endswith("rate") else f"{k} {v:.0f}" for k, v in side.counters.items()
+    )
 
 
 def units() -> dict[str, str]:
@@ -289,6 +325,7 @@ def _side_document(side: SideRun, root: Path) -> dict[str, Any]:
         "figures": side.summary.to_dict(),
         "replicas": dict(side.summary.replicas),
         "lag_p99_s": side.summary.lag.p99,
+        "engine_counters": side.counters,
         "duration_s": side.result.duration_s,
     }
 
@@ -317,6 +354,7 @@ def compare(
     t0 = time.monotonic()
     say = announce or (lambda _text: None)
     env_a, env_b, workload, schedule = prepare(a_name, b_name, options)
+    workload = judged_workload(workload, env_a, env_b)
     directory = results_dir(options.out, a_name, b_name)
     say(f"{workload.name}: {schedule.describe()}, seed {schedule.seed}")
     sides = []

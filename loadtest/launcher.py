@@ -19,13 +19,18 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from gateway.logs import get_logger
 from loadtest.environments import Environment
 
-log = get_logger(__name__)
+
+def _log() -> Any:
+    # Asked for at each use: a logger bound at import would predate configure_logging.
+    return get_logger(__name__)
+
 
 FLEET_SIZE = 6
 _POLL_S = 0.1
@@ -85,7 +90,7 @@ class ManagedProcess:
                 env={**os.environ, **env},
                 start_new_session=True,
             )
-        log.info("process_started", process=name, pid=self.popen.pid, argv=" ".join(argv))
+        _log().info("process_started", process=name, pid=self.popen.pid, argv=" ".join(argv))
 
     @property
     def pid(self) -> int:
@@ -120,12 +125,12 @@ class ManagedProcess:
         while self.group_alive() and time.monotonic() < deadline:
             time.sleep(0.05)
         if self.group_alive():
-            log.warning("process_killed", process=self.name, pid=self.pid)
+            _log().warning("process_killed", process=self.name, pid=self.pid)
             _signal_group(self.pid, signal.SIGKILL)
             deadline = time.monotonic() + grace_s
             while self.group_alive() and time.monotonic() < deadline:
                 time.sleep(0.05)
-        log.info("process_stopped", process=self.name, pid=self.pid, code=self.popen.returncode)
+        _log().info("process_stopped", process=self.name, pid=self.pid, code=self.popen.returncode)
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -297,7 +302,9 @@ def launch(
         else:
             replicas = _start_replicas(env, procs, log_dir, host, deadline)
         url = _start_gateway(env, replicas, procs, log_dir, host, deadline)
-        log.info("environment_ready", environment=env.name, url=url, seconds=time.monotonic() - t0)
+        _log().info(
+            "environment_ready", environment=env.name, url=url, seconds=time.monotonic() - t0
+        )
         yield Started(
             name=env.name,
             url=url,
@@ -312,7 +319,7 @@ def launch(
                 try:
                     proc.stop()
                 except Exception as exc:  # keep stopping the others
-                    log.error("process_stop_failed", process=proc.name, error=repr(exc))
+                    _log().error("process_stop_failed", process=proc.name, error=repr(exc))
 
 
 @contextmanager

@@ -148,7 +148,7 @@ def replica_state_over_time(sides: Sequence[ReportSide]) -> str | None:
     fields = [
         ("waiting", "waiting requests"),
         ("running", "running requests"),
-        ("kv_usage", "KV usage"),
+        ("kv_usage", "KV-cache usage"),
     ]
     for row, side in zip(axes, with_samples, strict=True):
         by_replica: dict[str, list[ReplicaSample]] = {}

@@ -14,11 +14,15 @@ from typing import Any
 
 import httpx
 import orjson
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.logs import get_logger
 from gateway.scrape import MetricsParseError, parse_metrics
 
-log = get_logger(__name__)
+
+def _log() -> Any:
+    # Asked for at each use: a logger bound at import would predate configure_logging.
+    return get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +70,7 @@ class ReplicaSampler:
         elif self.replicas:
             self.source = "metrics"
         else:
-            log.debug("sampling_skipped", reason="no /admin/replicas and no replica URLs")
+            _log().debug("sampling_skipped", reason="no /admin/replicas and no replica URLs")
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
@@ -87,7 +91,7 @@ class ReplicaSampler:
                 else:
                     await self._sample_metrics(client)
             except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
-                log.debug("sample_failed", error=repr(exc))
+                _log().debug("sample_failed", error=repr(exc))
             next_at += self.interval_s
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
 
@@ -145,3 +149,33 @@ def read_samples(path: Path) -> list[ReplicaSample]:
         return []
     with path.open("rb") as source:
         return [ReplicaSample(**orjson.loads(line)) for line in source if line.strip()]
+
+
+# Counters read once after a run (vLLM names): what explains a difference between fleets.
+_COUNTERS = {
+    "vllm:prefix_cache_queries_total": "prefix_cache_queries",
+    "vllm:prefix_cache_hits_total": "prefix_cache_hits",
+    "vllm:num_preemptions_total": "preemptions",
+    "vllm:prompt_tokens_total": "prompt_tokens",
+}
+
+
+def engine_counters(replicas: Sequence[tuple[str, str]], timeout_s: float = 2.0) -> dict[str, Any]:
+    """Totals over the replicas of vLLM's prefix-cache and preemption counters."""
+    totals: dict[str, float] = {}
+    with httpx.Client(timeout=timeout_s) as client:
+        for _, url in replicas:
+            try:
+                text = client.get(f"{url.rstrip('/')}/metrics").text
+                families = list(text_string_to_metric_families(text))
+            except (httpx.HTTPError, ValueError):
+                continue
+            for family in families:
+                for sample in family.samples:
+                    key = _COUNTERS.get(sample.name)
+                    if key is not None:
+                        totals[key] = totals.get(key, 0.0) + float(sample.value)
+    queries = totals.get("prefix_cache_queries", 0.0)
+    if queries > 0:
+        totals["prefix_cache_hit_rate"] = totals.get("prefix_cache_hits", 0.0) / queries
+    return totals

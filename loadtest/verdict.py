@@ -8,7 +8,7 @@ records (per model, per replica) and from the replicas' sampled queue and KV usa
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,8 @@ class SideFacts:
     replica_cv: float | None
     # Share of measured requests meeting the workload's targets.
     goodput_fraction: float | None = None
+    # Engine counters summed over replicas after the run (see sampler.engine_counters).
+    counters: dict[str, float] = field(default_factory=dict)
 
     def ttft_p99_by_model(self) -> dict[str, float]:
         by_model: dict[str, list[float]] = defaultdict(list)
@@ -136,6 +138,8 @@ def observations(diffs: Sequence[Difference], a: SideFacts, b: SideFacts) -> lis
         moves = sorted(shared, key=lambda m: models_b[m] - models_a[m])
         parts = [f"{m.split('/')[-1]} {_ms(models_a[m])} -> {_ms(models_b[m])}" for m in moves]
         notes.append(f"TTFT p99 by model ({a.name} -> {b.name}): " + ", ".join(parts) + ".")
+    if a.counters or b.counters:
+        notes.append(_engine_note(a, b))
     errors = by_name.get("error_rate")
     if errors is not None and (errors.a > 0 or errors.b > 0):
         notes.append(f"error rate {errors.a:.1%} ({a.name}) vs {errors.b:.1%} ({b.name}).")
@@ -149,3 +153,17 @@ def observations(diffs: Sequence[Difference], a: SideFacts, b: SideFacts) -> lis
 
 def _cv(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
+
+
+def _engine_note(a: SideFacts, b: SideFacts) -> str:
+    def hits(side: SideFacts) -> str:
+        rate = side.counters.get("prefix_cache_hit_rate")
+        return "prefix caching off or unused" if rate is None else f"{rate:.0%} prefix-cache hits"
+
+    def preempted(side: SideFacts) -> str:
+        return f"{side.counters.get('preemptions', 0):.0f} preemptions"
+
+    return (
+        f"engines: {a.name} {hits(a)}, {preempted(a)}; {b.name} {hits(b)}, {preempted(b)} "
+        "(prefix-cache hits save prefill time and so TTFT; preemptions mean KV ran out)."
+    )
