@@ -60,9 +60,9 @@ def print_comparison(console: Console, result: Comparison) -> None:
     table.add_row("generator lag p99", _fmt(lag_a, "s"), _fmt(lag_b, "s"), "", "", "")
     console.print(table)
     for reason in result.reasons:
-        console.print(f"  - {reason}", highlight=False)
-    console.print(f"[bold]verdict:[/bold] {result.verdict}", highlight=False)
-    console.print(f"results written to {result.directory}", highlight=False)
+        console.print(f"  - {reason}", highlight=False, soft_wrap=True)
+    console.print(f"[bold]verdict:[/bold] {result.verdict}", highlight=False, soft_wrap=True)
+    console.print(f"results written to {result.directory}", highlight=False, soft_wrap=True)
 
 
 def _terminate_as_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -129,17 +129,25 @@ def compare_command(
             b,
             options,
             progress=default_progress() if progress else None,
-            announce=lambda text: console.print(text, highlight=False),
+            announce=lambda text: console.print(text, highlight=False, soft_wrap=True),
         )
     except (EnvironmentsError, WorkloadError) as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except LaunchError as exc:
-        console.print(f"[red]error: an environment did not start:[/red] {exc}", highlight=False)
-        console.print("every process it started has been stopped", highlight=False)
+        console.print(
+            f"[red]error: an environment did not start:[/red] {exc}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        console.print("every process it started has been stopped", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
-        console.print("interrupted: every environment started has been stopped", highlight=False)
+        console.print(
+            "interrupted: every environment started has been stopped",
+            highlight=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(130) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
