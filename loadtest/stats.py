@@ -272,7 +272,8 @@ def block_indices(n: int, resamples: int, rng: np.random.Generator, block: int) 
 
 def default_block(n: int) -> int:
     """Block length: about n^(1/3), the usual rate for block-bootstrap variance."""
-    return max(1, round(float(n) ** (1 / 3)))
+    root: float = n ** (1 / 3)
+    return max(1, round(root))
 
 
 def compare_sides(
