@@ -9,6 +9,7 @@ import io
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,8 +18,11 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from loadtest.records import RequestRecord
+from loadtest.runner import RunResult
 from loadtest.sampler import ReplicaSample
 from loadtest.stats import Difference
+from loadtest.summary import Summary, in_warmup
+from loadtest.workload import Workload
 
 COLORS = ("#1f77b4", "#ff7f0e")
 _CDF_POINTS = 400
@@ -284,3 +288,32 @@ def render_compare(
         + _plots([a, b])
     )
     return _page(f"{a.label} vs {b.label}", body)
+
+
+def write_run_report(
+    directory: Path,
+    result: RunResult,
+    summary: Summary,
+    workload: Workload,
+    samples: Sequence[ReplicaSample] = (),
+) -> Path:
+    """report.html for one `loadtest run` in its results directory; returns its path.
+
+    For `loadtest run`: sample with `ReplicaSampler` (loadtest.sampler) while the run lasts
+    and pass its samples here."""
+    side = ReportSide(
+        label=workload.name,
+        records=result.records,
+        figures=summary.to_dict(),
+        samples=samples,
+        started_at=result.started_at.timestamp(),
+        warmup=frozenset(in_warmup(result.records, workload)),
+    )
+    lag = result.lag
+    notes = [
+        f"{result.schedule.describe()} against {result.target_url}, seed {result.schedule.seed}",
+        f"generator lag p50 {lag.p50_s * 1000:.2f} ms, p99 {lag.p99_s * 1000:.2f} ms",
+    ]
+    path = directory / "report.html"
+    path.write_text(render_run(side, title=f"{workload.name} on {result.target_url}", notes=notes))
+    return path

@@ -115,3 +115,30 @@ def test_report_without_samples_says_so() -> None:
     lonely.samples = []
     html = render_run(lonely, title="t")
     assert "No replica samples" in html
+
+
+def test_write_run_report_for_a_loadtest_run(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    from loadtest.report import write_run_report
+    from loadtest.runner import LagStats, RunResult
+    from loadtest.schedule import build_schedule
+    from loadtest.summary import summarize
+    from loadtest.workload import load_workload
+
+    workload = load_workload("chat-mixed")
+    recs = records(0.1)
+    result = RunResult(
+        target_url="http://127.0.0.1:1",
+        schedule=build_schedule(workload, requests=len(recs)),
+        records=recs,
+        started_at=datetime.fromtimestamp(1000.0, UTC),
+        duration_s=13.0,
+        lag=LagStats(0.0001, 0.0002, 0.0003),
+        closed_loop=False,
+    )
+    path = write_run_report(tmp_path, result, summarize(recs, workload), workload, samples(1000.0))
+    html = path.read_text()
+    assert path == tmp_path / "report.html"
+    assert html.count("<svg") == 4
+    assert "p99 0.20 ms" in html and "chat-mixed on http://127.0.0.1:1" in html
