@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -19,7 +19,6 @@ from loadtest.environments import Environment, as_dict, load_environments, resol
 from loadtest.launcher import launch
 from loadtest.progress import ProgressSink
 from loadtest.records import RequestRecord
-from loadtest.report import ReportSide, render_compare
 from loadtest.results import summary_document
 from loadtest.run_command import run_async
 from loadtest.runner import RunResult, run_schedule
@@ -29,6 +28,9 @@ from loadtest.stats import Difference, Side, Slo, compare_sides, figures
 from loadtest.summary import Summary, in_warmup, summarize
 from loadtest.verdict import SideFacts, observations, verdict
 from loadtest.workload import Workload, load_workload
+
+if TYPE_CHECKING:
+    from loadtest.report import ReportSide
 
 
 @dataclass(frozen=True)
@@ -283,7 +285,7 @@ def finish(
     schedule: Schedule,
     directory: Path,
     options: CompareOptions,
-    wall_s: float,
+    started: float,
 ) -> Comparison:
     """Compare the two sides and write compare.json and report.html."""
     diffs, line, better, reasons = judge(
@@ -302,9 +304,10 @@ def finish(
         "reasons": reasons,
         "notes": notes,
         "differences": [d.to_dict() for d in diffs],
-        "wall_time_s": wall_s,
     }
-    _write_json(directory / "compare.json", document)
+    # matplotlib takes seconds to import: only when a report is drawn.
+    from loadtest.report import render_compare
+
     report = render_compare(
         _report_side(a, workload),
         _report_side(b, workload),
@@ -315,6 +318,8 @@ def finish(
         notes=notes,
     )
     (directory / "report.html").write_text(report)
+    document["wall_time_s"] = time.monotonic() - started
+    _write_json(directory / "compare.json", document)
     return Comparison(a, b, diffs, line, better, reasons, directory, document)
 
 
@@ -330,7 +335,9 @@ def _side_document(side: SideRun, root: Path) -> dict[str, Any]:
     }
 
 
-def _report_side(side: SideRun, workload: Workload) -> ReportSide:
+def _report_side(side: SideRun, workload: Workload) -> "ReportSide":
+    from loadtest.report import ReportSide
+
     return ReportSide(
         label=side.env.name,
         records=side.result.records,
@@ -363,4 +370,4 @@ def compare(
         side_dir = directory / f"{label}-{env.name}"
         sides.append(run_side(env, workload, schedule, side_dir, options, progress))
         say(f"{label.upper()} = {env.name}: done, stopped")
-    return finish(sides[0], sides[1], workload, schedule, directory, options, time.monotonic() - t0)
+    return finish(sides[0], sides[1], workload, schedule, directory, options, t0)

@@ -19,6 +19,9 @@ from loadtest.stats import Difference
 
 KEY_FIGURES = ("ttft_p99_s", "goodput_rps")
 LAG_BUDGET_S = 0.005
+# Below these (most waiting on one replica, peak KV usage) a fleet counts as lightly loaded.
+LIGHT_QUEUE = 5
+LIGHT_KV = 0.5
 
 
 @dataclass(frozen=True)
@@ -103,9 +106,43 @@ def verdict(diffs: Sequence[Difference], a: str, b: str) -> tuple[str, str | Non
     return f"{best} is better on {which} ({other} not significantly different): {details}", best
 
 
+def why_not_better(a: SideFacts, b: SideFacts) -> str:
+    """Why B (the candidate) did not beat A, from what the engines and queues showed."""
+    causes = []
+    hits_a = a.counters.get("prefix_cache_hit_rate")
+    hits_b = b.counters.get("prefix_cache_hit_rate")
+    if hits_a and (hits_b or 0.0) < hits_a / 2:
+        causes.append(
+            f"{a.name} served {hits_a:.0%} of prompt tokens from its prefix cache and "
+            f"{b.name} {hits_b or 0:.0%}, so {b.name} spends more time in prefill, which is "
+            "what TTFT waits for"
+        )
+    states = [s.queue_state() for s in (a, b)]
+    if all(states):
+        waiting = max(s["max_waiting"] for s in states)
+        kv = max((s["max_kv_usage"] or 0.0) for s in states)
+        if waiting < LIGHT_QUEUE and kv < LIGHT_KV:
+            causes.append(
+                f"queues stayed short (at most {waiting:.0f} waiting on one replica) and KV "
+                f"usage low (peak {kv:.0%}): routing by queue depth and an elastic KV cache "
+                "only pay off when queues form and KV runs short"
+            )
+    pre_a, pre_b = a.counters.get("preemptions", 0.0), b.counters.get("preemptions", 0.0)
+    if pre_b > pre_a:
+        causes.append(f"{b.name} preempted {pre_b:.0f} requests ({a.name} {pre_a:.0f})")
+    if max(a.lag_p99_s, b.lag_p99_s) > LAG_BUDGET_S:
+        causes.append("the generator lagged, so part of the difference may be the client's")
+    if not causes:
+        return f"why {b.name} is not better: no single cause stands out in the samples"
+    return f"why {b.name} is not better: " + "; ".join(causes) + "."
+
+
 def observations(diffs: Sequence[Difference], a: SideFacts, b: SideFacts) -> list[str]:
     """Facts that explain the verdict: load, queues, KV pressure, per-model tails, lag."""
     notes: list[str] = []
+    _, better = verdict(diffs, a.name, b.name) if _has_key_figures(diffs) else ("", None)
+    if _has_key_figures(diffs) and better != b.name:
+        notes.append(why_not_better(a, b))
     by_name = {d.figure: d for d in diffs}
     for side in (a, b):
         if side.lag_p99_s > LAG_BUDGET_S:
@@ -149,6 +186,10 @@ def observations(diffs: Sequence[Difference], a: SideFacts, b: SideFacts) -> lis
             f"{b.goodput_fraction:.1%} ({b.name})."
         )
     return notes
+
+
+def _has_key_figures(diffs: Sequence[Difference]) -> bool:
+    return set(KEY_FIGURES) <= {d.figure for d in diffs}
 
 
 def _cv(value: float | None) -> str:

@@ -110,3 +110,17 @@ def test_rates_share_the_schedule_span() -> None:
     assert common_window(measured, 30.0, 40.0) == pytest.approx(1.0)
     closed = [replace(r, scheduled_s=0.0) for r in measured]
     assert common_window(closed, 30.0, 40.0) == pytest.approx(35.0)
+
+
+def test_when_b_is_not_better_the_observations_say_why() -> None:
+    light = [ReplicaSample(float(t), "r0", 1.0, 4.0, 0.1) for t in range(5)]
+    recs = [record(i, "m", 0.1) for i in range(10)]
+    a = SideFacts("baseline", recs, light, 0.001, 0.1, counters={"prefix_cache_hit_rate": 0.15})
+    b = SideFacts("managed", recs, light, 0.001, 0.1, counters={"preemptions": 0.0})
+    worse = [diff("ttft_p99_s", 0.5, 0.6, 0.01, 0.2), diff("goodput_rps", 9.0, 9.0, 0.0, 0.0)]
+    why = observations(worse, a, b)[0]
+    assert why.startswith("why managed is not better: baseline served 15% of prompt tokens")
+    assert "queues stayed short (at most 1 waiting on one replica)" in why
+    assert "peak 10%" in why
+    better = [diff("ttft_p99_s", 0.6, 0.5, -0.2, -0.01), diff("goodput_rps", 9.0, 9.0, 0.0, 0.0)]
+    assert not any(n.startswith("why") for n in observations(better, a, b))
