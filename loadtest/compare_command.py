@@ -77,9 +77,7 @@ def compare_command(
     workload: Annotated[
         str, typer.Option(help="A built-in workload name or a YAML file.")
     ] = "chat-mixed",
-    rate: Annotated[
-        float | None, typer.Option(help="Requests per second (open loop); default: the workload's.")
-    ] = RATE,
+    rate: Annotated[float | None, typer.Option(help="Requests per second (open loop).")] = RATE,
     concurrency: Annotated[
         int | None, typer.Option(help="Requests kept in flight (closed loop) instead of a rate.")
     ] = None,
