@@ -236,15 +236,66 @@ def _length(spec: LengthSpec | int | None, field: str) -> LengthDist:
     return spec.to_dist()
 
 
-def _describe_error(error: Any) -> str:
-    where = ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-"))
-    # An int-or-mapping field reports both alternatives; keep the loc readable.
-    where = where.replace(".LengthSpec", "").replace(".int", "").replace(".WarmupSpec", "")
-    where = where.replace(".dict[str,float]", "").replace(".list[str]", "")
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if error["type"] == "extra_forbidden":
-        message = "unknown field"
-    return f"{where or 'workload'}: {message}"
+# Fields that take one of two shapes: what to say when the value fits neither.
+_EITHER = {
+    "models": "a mapping {model: share} or a list of model names",
+    "prompt_tokens": "an integer or {dist: fixed|uniform|lognormal|empirical, ...}",
+    "output_tokens": "an integer or {dist: fixed|uniform|lognormal|empirical, ...}",
+    "warmup": "an integer (requests) or {requests: N, seconds: S}",
+}
+_BRANCHES = {"LengthSpec", "WarmupSpec", "int", "dict[str,float]", "list[str]"}
+
+
+def _allowed_fields(loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the model that holds the field at `loc`."""
+    model: type[BaseModel] = WorkloadSpec
+    for part in loc[:-1]:
+        info = model.model_fields.get(str(part))
+        if info is None:
+            break
+        nested = [
+            arg
+            for arg in (*getattr(info.annotation, "__args__", ()), info.annotation)
+            if isinstance(arg, type) and issubclass(arg, BaseModel)
+        ]
+        if not nested:
+            break
+        model = nested[0]
+    return list(model.model_fields)
+
+
+def _branch(part: Any) -> str:
+    """The union member a loc part names ('function-after[check(), LengthSpec]' -> LengthSpec)."""
+    text = str(part)
+    if text.startswith("function-"):
+        return text.rsplit(", ", 1)[-1].rstrip("]")
+    return text
+
+
+def _describe_errors(errors: list[Any], data: dict[str, Any]) -> list[str]:
+    lines: set[str] = set()
+    for error in errors:
+        loc = tuple(error["loc"])
+        top = str(loc[0]) if loc else ""
+        if top in _EITHER and len(loc) > 1 and _branch(loc[1]) in _BRANCHES:
+            value = data.get(top)
+            if isinstance(value, dict):
+                wanted = {"LengthSpec", "WarmupSpec", "dict[str,float]"}
+            elif isinstance(value, list):
+                wanted = {"list[str]"}
+            else:
+                lines.add(f"{top}: expected {_EITHER[top]}, got {value!r}")
+                continue
+            if _branch(loc[1]) not in wanted:
+                continue
+            loc = (loc[0], *loc[2:])
+        loc = tuple(part for part in loc if not str(part).startswith("function-"))
+        where = ".".join(str(part) for part in loc) or "workload"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = f"unknown field; allowed: {', '.join(_allowed_fields(loc))}"
+        lines.add(f"{where}: {message}")
+    return sorted(lines)
 
 
 def parse_workload(data: Any, *, default_name: str, source: str) -> Workload:
@@ -255,12 +306,8 @@ def parse_workload(data: Any, *, default_name: str, source: str) -> Workload:
         spec = WorkloadSpec.model_validate(data)
         workload = spec.to_workload(default_name)
     except ValidationError as exc:
-        lines = sorted({_describe_error(err) for err in exc.errors()})
-        unknown = [line for line in lines if line.endswith("unknown field")]
-        hint = ""
-        if unknown:
-            hint = f" (allowed fields: {', '.join(WorkloadSpec.model_fields)})"
-        raise WorkloadError(f"workload {source}: " + "; ".join(lines) + hint) from None
+        lines = _describe_errors(exc.errors(), data)
+        raise WorkloadError(f"workload {source}: " + "; ".join(lines)) from None
     except WorkloadError as exc:
         raise WorkloadError(f"workload {source}: {exc}") from None
     if workload.duration_s is None and workload.requests is None:

@@ -1,24 +1,29 @@
 """Send one scheduled request to an OpenAI-compatible endpoint and measure it.
 
-aiohttp, because at the generator's targets (thousands of requests and tens of thousands of
-streamed chunks per second in one process) the client's per-request and per-chunk CPU decides
-how late requests leave; bench/loadtest_bench.py measures it.
+The HTTP side is loadtest/http.py, chosen by measurement (bench/loadtest_bench.py): at the
+generator's targets the client's CPU per request and per streamed chunk decides how late
+requests leave.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Coroutine
 from typing import Any
+from urllib.parse import urlsplit
 
-import aiohttp
 import orjson
 
+from loadtest.http import ConnectionPool, Exchange, HttpError, Response
 from loadtest.records import ErrorKind, RequestRecord
 from loadtest.schedule import Schedule, ScheduledRequest
 
 REPLICA_HEADER = "x-switchyard-replica"
+REPLICA_HEADER_BYTES = REPLICA_HEADER.encode()
 _DATA = b"data:"
 _DONE = b"[DONE]"
+_SSE_FIELDS = (b":", b"event:", b"id:", b"retry:")
 
 
 class StreamError(Exception):
@@ -62,84 +67,138 @@ class Client:
         connect_timeout_s: float = 10.0,
     ) -> None:
         self._schedule = schedule
-        self._url = endpoint_url(target_url, schedule.workload.api)
-        self._headers = {"Content-Type": "application/json"}
+        url = endpoint_url(target_url, schedule.workload.api)
+        self._path = (urlsplit(url).path or "/").encode()
+        headers = b"content-type: application/json\r\n"
         if api_key:
-            self._headers["Authorization"] = f"Bearer {api_key}"
-        self._timeout = aiohttp.ClientTimeout(
-            total=schedule.workload.timeout_s, sock_connect=connect_timeout_s
-        )
-        self._session: aiohttp.ClientSession | None = None
+            headers += b"authorization: Bearer %s\r\n" % api_key.encode()
+        self._headers = headers
+        self._timeout_s = schedule.workload.timeout_s
+        self._pool = ConnectionPool(url, connect_timeout_s=connect_timeout_s)
 
     async def __aenter__(self) -> Client:
-        # No connection limit: an open-loop generator must never queue requests on its own side.
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
-        self._session = aiohttp.ClientSession(
-            connector=connector, timeout=self._timeout, auto_decompress=False
-        )
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._session is not None:
-            await self._session.close()
+        self._pool.close()
+
+    def start(
+        self, request: ScheduledRequest, *, run_start: float, closed_loop: bool = False
+    ) -> Coroutine[Any, Any, RequestRecord]:
+        """Send `request` now (on an idle connection, before returning) and return the
+        coroutine that measures the rest. Never raises for what the target does.
+
+        Closed loop: the request counts as scheduled when it is sent (no lag).
+        """
+        reader = _BodyReader(_Measure(0.0), stream=self._schedule.workload.stream)
+        message = self._pool.message(
+            b"POST", self._path, self._headers, request_body(self._schedule, request)
+        )
+        response = Response()
+        reader.measure.sent = time.perf_counter()
+        begun = self._pool.begin(message, reader.feed, response)
+        return self._finish(request, message, reader, response, begun, run_start, closed_loop)
 
     async def send(
         self, request: ScheduledRequest, *, run_start: float, closed_loop: bool = False
     ) -> RequestRecord:
-        """Send `request` now; never raises for what the target does (returns an error record).
+        """Send `request` now and measure it (see `start`)."""
+        return await self.start(request, run_start=run_start, closed_loop=closed_loop)
 
-        Closed loop: the request counts as scheduled when it is sent (no lag).
-        """
-        assert self._session is not None, "use Client as an async context manager"
-        body = request_body(self._schedule, request)
-        sent = time.perf_counter()
-        measure = _Measure(sent)
-        status = 0
-        replica: str | None = None
+    async def _finish(
+        self,
+        request: ScheduledRequest,
+        message: bytes,
+        reader: _BodyReader,
+        response: Response,
+        begun: Exchange | None,
+        run_start: float,
+        closed_loop: bool,
+    ) -> RequestRecord:
         kind: ErrorKind | None = None
         detail: str | None = None
-        got_headers = False
         try:
-            async with self._session.post(self._url, data=body, headers=self._headers) as resp:
-                got_headers = True
-                status = resp.status
-                replica = resp.headers.get(REPLICA_HEADER)
-                if status >= 400:
-                    kind = "http_5xx" if status >= 500 else "http_4xx"
-                    detail = (await resp.text(errors="replace"))[:300]
-                elif self._schedule.workload.stream:
-                    await _read_stream(resp, measure)
-                else:
-                    measure.whole(await resp.read())
+            async with asyncio.timeout(self._timeout_s):
+                await self._pool.finish(message, reader.feed, response, begun)
+            if response.status >= 400:
+                kind = "http_5xx" if response.status >= 500 else "http_4xx"
+                detail = reader.text()
+            else:
+                reader.finish()
         except TimeoutError:
-            kind, detail = "timeout", f"no complete answer in {self._timeout.total:g}s"
-        except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
-            kind = "stream" if got_headers else "connect"
-            detail = str(exc) or type(exc).__name__
-        except (aiohttp.ClientPayloadError, aiohttp.ClientResponseError, StreamError) as exc:
-            kind, detail = "stream", str(exc) or type(exc).__name__
-        except aiohttp.ClientError as exc:
-            kind = "stream" if got_headers else "connect"
-            detail = f"{type(exc).__name__}: {exc}"
-        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            kind, detail = "timeout", f"no complete answer in {self._timeout_s:g}s"
+        except HttpError as exc:
+            kind, detail = ("stream" if exc.connected else "connect"), str(exc)
+        except StreamError as exc:
+            kind, detail = "stream", str(exc)
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
             kind, detail = "stream", f"malformed response: {type(exc).__name__}: {exc}"
         end = time.perf_counter()
-        return measure.record(
+        # Status and headers stay known when the body broke after them.
+        value = response.headers.get(REPLICA_HEADER_BYTES)
+        return reader.measure.record(
             request,
             run_start=run_start,
             closed_loop=closed_loop,
             end=end,
-            status=status,
-            replica=replica,
+            status=response.status,
+            replica=value.decode("latin-1") if value is not None else None,
             error_kind=kind,
             error=detail,
         )
 
 
+class _BodyReader:
+    """Turns body pieces into measurement events: SSE lines when streaming, else one body."""
+
+    __slots__ = ("body", "measure", "rest", "stream")
+
+    def __init__(self, measure: _Measure, *, stream: bool) -> None:
+        self.measure = measure
+        self.stream = stream
+        self.rest = b""
+        # The whole body when not streaming; otherwise what was not an event (an error document).
+        self.body = bytearray()
+
+    def feed(self, data: bytes, now: float) -> None:
+        if not self.stream:
+            self.body += data
+            return
+        if self.rest:
+            data = self.rest + data
+        lines = data.split(b"\n")
+        self.rest = lines.pop()
+        measure = self.measure
+        for line in lines:
+            if line.startswith(_DATA):
+                measure.event(line[5:], now)
+            elif line.strip() and not line.startswith(_SSE_FIELDS) and len(self.body) < 4096:
+                self.body += line
+
+    def text(self) -> str:
+        """What the body said, for an error message."""
+        return bytes(self.body + self.rest)[:300].decode("utf-8", "replace")
+
+    def finish(self) -> None:
+        if not self.stream:
+            self.measure.whole(bytes(self.body))
+        elif self.body:
+            raise StreamError(f"not an event stream: {self.text()!r}")
+
+
 class _Measure:
     """Timestamps of one response's chunks and its usage figures."""
 
-    __slots__ = ("chunks", "done", "first", "last", "output_tokens", "prompt_tokens", "sent")
+    __slots__ = (
+        "chunks",
+        "done",
+        "ended",
+        "first",
+        "last",
+        "output_tokens",
+        "prompt_tokens",
+        "sent",
+    )
 
     def __init__(self, sent: float) -> None:
         self.sent = sent
@@ -149,10 +208,13 @@ class _Measure:
         self.prompt_tokens: int | None = None
         self.output_tokens: int | None = None
         self.done = False
+        # When the answer was complete ([DONE] or the whole body).
+        self.ended: float | None = None
 
     def event(self, payload: bytes, now: float) -> None:
         if payload.strip() == _DONE:
             self.done = True
+            self.ended = now
             return
         data = orjson.loads(payload)
         if "error" in data and not data.get("choices"):
@@ -175,7 +237,7 @@ class _Measure:
     def whole(self, body: bytes) -> None:
         now = time.perf_counter()
         data = orjson.loads(body)
-        self.first = self.last = now
+        self.first = self.last = self.ended = now
         self.done = True
         usage = data.get("usage") or {}
         self.prompt_tokens = usage.get("prompt_tokens")
@@ -196,6 +258,8 @@ class _Measure:
         if error_kind is None and not self.done:
             error_kind, error = "stream", "stream ended without [DONE]"
         ok = error_kind is None
+        if self.ended is not None:
+            end = self.ended
         ttft = self.first - self.sent if ok and self.first is not None else None
         e2e = end - self.sent if ok else None
         output = self.output_tokens
@@ -223,15 +287,3 @@ class _Measure:
             output_tokens=output if ok else self.output_tokens,
             replica=replica,
         )
-
-
-async def _read_stream(resp: aiohttp.ClientResponse, measure: _Measure) -> None:
-    """Server-sent events: one `data:` line per event; stamp each as it arrives."""
-    clock = time.perf_counter
-    async for line in resp.content:
-        if line.startswith(_DATA):
-            measure.event(line[5:], clock())
-        elif line.strip() and not line.startswith(b":"):
-            raise StreamError(f"unexpected line in stream: {line[:100]!r}")
-        if measure.done:
-            return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections import Counter
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -78,7 +79,9 @@ def run(
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
     console.print(
-        f"{loaded.name} -> {target}: {schedule.describe()}, seed {schedule.seed}", highlight=False
+        f"{loaded.name} -> {target}: {schedule.describe()}, seed {schedule.seed}",
+        highlight=False,
+        soft_wrap=True,
     )
     if schedule.closed_loop:
         console.print(
@@ -86,15 +89,22 @@ def run(
             "one ends, so a slow server also slows the arrivals (latencies are not open-loop).",
             highlight=False,
         )
-    result = run_async(
-        run_schedule(
-            target, schedule, api_key=api_key, progress=default_progress() if progress else None
+    try:
+        result = run_async(
+            run_schedule(
+                target,
+                schedule,
+                api_key=api_key,
+                progress=default_progress() if progress else None,
+            )
         )
-    )
+    except KeyboardInterrupt:
+        console.print("interrupted: no results written", highlight=False)
+        raise typer.Exit(130) from None
     summary = summarize(result.records, loaded)
     print_summary(console, result, summary)
     path = write_results(result, summary, out, loaded.name)
-    console.print(f"results written to {path}", highlight=False)
+    console.print(f"results written to {path}", highlight=False, soft_wrap=True)
     if summary.ok == 0:
         raise typer.Exit(1)
 
@@ -133,12 +143,19 @@ def print_summary(console: Console, result: RunResult, summary: Summary) -> None
         for replica, count in summary.replicas:
             spread.add_row(replica, str(count))
         console.print(spread)
-    if summary.errors_by_kind:
-        line = ", ".join(f"{kind} {count}" for kind, count in summary.errors_by_kind)
-        console.print(f"[red]errors:[/red] {line}", highlight=False)
-        first = next((r for r in result.records if not r.ok), None)
-        if first is not None:
-            console.print(f"  first: {first.error_kind}: {first.error}", highlight=False)
+    failed = [r for r in result.records if not r.ok]
+    if failed:
+        kinds = Counter(r.error_kind for r in failed)
+        line = ", ".join(f"{kind} {count}" for kind, count in sorted(kinds.items()))
+        console.print(
+            f"[red]errors[/red] (all {len(result.records)} requests, warm-up included): {line}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        first = failed[0]
+        console.print(
+            f"  first: {first.error_kind}: {first.error}", highlight=False, soft_wrap=True
+        )
     lag = result.lag
     if result.closed_loop:
         console.print("closed loop: no send lag (arrivals follow completions)")

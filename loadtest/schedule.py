@@ -20,8 +20,9 @@ from loadtest.prompts import CHARS_PER_TOKEN, marker, words
 from loadtest.workload import Arrival, LengthDist, Workload, WorkloadError
 
 # Closed loop with a duration cannot know how many requests it will send; it gets this many per
-# unit of concurrency and second (enough for 10 ms requests), capped.
-_CLOSED_LOOP_PER_SLOT_SECOND = 100
+# unit of concurrency and second (enough for 50 ms requests), capped; when they run out, the run
+# ends early.
+_CLOSED_LOOP_PER_SLOT_SECOND = 20
 _MAX_REQUESTS = 1_000_000
 _MIN_CORPUS_TOKENS = 1 << 16
 
@@ -45,7 +46,7 @@ class ScheduledRequest:
 class Schedule:
     workload: Workload
     seed: int
-    requests: tuple[ScheduledRequest, ...]
+    requests: tuple[ScheduledRequest, ...] = field(repr=False)
     arrival: Arrival
     # Closed loop only: stop sending new requests after this many seconds.
     duration_s: float | None = None

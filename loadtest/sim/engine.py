@@ -12,10 +12,10 @@ that cannot get a KV block preempts the most recently admitted running request
 
 Decoding is tracked lazily so a step costs O(events), not O(running requests):
 a decoding request's output count is a function of the step number, and the
-steps at which it needs its next block or finishes sit in two heaps.
+steps at which it needs its next block or finishes are filed under those step
+numbers.
 """
 
-import heapq
 from collections import deque
 from dataclasses import dataclass
 from typing import Literal
@@ -32,7 +32,7 @@ from loadtest.sim.types import (
     StepResult,
 )
 
-_Heap = list[tuple[int, int, EngineRequest, int]]
+_Agenda = dict[int, list[tuple[EngineRequest, int]]]  # step -> (request, epoch)
 _Chunks = list[tuple[EngineRequest, int]]
 
 # Simulated time a step takes when it can schedule nothing (an elastic pool that
@@ -90,9 +90,8 @@ class EngineModel:
         self._prefilling: list[EngineRequest] = []
         self._decoding: dict[str, EngineRequest] = {}
         self._known: dict[str, EngineRequest] = {}
-        self._finish_heap: _Heap = []
-        self._grow_heap: _Heap = []
-        self._ticket = 0
+        self._finish_at: _Agenda = {}
+        self._grow_at: _Agenda = {}
         self._step_no = 0
         self._clock = 0.0
         # Tokens of context held by decoding requests: what a decode step's attention reads.
@@ -103,7 +102,7 @@ class EngineModel:
         self._preemptions = 0
         self._prompt_tokens = 0
         self._generation_tokens = 0
-        self._finished = dict.fromkeys(FINISH_REASONS, 0)
+        self._finished: dict[str, int] = dict.fromkeys(FINISH_REASONS, 0)
 
     # -- requests in and out ---------------------------------------------------------
 
@@ -169,7 +168,7 @@ class EngineModel:
     def step(self, now: float) -> StepResult:
         """Schedule and run one engine step starting at `now`; its tokens come at the end."""
         step = self._step_no = self._step_no + 1
-        preempted = self._grow_decoding(step) if self._grow_heap else False
+        preempted = self._grow_decoding(step) if step in self._grow_at else False
         chunks: _Chunks = []
         if self._prefilling:
             budget = self.config.max_num_batched_tokens - len(self._decoding)
@@ -183,8 +182,7 @@ class EngineModel:
             num_tokens += size
             kv_read += seq.computed
         if num_tokens == 0:
-            self._step_no -= 1
-            return StepResult(IDLE_STEP_SECONDS, finished=self._take_aborted())
+            return StepResult(IDLE_STEP_SECONDS, finished=tuple(self._take_aborted()))
         duration = self.profile.step_time(num_tokens, kv_read)
         end = now + duration
         self._clock = end
@@ -211,18 +209,17 @@ class EngineModel:
 
     def _grow_decoding(self, step: int) -> bool:
         """Give decoding requests that cross a block boundary this step their next block."""
-        heap = self._grow_heap
+        allocate_one, block = self.kv.allocate_one, self._block
         preempted = False
-        while heap and heap[0][0] <= step:
-            _, _, seq, epoch = heapq.heappop(heap)
+        for seq, epoch in self._grow_at.pop(step):
             if epoch != seq.epoch:
                 continue
-            while not self.kv.allocate_one(seq.blocks):
+            while not allocate_one(seq.blocks):
                 preempted = True
                 if self._preempt_last(step - 1) is seq:
                     break
-            if seq.state == DECODING:
-                self._schedule_growth(seq)
+            if seq.state == DECODING and step + block <= seq.end_step:
+                self._file(self._grow_at, step + block, seq)
         return preempted
 
     def _admit(self, now: float, budget: int, chunks: _Chunks) -> None:
@@ -278,10 +275,8 @@ class EngineModel:
         self._generation_tokens += num_decoding + len(joined)
         if joined:
             emitted += tuple(seq.id for seq in joined)
-        finished: list[FinishedRequest] = self._take_aborted()
-        heap = self._finish_heap
-        while heap and heap[0][0] <= step:
-            _, _, seq, epoch = heapq.heappop(heap)
+        finished: list[FinishedRequest] = self._take_aborted() if self._aborted else []
+        for seq, epoch in self._finish_at.pop(step, ()):
             if epoch == seq.epoch:
                 self._unschedule(seq, step)
                 finished.append(self._retire(seq, seq.reason, end))
@@ -290,7 +285,9 @@ class EngineModel:
             if seq.out >= seq.final:
                 self._unschedule(seq, step)
                 finished.append(self._retire(seq, seq.reason, end))
-        return StepResult(duration, emitted, tuple(first), tuple(finished), num_tokens)
+        return StepResult(
+            duration, emitted, tuple(first) if first else (), tuple(finished), num_tokens
+        )
 
     # -- bookkeeping -----------------------------------------------------------------
 
@@ -309,8 +306,9 @@ class EngineModel:
         seq.start_out = seq.out
         self._decoding[seq.id] = seq
         self._context += seq.prompt_len + seq.out
+        seq.end_step = step + seq.final - seq.out
         if seq.out < seq.final:
-            self._push(self._finish_heap, step + seq.final - seq.out, seq)
+            self._file(self._finish_at, seq.end_step, seq)
             self._schedule_growth(seq)
 
     def _schedule_growth(self, seq: EngineRequest) -> None:
@@ -322,12 +320,17 @@ class EngineModel:
         need_step = (
             self._block * len(seq.blocks) - seq.prompt_len - seq.start_out + seq.start_step + 2
         )
-        if need_step <= seq.start_step + seq.final - seq.start_out:
-            self._push(self._grow_heap, need_step, seq)
+        if need_step <= seq.end_step:
+            self._file(self._grow_at, need_step, seq)
 
-    def _push(self, heap: _Heap, step: int, seq: EngineRequest) -> None:
-        self._ticket += 1
-        heapq.heappush(heap, (step, self._ticket, seq, seq.epoch))
+    @staticmethod
+    def _file(agenda: _Agenda, step: int, seq: EngineRequest) -> None:
+        entry = (seq, seq.epoch)
+        bucket = agenda.get(step)
+        if bucket is None:
+            agenda[step] = [entry]
+        else:
+            bucket.append(entry)
 
     def _preempt_last(self, completed_step: int) -> EngineRequest:
         """Preempt the most recently admitted running request back to the queue's front."""

@@ -8,6 +8,7 @@ and DELETE /sim/faults.
 """
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -15,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from gateway.logs import get_logger
 from loadtest.sim.api import (
     DONE,
     ApiError,
@@ -42,6 +44,7 @@ JSON = [(b"content-type", b"application/json")]
 SSE = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
 TEXT = [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")]
 POLL_SECONDS = 0.05
+LOG = get_logger("vllm_sim.server")
 
 
 async def respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
@@ -162,7 +165,13 @@ class SimServer:
             error = ApiError(405, f"{method} is not allowed on {path}")
             await respond_error(send, error, [(b"allow", ", ".join(methods).encode())])
             return
-        await getattr(self, name)(scope, receive, send)
+        try:
+            await getattr(self, name)(scope, receive, send)
+        except Exception:
+            # A bug must still answer in OpenAI's shape (or end the stream), never hang.
+            LOG.exception("request_failed", path=path)
+            with contextlib.suppress(Exception):
+                await respond_error(send, ApiError(500, "internal error in the simulator"))
 
     # -- generation ------------------------------------------------------------------
 
@@ -218,6 +227,7 @@ class SimServer:
     ) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": SSE})
         sent = 0
+        stalled = False
         chat = shapes.kind == "chat"
         request = stream.request
         while True:
@@ -225,11 +235,16 @@ class SimServer:
             if stream.disconnected:
                 return
             stall = self.running.faults.stall_after
-            if stall is not None and sent >= stall:
+            if not stalled and stall is not None and sent >= stall:
+                stalled = True
                 await self._stall(watcher)
                 if stream.disconnected:
                     return
             produced, reason = stream.produced, stream.finish_reason
+            if reason == "error":
+                error = b"data: " + ApiError(500, "the simulated engine failed").body() + b"\n\n"
+                await send({"type": "http.response.body", "body": error + DONE})
+                return
             if produced > sent:
                 text = "".join([output_token_text(stream.seed, i) for i in range(sent, produced)])
                 body = shapes.text_chunk(text, reason)
@@ -258,6 +273,9 @@ class SimServer:
             await stream.wait(stream.produced)
         if stream.disconnected:
             return
+        if stream.finish_reason == "error":
+            await respond_error(send, ApiError(500, "the simulated engine failed"))
+            return
         text = output_text(stream.seed, stream.produced)
         body = shapes.full_body(text, stream.finish_reason or "abort", stream.produced)
         await respond(send, 200, body, JSON)
@@ -282,6 +300,9 @@ class SimServer:
             "simulator": "vllm-sim",
             "profile": self.config.profile,
             "time_scale": self.config.time_scale,
+            "kv_mode": self.config.kv_mode,
+            "kv_pool": self.config.kv_pool,
+            "prefix_caching": self.config.prefix_caching,
         }
         await respond(send, 200, orjson.dumps(body), JSON)
 

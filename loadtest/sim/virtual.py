@@ -9,7 +9,6 @@ metrics (herding) are reproduced.
 """
 
 import heapq
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -154,67 +153,67 @@ def run_virtual(
     Metrics are scraped from every replica at 0, poll_interval, 2*poll_interval...;
     a scrape older than `stale_after` (default 3 poll intervals) is marked stale.
     """
-    stale = 3.0 * poll_interval if stale_after is None else stale_after
     replicas = [
         _Replica(spec.name, spec.model or profile.model, engine)
         for spec, profile, engine in build_engines(specs)
     ]
-    by_model: dict[str, list[_Replica]] = {}
-    for replica in replicas:
-        by_model.setdefault(replica.models[0], []).append(replica)
-    on_finished = getattr(strategy, "on_request_finished", None)
-    routed: dict[str, tuple[RouteRequest, str]] = {}
-    records: dict[str, RequestRecord] = {}
-    order: list[str] = []
-    steps: list[tuple[float, int]] = []  # (end time, replica index) of steps under way
-    next_scrape = 0.0
-    step_count = 0
-    first_arrival = last_event = None
+    stale = 3.0 * poll_interval if stale_after is None else stale_after
+    return _FleetRun(replicas, strategy, poll_interval, stale).play(arrivals)
 
-    def start_step(index: int, now: float) -> None:
-        nonlocal step_count
-        replica = replicas[index]
-        result = replica.engine.step(now)
-        step_count += 1
-        replica.busy = True
-        replica.finishing = result.finished
-        heapq.heappush(steps, (now + result.duration, index))
 
-    def end_step(index: int, now: float) -> None:
-        replica = replicas[index]
-        for done in replica.finishing:
-            replica.in_flight -= 1
-            request, model = routed.pop(done.id)
-            records[done.id] = _record(done, model, replica.name)
-            if on_finished is not None:
-                on_finished(request, replica.name, done.reason != "abort")
-        replica.finishing = ()
-        if replica.engine.has_work():
-            start_step(index, now)
-        else:
-            replica.busy = False
+class _FleetRun:
+    """The event loop: arrivals, ends of replicas' steps and scrapes, in time order."""
 
-    pending = iter(arrivals)  # may be a generator: 100k prompts need not sit in memory
-    arrival = next(pending, None)
-    while arrival is not None or steps:
-        now = min(
-            arrival.time if arrival is not None else math.inf, steps[0][0] if steps else math.inf
-        )
-        if now - next_scrape > poll_interval:  # skip the scrapes of a long idle gap
-            next_scrape += (now - next_scrape) // poll_interval * poll_interval
-        while next_scrape <= now:
-            for replica in replicas:
-                replica.scrape(next_scrape)
-            next_scrape += poll_interval
-        last_event = now
-        if steps and steps[0][0] <= now:
-            end_step(heapq.heappop(steps)[1], now)
-            continue
-        assert arrival is not None
-        if first_arrival is None:
-            first_arrival = now
-        request_id = arrival.id or f"req-{len(order)}"
-        order.append(request_id)
+    def __init__(
+        self, replicas: list[_Replica], strategy: Strategy, poll_interval: float, stale: float
+    ) -> None:
+        self.replicas = replicas
+        self.strategy = strategy
+        self.on_finished = getattr(strategy, "on_request_finished", None)
+        self.poll_interval = poll_interval
+        self.stale = stale
+        self.by_model: dict[str, list[int]] = {}
+        for index, replica in enumerate(replicas):
+            self.by_model.setdefault(replica.models[0], []).append(index)
+        self.steps: list[tuple[float, int]] = []  # (end time, replica index) of steps under way
+        self.step_count = 0
+        self.next_scrape = 0.0
+        self.routed: dict[str, tuple[RouteRequest, str]] = {}
+        self.records: dict[str, RequestRecord] = {}
+
+    def play(self, arrivals: Iterable[Arrival]) -> VirtualResult:
+        steps = self.steps
+        pending = iter(arrivals)  # may be a generator: 100k prompts need not sit in memory
+        arrival = next(pending, None)
+        first = arrival.time if arrival is not None else 0.0
+        now = first
+        while arrival is not None or steps:
+            if steps and (arrival is None or steps[0][0] <= arrival.time):
+                now, index = heapq.heappop(steps)
+                if now >= self.next_scrape:
+                    self._scrape(now)
+                self._end_step(index, now)
+                continue
+            assert arrival is not None
+            if arrival.time < now:
+                raise ValueError(f"arrivals must come in time order ({arrival.time} after {now})")
+            now = arrival.time
+            if now >= self.next_scrape:
+                self._scrape(now)
+            self._arrive(arrival, now)
+            arrival = next(pending, None)
+        return VirtualResult(list(self.records.values()), now - first, self.step_count)
+
+    def _scrape(self, now: float) -> None:
+        """Run the scrapes due by `now`; after a long idle gap only the last one matters."""
+        interval = self.poll_interval
+        due = self.next_scrape + (now - self.next_scrape) // interval * interval
+        for replica in self.replicas:
+            replica.scrape(due)
+        self.next_scrape = due + interval
+
+    def _arrive(self, arrival: Arrival, now: float) -> None:
+        request_id = arrival.id or f"req-{len(self.records)}"
         route = RouteRequest(
             model=arrival.model,
             stream=True,
@@ -222,22 +221,43 @@ def run_virtual(
             max_tokens=arrival.max_tokens,
             request_id=request_id,
         )
-        candidates = by_model.get(arrival.model, [])
-        chosen = strategy.choose(route, [replica.view(now, stale) for replica in candidates])
-        target = next((r for r in candidates if chosen is not None and r.name == chosen.id), None)
-        if target is None:
-            records[request_id] = RequestRecord(request_id, arrival.model, now, None, "no_replica")
+        indices = self.by_model.get(arrival.model, [])
+        views = [self.replicas[index].view(now, self.stale) for index in indices]
+        chosen = self.strategy.choose(route, views)
+        index = next((i for i, v in zip(indices, views, strict=True) if v is chosen), None)
+        if index is None:
+            record = RequestRecord(request_id, arrival.model, now, None, "no_replica")
+            self.records[request_id] = record
+            return
+        replica = self.replicas[index]
+        record = _dispatch(replica, arrival, request_id, now)
+        self.records[request_id] = record  # a placeholder until it finishes: keeps the order
+        if record.status == "ok":
+            self.routed[request_id] = (route, arrival.model)
+            if not replica.busy:
+                self._start_step(index, now)
+
+    def _start_step(self, index: int, now: float) -> None:
+        replica = self.replicas[index]
+        result = replica.engine.step(now)
+        self.step_count += 1
+        replica.busy = True
+        replica.finishing = result.finished
+        heapq.heappush(self.steps, (now + result.duration, index))
+
+    def _end_step(self, index: int, now: float) -> None:
+        replica = self.replicas[index]
+        for done in replica.finishing:
+            replica.in_flight -= 1
+            request, model = self.routed.pop(done.id)
+            self.records[done.id] = _record(done, model, replica.name)
+            if self.on_finished is not None:
+                self.on_finished(request, replica.name, done.reason != "abort")
+        replica.finishing = ()
+        if replica.engine.has_work():
+            self._start_step(index, now)
         else:
-            records[request_id] = _dispatch(target, arrival, request_id, now)
-            if records[request_id].status == "ok":
-                routed[request_id] = (route, arrival.model)
-                if not target.busy:
-                    start_step(replicas.index(target), now)
-        arrival = next(pending, None)
-        if arrival is not None and arrival.time < now:
-            raise ValueError(f"arrivals must come in time order ({arrival.time} after {now})")
-    span = 0.0 if first_arrival is None or last_event is None else last_event - first_arrival
-    return VirtualResult([records[request_id] for request_id in order], span, step_count)
+            replica.busy = False
 
 
 def _dispatch(replica: _Replica, arrival: Arrival, request_id: str, now: float) -> RequestRecord:
@@ -256,7 +276,6 @@ def _dispatch(replica: _Replica, arrival: Arrival, request_id: str, now: float) 
         return RequestRecord(request_id, arrival.model, now, replica.name, "rejected")
     replica.in_flight += 1
     replica.dispatched += 1
-    # A placeholder until it finishes; kept so records stay in arrival order.
     return RequestRecord(request_id, arrival.model, now, replica.name, "ok")
 
 
