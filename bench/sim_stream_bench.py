@@ -16,6 +16,7 @@ is the server's own ceiling; `--time-scale 1` plays the tiny profile in real tim
 import argparse
 import asyncio
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -85,7 +86,7 @@ def main() -> None:
     server_cpu, client_cpus = cpus[0], (cpus[1:] or cpus)
     port = free_port()
     argv = [
-        *("taskset", "-c", str(server_cpu)),
+        *(("taskset", "-c", str(server_cpu)) if shutil.which("taskset") else ()),
         str(Path(sys.executable).parent / "vllm-sim"),
         *("serve", "--model", "bench", "--profile", "tiny", "--port", str(port)),
         *("--max-num-seqs", str(max(args.streams, 1))),

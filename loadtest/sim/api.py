@@ -27,7 +27,9 @@ ERROR_TYPES = {
     422: "BadRequestError",
     429: "RateLimitError",
     500: "InternalServerError",
+    502: "BadGatewayError",
     503: "ServiceUnavailableError",
+    504: "GatewayTimeoutError",
 }
 
 
@@ -269,7 +271,7 @@ class ResponseShapes:
         """The non-streaming response."""
         choice: dict[str, Any]
         if self.kind == "chat":
-            message = {
+            message: dict[str, Any] = {
                 "role": "assistant",
                 "content": text,
                 "refusal": None,

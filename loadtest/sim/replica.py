@@ -55,6 +55,12 @@ class ReplicaConfig:
         )
 
 
+def elastic_pool(config: ReplicaConfig, profile: Profile) -> SharedKVPool:
+    """A KVCached pool for `config`: the whole GPU's KV memory (no per-replica fraction)."""
+    blocks = config.kv_blocks or profile.kv_blocks(config.engine_config().block_size, elastic=True)
+    return SharedKVPool(config.kv_pool or config.model, blocks)
+
+
 class Stream:
     """One request's output as it comes out of the engine, and whoever waits for it."""
 
@@ -104,8 +110,7 @@ class Replica:
         self.config = config
         self.profile: Profile = load_profile(config.profile)
         if config.kv_mode == "elastic" and pool is None:
-            blocks = config.kv_blocks or self.profile.kv_capacity_tokens // 16
-            pool = SharedKVPool(config.kv_pool or config.model, blocks)
+            pool = elastic_pool(config, self.profile)
         self.engine = EngineModel(self.profile, config.engine_config(), pool)
         self.faults = config.faults
         self.histograms = LatencyHistograms()

@@ -1,8 +1,9 @@
 """The HTTP face of one simulated replica: vLLM's OpenAI server, as a plain ASGI app.
 
-Plain ASGI rather than FastAPI because every streamed token goes through here:
-a framework's request objects and StreamingResponse cost more per chunk than the
-engine does (see bench/sim_stream_bench.py). Routes: POST /v1/chat/completions,
+Plain ASGI rather than FastAPI because every streamed token goes through here, and
+FastAPI's request objects and StreamingResponse cost about 13 us per chunk on this
+machine class (shared/BENCHMARKS.md), as much as this whole server spends per token
+(bench/sim_stream_bench.py). Routes: POST /v1/chat/completions,
 /v1/completions; GET /v1/models, /health, /ping, /version, /metrics; GET, POST
 and DELETE /sim/faults.
 """
@@ -11,10 +12,11 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 import orjson
+from prometheus_client import CollectorRegistry
 
 from gateway.logs import get_logger
 from loadtest.sim.api import (
@@ -27,7 +29,7 @@ from loadtest.sim.api import (
 )
 from loadtest.sim.engine import RequestRejected
 from loadtest.sim.exposition import VllmCollector, metrics_registry, render
-from loadtest.sim.faults import FaultsInvalid
+from loadtest.sim.faults import Faults, FaultsInvalid
 from loadtest.sim.kvcache import SharedKVPool
 from loadtest.sim.replica import Replica, ReplicaConfig, Stream
 from loadtest.sim.tokenizer import output_text, output_token_text
@@ -52,7 +54,9 @@ async def respond(send: Send, status: int, body: bytes, headers: list[tuple[byte
     await send({"type": "http.response.body", "body": body})
 
 
-async def respond_error(send: Send, error: ApiError, extra: list[tuple[bytes, bytes]] = []) -> None:  # noqa: B006
+async def respond_error(
+    send: Send, error: ApiError, extra: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
     await respond(send, error.status, error.body(), [*JSON, *extra])
 
 
@@ -110,7 +114,7 @@ class SimServer:
         self._pool = pool
         self._rng = random.Random(config.seed)
         self._created = int(time.time())
-        self._registry: Any = None
+        self._registry: CollectorRegistry | None = None
 
     @property
     def running(self) -> Replica:
@@ -190,7 +194,8 @@ class SimServer:
                 await wait_disconnect(receive, 1.0)
                 return
             if verdict == "error":
-                raise ApiError(500, "simulated internal error (fault injection)")
+                status = replica.faults.error_status
+                raise ApiError(status, f"simulated {status} error (fault injection)")
             if verdict == "rate_limit":
                 error = ApiError(429, "simulated rate limit (fault injection)")
                 await respond_error(send, error, [(b"retry-after", b"1")])
@@ -234,7 +239,12 @@ class SimServer:
             await stream.wait(sent)
             if stream.disconnected:
                 return
-            stall = self.running.faults.stall_after
+            faults = self.running.faults
+            if faults.drop_after is not None and sent >= faults.drop_after:
+                drop_connection(send)
+                await asyncio.wait({watcher}, timeout=1.0)
+                return
+            stall = faults.stall_after
             if not stalled and stall is not None and sent >= stall:
                 stalled = True
                 await self._stall(watcher)
@@ -314,12 +324,13 @@ class SimServer:
         while replica.faults.metrics_hang:
             if await wait_disconnect(receive, POLL_SECONDS):
                 return
+        assert self._registry is not None  # set by startup, with the replica
         await respond(send, 200, render(self._registry), TEXT)
 
     async def faults(self, scope: Scope, receive: Receive, send: Send) -> None:
         replica = self.running
         if scope["method"] == "DELETE":
-            replica.faults = type(replica.faults)()
+            replica.faults = Faults()
         elif scope["method"] == "POST":
             try:
                 raw = await read_body(receive)

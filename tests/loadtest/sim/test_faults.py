@@ -3,21 +3,22 @@
 import random
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import httpx
 import openai
 import pytest
 
 from loadtest.sim.faults import Faults, FaultsInvalid
-from tests.loadtest.sim.serving import MODEL, serve_argv
+from tests.loadtest.sim.serving import MODEL, SdkFactory, sdk_clients, serve_argv
 from tests.procs import Proc
 
 MESSAGES = [{"role": "user", "content": "hello"}]
 
 
-def sdk(proc: Proc) -> openai.OpenAI:
-    return openai.OpenAI(base_url=proc.url + "/v1", api_key="x", max_retries=0, timeout=10)
+@pytest.fixture
+def sdk() -> Iterator[SdkFactory]:
+    yield from sdk_clients()
 
 
 def set_faults(proc: Proc, **faults: object) -> dict[str, object]:
@@ -45,6 +46,7 @@ def test_updates_merge_and_reset() -> None:
         {"health_fail": 1},
         {"metrics_delay": "1"},
         {"stall_after": 2.5},
+        {"error_status": 404},
         [],
     ],
 )
@@ -66,12 +68,16 @@ def test_draws_follow_the_rates() -> None:
 # -- on a running replica ----------------------------------------------------------------
 
 
-def test_errors_rate_limits_and_reset(spawn: Callable[..., Proc]) -> None:
+def test_errors_rate_limits_and_reset(spawn: Callable[..., Proc], sdk: SdkFactory) -> None:
     proc = spawn(serve_argv())
     assert httpx.get(proc.url + "/sim/faults").json() == Faults().as_dict()
     set_faults(proc, error_rate=1.0)
     with pytest.raises(openai.InternalServerError):
         sdk(proc).chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=3)
+    set_faults(proc, error_status=503)
+    response = httpx.post(proc.url + "/v1/completions", json={"model": MODEL, "prompt": "x"})
+    assert response.status_code == 503
+    assert response.json()["error"]["type"] == "ServiceUnavailableError"
     set_faults(proc, reset=True, rate_limit_rate=1.0)
     with pytest.raises(openai.RateLimitError):
         sdk(proc).chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=3)
@@ -83,7 +89,7 @@ def test_errors_rate_limits_and_reset(spawn: Callable[..., Proc]) -> None:
     assert reply.choices[0].message.content
 
 
-def test_dropped_connections_get_no_response(spawn: Callable[..., Proc]) -> None:
+def test_dropped_connections_get_no_response(spawn: Callable[..., Proc], sdk: SdkFactory) -> None:
     proc = spawn(serve_argv("--fault-drop-rate", "1"))
     with pytest.raises(httpx.RemoteProtocolError):
         httpx.post(proc.url + "/v1/completions", json={"model": MODEL, "prompt": "x"}, timeout=5)
@@ -93,9 +99,11 @@ def test_dropped_connections_get_no_response(spawn: Callable[..., Proc]) -> None
 
 
 def test_health_fails_by_flag_and_recovers(spawn: Callable[..., Proc]) -> None:
-    proc = spawn(serve_argv("--fault-health-fail", "--fault-429-rate", "0.5"))
+    flags = ("--fault-health-fail", "--fault-429-rate", "0.5", "--fault-error-status", "502")
+    proc = spawn(serve_argv(*flags))
     shown = httpx.get(proc.url + "/sim/faults").json()
     assert shown["health_fail"] is True and shown["rate_limit_rate"] == 0.5
+    assert shown["error_status"] == 502
     response = httpx.get(proc.url + "/health")
     assert response.status_code == 503 and response.json()["error"]["code"] == 503
     set_faults(proc, health_fail=False)
@@ -116,7 +124,7 @@ def test_slow_and_hanging_metrics(spawn: Callable[..., Proc]) -> None:
     assert "vllm:num_requests_running" in httpx.get(proc.url + "/metrics", timeout=5).text
 
 
-def test_step_multiplier_slows_the_replica(spawn: Callable[..., Proc]) -> None:
+def test_step_multiplier_slows_the_replica(spawn: Callable[..., Proc], sdk: SdkFactory) -> None:
     proc = spawn(serve_argv())
 
     def timed() -> float:
@@ -160,3 +168,20 @@ def test_bad_fault_updates_get_openai_errors(spawn: Callable[..., Proc]) -> None
     response = httpx.post(proc.url + "/sim/faults", content=b"{oops")
     assert response.status_code == 400 and response.json()["error"]["message"]
     assert httpx.get(proc.url + "/sim/faults").json() == Faults().as_dict()
+
+
+def test_streams_cut_mid_way(spawn: Callable[..., Proc]) -> None:
+    proc = spawn(serve_argv("--fault-drop-after", "4"))
+    body = {"model": MODEL, "prompt": "x", "max_tokens": 50, "ignore_eos": True, "stream": True}
+    got: list[str] = []
+    with (
+        httpx.stream("POST", proc.url + "/v1/completions", json=body, timeout=5) as response,
+        pytest.raises(httpx.RemoteProtocolError),
+    ):
+        got.extend(line for line in response.iter_lines() if line)
+    assert response.status_code == 200
+    assert sum(line.count('"text":') for line in got) >= 4
+    assert "data: [DONE]" not in got
+    set_faults(proc, drop_after=None)
+    with httpx.stream("POST", proc.url + "/v1/completions", json=body, timeout=5) as response:
+        assert [line for line in response.iter_lines() if line][-1] == "data: [DONE]"
