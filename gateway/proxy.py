@@ -13,11 +13,11 @@ import math
 import re
 import time
 import uuid
-from typing import Any
 
 import orjson
 
 from gateway.auth import check_bearer
+from gateway.disconnect import DisconnectWatch
 from gateway.errors import (
     GatewayError,
     InvalidRequest,
@@ -27,7 +27,13 @@ from gateway.errors import (
     UnsupportedMediaType,
 )
 from gateway.pool import Replica
-from gateway.relay import RETRY_STATUSES, UpstreamFailure, open_upstream, relay_response
+from gateway.relay import (
+    RETRY_STATUSES,
+    RelayResult,
+    UpstreamFailure,
+    open_upstream,
+    relay_response,
+)
 from gateway.state import Gateway, gateway_of
 from gateway.types import Receive, Scope, Send
 from routers import RouteRequest
@@ -55,34 +61,6 @@ CLIENT_CLOSED = 499
 
 class _ClientGone(Exception):
     """The client disconnected while the body was being read."""
-
-
-class _DisconnectWatch:
-    """Waits for the client's http.disconnect and cancels the handler when it comes.
-
-    Armed only until the response is complete: uvicorn also reports a disconnect once
-    the response has been sent, which must not cancel the final bookkeeping.
-    """
-
-    def __init__(self, receive: Receive, task: "asyncio.Task[Any]") -> None:
-        self.gone = False
-        self.armed = True
-        self._receive = receive
-        self._target = task
-        self._task = asyncio.get_running_loop().create_task(self._watch())
-
-    async def _watch(self) -> None:
-        while True:
-            message = await self._receive()
-            if message["type"] == "http.disconnect":
-                if self.armed:
-                    self.gone = True
-                    self._target.cancel()
-                return
-
-    def stop(self) -> None:
-        self.armed = False
-        self._task.cancel()
 
 
 class _Exchange:
@@ -131,7 +109,7 @@ class ProxyEndpoint:
         path = scope["path"]
         if scope.get("query_string"):
             path += "?" + scope["query_string"].decode("latin-1")
-        watch: _DisconnectWatch | None = None
+        watch: DisconnectWatch | None = None
         task = asyncio.current_task()
         assert task is not None
         try:
@@ -139,7 +117,7 @@ class ProxyEndpoint:
             _check_content(gw, content_type, content_length)
             body = await _read_body(receive, gw.settings.max_body_bytes)
             route = _parse(gw, x, body)
-            watch = _DisconnectWatch(receive, task)
+            watch = DisconnectWatch(receive, task)
             await _dispatch(gw, x, route, path, body, send)
         except GatewayError as err:
             await _send_error(x, err, send)
@@ -151,6 +129,10 @@ class ProxyEndpoint:
             task.uncancel()
             x.status = CLIENT_CLOSED
             x.error = x.error or "client_disconnected"
+        except Exception as exc:
+            # A bug of ours: answer 500 in OpenAI's shape, keep the traceback in the log.
+            gw.log.exception("request_crashed", request_id=x.request_id)
+            await _send_error(x, GatewayError(f"internal error ({type(exc).__name__})"), send)
         finally:
             if watch is not None:
                 watch.stop()
@@ -333,17 +315,19 @@ async def _attempt(
             else:
                 pool.record_success(replica.id)
                 x.error = ""
+            result = RelayResult()
             try:
-                result = await relay_response(
-                    resp, send, x.response_headers(), settings.idle_timeout
+                await relay_response(
+                    resp, send, x.response_headers(), settings.idle_timeout, result
                 )
             except UpstreamFailure as failure:
                 _note_failure(gw, x, replica, failure.kind, fatal=failure.fatal)
                 raise
-            x.response_started = True
+            finally:
+                x.response_started = result.started
+                x.first_byte_at = result.first_byte_at
+                complete = result.complete
             x.status = status
-            x.first_byte_at = result.first_byte_at
-            complete = result.complete
             if result.broken is not None:
                 _note_failure(gw, x, replica, result.broken[0], fatal=False)
             ok = status < 400 and result.broken is None

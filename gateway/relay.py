@@ -76,6 +76,8 @@ async def open_upstream(
 
 @dataclass
 class RelayResult:
+    # The response's start (status, headers) went to the client: no other answer now.
+    started: bool = False
     # Perf-counter time the first body byte went to the client (None if none did).
     first_byte_at: float | None = None
     # The replica's payload was read to its end (the connection can be reused).
@@ -89,15 +91,19 @@ async def relay_response(
     send: Send,
     extra_headers: list[tuple[bytes, bytes]],
     idle_timeout: float,
-) -> RelayResult:
-    """Send the replica's response to the client: SSE chunk by chunk, anything else whole."""
+    result: RelayResult,
+) -> None:
+    """Send the replica's response to the client: SSE chunk by chunk, anything else whole.
+    `result` is filled in as it goes, so the caller knows what happened even if this
+    raises (or is cancelled) halfway."""
     headers = list(extra_headers)
     for name in PASSED_BACK:
         value = resp.headers.get(name)
         if value is not None:
             headers.append((name.encode(), value.encode("latin-1")))
     if resp.headers.get("content-type", "").startswith(SSE):
-        return await _relay_stream(resp, send, headers, idle_timeout)
+        await _relay_stream(resp, send, headers, idle_timeout, result)
+        return
     try:
         async with asyncio.timeout(idle_timeout):
             payload = await resp.read()
@@ -116,10 +122,11 @@ async def relay_response(
             fatal=False,
         ) from exc
     headers.append((b"content-length", str(len(payload)).encode()))
+    result.started = True
     await send({"type": "http.response.start", "status": resp.status, "headers": headers})
-    result = RelayResult(first_byte_at=time.perf_counter(), complete=True)
+    result.first_byte_at = time.perf_counter()
     await send({"type": "http.response.body", "body": payload, "more_body": False})
-    return result
+    result.complete = True
 
 
 async def _relay_stream(
@@ -127,9 +134,10 @@ async def _relay_stream(
     send: Send,
     headers: list[tuple[bytes, bytes]],
     idle_timeout: float,
-) -> RelayResult:
+    result: RelayResult,
+) -> None:
+    result.started = True
     await send({"type": "http.response.start", "status": resp.status, "headers": headers})
-    result = RelayResult()
     content = resp.content
     loop = asyncio.get_running_loop()
     try:
@@ -155,4 +163,3 @@ async def _relay_stream(
             {"type": "http.response.body", "body": sse_error_event(error), "more_body": True}
         )
     await send({"type": "http.response.body", "body": b"", "more_body": False})
-    return result

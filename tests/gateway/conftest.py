@@ -69,10 +69,23 @@ def gateway(spawn: Callable[..., Proc]) -> Callable[..., Proc]:
     return _gateway
 
 
-def sdk(proc: Proc, key: str = "unused", **kwargs: Any) -> openai.OpenAI:
-    return openai.OpenAI(
-        base_url=proc.url + "/v1", api_key=key, max_retries=0, timeout=10, **kwargs
-    )
+SDK = Callable[..., openai.OpenAI]
+
+
+@pytest.fixture
+def sdk() -> Iterator[SDK]:
+    """sdk(gateway_proc, key=..., **options): an OpenAI client, closed after the test."""
+    clients: list[openai.OpenAI] = []
+
+    def _sdk(proc: Proc, key: str = "unused", **kwargs: Any) -> openai.OpenAI:
+        options: dict[str, Any] = {"max_retries": 0, "timeout": 10.0, **kwargs}
+        client = openai.OpenAI(base_url=proc.url + "/v1", api_key=key, **options)
+        clients.append(client)
+        return client
+
+    yield _sdk
+    for client in clients:
+        client.close()
 
 
 def admin_replicas(proc: Proc, **headers: str) -> dict[str, Any]:

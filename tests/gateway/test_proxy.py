@@ -1,6 +1,7 @@
 """The relay end to end: fake replicas and a gateway as real processes, the openai SDK
 as the client."""
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from tests.gateway.conftest import Fake, admin_replicas, replicas_file, sdk
+from tests.gateway.conftest import SDK, Fake, admin_replicas, replicas_file, wait_until
 from tests.procs import Proc, free_port
 
 MESSAGES: Any = [{"role": "user", "content": "hello"}]
@@ -22,7 +23,7 @@ def served_by(client: openai.OpenAI, model: str = "m1") -> str:
 
 
 def test_round_robin_rotation_is_exact(
-    fake: Callable[..., Fake], gateway: Callable[..., Proc], tmp_path: Path
+    sdk: SDK, fake: Callable[..., Fake], gateway: Callable[..., Proc], tmp_path: Path
 ) -> None:
     fakes = [fake(name) for name in ("r0", "r1", "r2")]
     path = replicas_file(tmp_path, [{"url": f.url, "name": f.name} for f in fakes])
@@ -57,7 +58,7 @@ def test_body_is_forwarded_unchanged_with_request_id(
 
 
 def test_request_id_is_generated_when_absent(
-    fake: Callable[..., Fake], gateway: Callable[..., Proc]
+    sdk: SDK, fake: Callable[..., Fake], gateway: Callable[..., Proc]
 ) -> None:
     replica = fake("r0")
     gw = gateway(replicas=[replica.url])
@@ -68,7 +69,7 @@ def test_request_id_is_generated_when_absent(
 
 
 def test_stream_is_relayed_chunk_for_chunk(
-    fake: Callable[..., Fake], gateway: Callable[..., Proc]
+    sdk: SDK, fake: Callable[..., Fake], gateway: Callable[..., Proc]
 ) -> None:
     replica = fake("r0")
     replica.configure(chunks=20, chunk_delay=0.01)
@@ -88,7 +89,7 @@ def test_stream_is_relayed_chunk_for_chunk(
 
 
 def test_dead_replica_fails_over_then_is_ejected(
-    fake: Callable[..., Fake], gateway: Callable[..., Proc], tmp_path: Path
+    sdk: SDK, fake: Callable[..., Fake], gateway: Callable[..., Proc], tmp_path: Path
 ) -> None:
     alive, doomed = fake("r0"), fake("r1")
     path = replicas_file(
@@ -113,7 +114,7 @@ def test_dead_replica_fails_over_then_is_ejected(
 
 @pytest.mark.parametrize("status", [503, 429])
 def test_busy_replica_is_retried_once_elsewhere(
-    status: int, fake: Callable[..., Fake], gateway: Callable[..., Proc], tmp_path: Path
+    sdk: SDK, status: int, fake: Callable[..., Fake], gateway: Callable[..., Proc], tmp_path: Path
 ) -> None:
     busy, good = fake("r0"), fake("r1")
     busy.configure(status=status)
@@ -132,7 +133,7 @@ def test_busy_replica_is_retried_once_elsewhere(
 
 
 def test_retry_happens_once_only(
-    fake: Callable[..., Fake], gateway: Callable[..., Proc], tmp_path: Path
+    sdk: SDK, fake: Callable[..., Fake], gateway: Callable[..., Proc], tmp_path: Path
 ) -> None:
     fakes = [fake(name) for name in ("r0", "r1", "r2")]
     for f in fakes:
@@ -196,3 +197,43 @@ def test_connect_timeout_setting_bounds_an_unreachable_replica(
     assert response.status_code == 503
     assert response.headers["retry-after"]
     assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_first_byte_timeout_answers_504_and_frees_the_replica(
+    fake: Callable[..., Fake], gateway: Callable[..., Proc]
+) -> None:
+    replica = fake("r0")
+    replica.configure(headers_delay=60)
+    gw = gateway(replicas=[replica.url], first_byte_timeout=0.5)
+    response = httpx.post(gw.url + "/v1/chat/completions", json={"model": "m1"}, timeout=10)
+    assert response.status_code == 504
+    assert response.json()["error"]["code"] == "upstream_timeout"
+    assert response.headers["x-switchyard-replica"] == "127.0.0.1:" + str(replica.proc.port)
+    wait_until(lambda: replica.state()["active"] == 0, 5, "replica freed")
+
+
+def test_one_structured_log_line_per_request(
+    fake: Callable[..., Fake], gateway: Callable[..., Proc]
+) -> None:
+    replica = fake("r0")
+    gw = gateway(replicas=[replica.url], log_level="info")
+    headers = {"x-request-id": "log-me"}
+    httpx.post(gw.url + "/v1/completions", json={"model": "m1"}, headers=headers, timeout=10)
+    httpx.post(gw.url + "/v1/completions", json={"model": "zz"}, timeout=10)
+
+    def finished() -> list[dict[str, Any]]:
+        lines = [line for line in gw.output().splitlines() if line.startswith("{")]
+        events = [json.loads(line) for line in lines]
+        return [e for e in events if e.get("event") == "request_finished"]
+
+    wait_until(lambda: len(finished()) == 2, 5, "two request lines")
+    ok, refused = finished()
+    assert ok["request_id"] == "log-me"
+    assert ok["model"] == "m1"
+    assert ok["replica"] == "127.0.0.1:" + str(replica.proc.port)
+    assert ok["strategy"] == "round_robin"
+    assert ok["status"] == 200
+    assert 0 < ok["ttfb"] <= ok["duration"] < 5
+    assert ok["logger"] == "gateway.proxy"
+    assert refused["status"] == 404
+    assert refused["replica"] == "none"
