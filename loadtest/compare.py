@@ -185,6 +185,25 @@ def _write_json(path: Path, document: Any) -> None:
     )
 
 
+def replica_labels(side: SideRun) -> dict[str, str]:
+    """Replica name (host:port) -> "r<i> <model>": the same label on both sides, whose ports
+    differ, so that plots and notes line the replicas up."""
+    return {r["name"]: f"r{i} {r['model'].split('/')[-1]}" for i, r in enumerate(side.replicas)}
+
+
+def labelled(side: SideRun) -> tuple[list[RequestRecord], list[ReplicaSample]]:
+    """The side's records and samples with replicas named by `replica_labels`."""
+    labels = replica_labels(side)
+    if not labels:
+        return side.result.records, side.samples
+    records = [
+        replace(r, replica=labels.get(r.replica, r.replica)) if r.replica else r
+        for r in side.result.records
+    ]
+    samples = [replace(s, replica=labels.get(s.replica, s.replica)) for s in side.samples]
+    return records, samples
+
+
 def _measured(side: SideRun, workload: Workload) -> list[RequestRecord]:
     warm = in_warmup(side.result.records, workload)
     return [r for r in side.result.records if r.index not in warm]
@@ -218,7 +237,7 @@ def judge(
         SideFacts(
             s.env.name,
             m,
-            s.samples,
+            labelled(s)[1],
             s.summary.lag.p99 or 0.0,
             s.summary.replica_cv,
             s.summary.goodput_fraction,
@@ -338,11 +357,12 @@ def _side_document(side: SideRun, root: Path) -> dict[str, Any]:
 def _report_side(side: SideRun, workload: Workload) -> "ReportSide":
     from loadtest.report import ReportSide
 
+    records, samples = labelled(side)
     return ReportSide(
         label=side.env.name,
-        records=side.result.records,
+        records=records,
         figures=side.summary.to_dict(),
-        samples=side.samples,
+        samples=samples,
         started_at=side.result.started_at.timestamp(),
         warmup=frozenset(in_warmup(side.result.records, workload)),
         description=side.env.describe(),

@@ -128,6 +128,7 @@ def test_compare_two_tiny_fleets_end_to_end(setup: dict) -> None:  # type: ignor
         assert (side_dir / "replicas.jsonl").read_text().strip()  # sampled during the run
     html = (root / "report.html").read_text()
     assert html.count("<svg") >= 4
+    assert "r0 tiny" in html and "r1 tiny" in html  # replicas labelled alike on both sides
     assert wait_no_marked(marker) == []
 
 
