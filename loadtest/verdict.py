@@ -18,6 +18,8 @@ from loadtest.sampler import ReplicaSample
 from loadtest.stats import Difference
 
 KEY_FIGURES = ("ttft_p99_s", "goodput_rps")
+# Quoted when neither key figure differs significantly and one of these does, in this order.
+SECONDARY_FIGURES = ("ttft_p90_s", "ttft_p50_s", "ttft_mean_s", "tpot_p99_s", "e2e_p50_s")
 LAG_BUDGET_S = 0.005
 # Below these (most waiting on one replica, peak KV usage) a fleet counts as lightly loaded.
 LIGHT_QUEUE = 5
@@ -71,6 +73,12 @@ def _ms(seconds: float) -> str:
 
 
 def _describe(d: Difference) -> str:
+    if d.figure != "ttft_p99_s" and d.figure.endswith("_s"):
+        metric, stat, _ = d.figure.split("_")
+        return (
+            f"{metric.upper()} {stat} {_ms(d.a)} -> {_ms(d.b)} "
+            f"(95% CI {d.low * 1000:+.0f} .. {d.high * 1000:+.0f} ms)"
+        )
     if d.figure == "goodput_rps":
         return (
             f"goodput {d.a:.2f} -> {d.b:.2f} req/s "
@@ -91,7 +99,13 @@ def verdict(diffs: Sequence[Difference], a: str, b: str) -> tuple[str, str | Non
     details = f"{_describe(ttft)}; {_describe(good)}"
     winners = {w for w in (ttft.winner, good.winner) if w is not None}
     if not winners:
-        return f"no significant difference between {a} and {b}: {details}", None
+        line = f"no significant difference between {a} and {b} on TTFT p99 or goodput: {details}"
+        second = next(
+            (by_name[f] for f in SECONDARY_FIGURES if f in by_name and by_name[f].winner), None
+        )
+        if second is not None:
+            line += f"; but {names[str(second.winner)]} is better on {_describe(second)}"
+        return line, None
     if len(winners) == 2:
         return (
             f"mixed: {names[str(ttft.winner)]} is better on TTFT p99, "

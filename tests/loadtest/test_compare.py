@@ -34,7 +34,18 @@ def test_verdict_when_nothing_is_significant() -> None:
         "b",
     )
     assert best is None
-    assert line.startswith("no significant difference between a and b")
+    assert line.startswith("no significant difference between a and b on TTFT p99 or goodput")
+    assert "but" not in line
+    line, _ = verdict(
+        [
+            diff("ttft_p99_s", 2.0, 1.9, -0.3, 0.2),
+            diff("goodput_rps", 5.0, 5.1, -0.2, 0.4),
+            diff("ttft_p50_s", 0.080, 0.090, 0.005, 0.015),
+        ],
+        "a",
+        "b",
+    )
+    assert line.endswith("but a is better on TTFT p50 80 ms -> 90 ms (95% CI +5 .. +15 ms)")
 
 
 def test_verdict_with_one_significant_figure_or_a_split() -> None:
