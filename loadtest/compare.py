@@ -255,7 +255,7 @@ def notes_for(a: SideRun, b: SideRun, schedule: Schedule, workload: Workload) ->
         f"workload {workload.name}: {schedule.describe()}, seed {schedule.seed}; "
         "both sides received the identical schedule",
         f"goodput counts requests with TTFT <= {_target(slo.ttft_s)} and TPOT <= "
-        f"{_target(slo.tpot_s)} (the workload's targets times the fleets' time scale)",
+        f"{_target(slo.tpot_s)} ({_slo_origin(a.env, b.env)})",
     ]
     for side in (a, b):
         scale = side.env.time_scale
@@ -281,6 +281,15 @@ def notes_for(a: SideRun, b: SideRun, schedule: Schedule, workload: Workload) ->
         "span, common to both sides (summary.json divides by each side's own window)"
     )
     return notes
+
+
+def _slo_origin(a: Environment, b: Environment) -> str:
+    scales = {env.time_scale or 1.0 for env in (a, b)}
+    if len(scales) == 1 and scales != {1.0}:
+        return f"the workload's targets x {scales.pop():g}, the fleets' time scale"
+    if len(scales) > 1:
+        return "the workload's targets (the sides run at different time scales)"
+    return "the workload's targets"
 
 
 def _target(seconds: float | None) -> str:
