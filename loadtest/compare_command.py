@@ -20,12 +20,12 @@ from loadtest.progress import default_progress
 from loadtest.workload import WorkloadError
 
 # Defaults for `loadtest compare baseline managed` on a 2-core machine (docs/compare.md): the
-# simulated fleet plays TIME_SCALE times slower than real hardware, so 40 req/s of wall time keep
-# as many requests in flight as 80 req/s would on real GPUs, at ~6.6k streamed tokens/s (about
-# 1.2 of the two cores through fleet, gateway and generator), and the longest chat-mixed request
+# simulated fleet plays TIME_SCALE times slower than real hardware, so 25 req/s of wall time keep
+# as many requests in flight as 50 req/s would on real GPUs (~120 streams). More streams make the
+# generator's own event loop late (40 req/s: lag p99 6-9 ms here); the longest chat-mixed request
 # (1,024 tokens) still ends ~20 s after the last arrival: each side takes about a minute.
 TIME_SCALE = 2.0
-RATE: float | None = 40.0
+RATE: float | None = 25.0
 DURATION = 30.0
 
 
