@@ -1,18 +1,19 @@
 """POST /v1/chat/completions, /v1/completions, /v1/embeddings as a plain ASGI app.
 
-FastAPI's request object and response classes cost more than the whole relay, so this
-path reads the ASGI messages itself: it checks the request (key, content type, size,
-JSON, model) so that bad input never reaches a replica, lets the strategy pick a healthy
-replica, and relays the answer. A replica that cannot be reached or answers 429/502/503/
-504 before any byte went back is retried once on another candidate. A client that goes
-away cancels the exchange, which closes the upstream connection so the replica stops.
+FastAPI's request object, routing and response classes cost about as much as the relay
+itself (BENCHMARKS.md), so this path reads the ASGI messages directly. It checks the
+request (key, content type, size, JSON, model) so that bad input never reaches a
+replica, lets the strategy pick a healthy replica, and relays the answer. A replica
+that cannot be reached or answers 429/502/503/504 before any byte went back is retried
+once on another candidate. A client that goes away cancels the exchange, which closes
+the upstream connection so the replica stops.
 """
 
 import asyncio
 import math
+import os
 import re
 import time
-import uuid
 
 import orjson
 
@@ -162,14 +163,18 @@ def _scan_headers(
             continue
         if name not in _NOT_FORWARDED:
             forwarded.append((name.decode("latin-1"), value.decode("latin-1")))
-    if request_id is None or not _REQUEST_ID.fullmatch(request_id):
-        rid = uuid.uuid4().hex
-    else:
-        rid = request_id.decode("ascii")
+    rid = request_id_from(request_id)
     forwarded.append(("x-request-id", rid))
     x = _Exchange(rid)
     x.headers = forwarded
     return x, content_type, content_length, key
+
+
+def request_id_from(value: bytes | None) -> str:
+    """The client's x-request-id when it is sane (printable ASCII, at most 128), else new."""
+    if value is None or not _REQUEST_ID.fullmatch(value):
+        return os.urandom(16).hex()
+    return value.decode("ascii")
 
 
 def _check_content(gw: Gateway, content_type: bytes | None, content_length: bytes | None) -> None:
@@ -318,7 +323,12 @@ async def _attempt(
             result = RelayResult()
             try:
                 await relay_response(
-                    resp, send, x.response_headers(), settings.idle_timeout, result
+                    resp,
+                    send,
+                    x.response_headers(),
+                    settings.idle_timeout,
+                    result,
+                    first_chunk_timeout=settings.first_byte_timeout,
                 )
             except UpstreamFailure as failure:
                 _note_failure(gw, x, replica, failure.kind, fatal=failure.fatal)

@@ -92,17 +92,21 @@ async def relay_response(
     extra_headers: list[tuple[bytes, bytes]],
     idle_timeout: float,
     result: RelayResult,
+    first_chunk_timeout: float | None = None,
 ) -> None:
     """Send the replica's response to the client: SSE chunk by chunk, anything else whole.
     `result` is filled in as it goes, so the caller knows what happened even if this
-    raises (or is cancelled) halfway."""
+    raises (or is cancelled) halfway. A stream's first chunk may take up to
+    `first_chunk_timeout` (the wait for the first token, queueing included), every
+    later one `idle_timeout`."""
     headers = list(extra_headers)
     for name in PASSED_BACK:
         value = resp.headers.get(name)
         if value is not None:
             headers.append((name.encode(), value.encode("latin-1")))
     if resp.headers.get("content-type", "").startswith(SSE):
-        await _relay_stream(resp, send, headers, idle_timeout, result)
+        first = idle_timeout if first_chunk_timeout is None else first_chunk_timeout
+        await _relay_stream(resp, send, headers, (first, idle_timeout), result)
         return
     try:
         async with asyncio.timeout(idle_timeout):
@@ -133,19 +137,21 @@ async def _relay_stream(
     resp: aiohttp.ClientResponse,
     send: Send,
     headers: list[tuple[bytes, bytes]],
-    idle_timeout: float,
+    timeouts: tuple[float, float],
     result: RelayResult,
 ) -> None:
     result.started = True
     await send({"type": "http.response.start", "status": resp.status, "headers": headers})
     content = resp.content
     loop = asyncio.get_running_loop()
+    timeout = timeouts[0]
     try:
         # One timer for the whole stream, pushed forward before each read.
         async with asyncio.timeout(None) as idle:
             while True:
-                idle.reschedule(loop.time() + idle_timeout)
+                idle.reschedule(loop.time() + timeout)
                 chunk = await content.readany()
+                timeout = timeouts[1]
                 if not chunk:
                     break
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -153,7 +159,8 @@ async def _relay_stream(
                     result.first_byte_at = time.perf_counter()
         result.complete = True
     except TimeoutError:
-        result.broken = ("idle_timeout", f"the replica sent nothing for {idle_timeout:g} s")
+        kind = "idle_timeout" if result.first_byte_at else "first_byte_timeout"
+        result.broken = (kind, f"the replica sent nothing for {timeout:g} s")
     except aiohttp.ClientError as exc:
         result.broken = ("broken_stream", f"the replica broke off the stream ({exc})")
     if result.broken is not None:

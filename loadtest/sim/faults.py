@@ -49,7 +49,10 @@ class Faults:
         """A copy with `changes` (a parsed JSON object) applied; FaultsInvalid if bad."""
         if not isinstance(changes, dict):
             raise FaultsInvalid("the body must be a JSON object of fault fields")
-        base = Faults() if changes.get("reset") is True else self
+        reset = changes.get("reset", False)
+        if not isinstance(reset, bool):
+            raise FaultsInvalid("reset must be true or false", "reset")
+        base = Faults() if reset else self
         known = {spec.name: spec for spec in fields(Faults)}
         values: dict[str, Any] = {}
         for name, value in changes.items():

@@ -1,9 +1,9 @@
 """The HTTP face of one simulated replica: vLLM's OpenAI server, as a plain ASGI app.
 
-Plain ASGI rather than FastAPI because every streamed token goes through here, and
-FastAPI's request objects and StreamingResponse cost about 13 us per chunk on this
-machine class (shared/BENCHMARKS.md), as much as this whole server spends per token
-(bench/sim_stream_bench.py). Routes: POST /v1/chat/completions,
+Plain ASGI rather than FastAPI because every streamed token goes through here: the
+same replica behind FastAPI's StreamingResponse spends 1.05-1.5x the CPU per token
+(bench/sim_stream_bench.py --compare-fastapi), and the raw ASGI `send` is what lets a
+fault close the socket without a response. Routes: POST /v1/chat/completions,
 /v1/completions; GET /v1/models, /health, /ping, /version, /metrics; GET, POST
 and DELETE /sim/faults.
 """

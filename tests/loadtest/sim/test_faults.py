@@ -47,6 +47,7 @@ def test_updates_merge_and_reset() -> None:
         {"metrics_delay": "1"},
         {"stall_after": 2.5},
         {"error_status": 404},
+        {"reset": "yes"},
         [],
     ],
 )
