@@ -19,7 +19,7 @@ from loadtest.environments import Environment, as_dict, load_environments, resol
 from loadtest.launcher import launch
 from loadtest.progress import ProgressSink
 from loadtest.records import RequestRecord
-from loadtest.results import summary_document
+from loadtest.results import new_dir, summary_document
 from loadtest.run_command import run_async
 from loadtest.runner import RunResult, run_schedule
 from loadtest.sampler import ReplicaSample, ReplicaSampler, engine_counters, write_samples
@@ -117,13 +117,7 @@ def judged_workload(workload: Workload, a: Environment, b: Environment) -> Workl
 
 def results_dir(out: Path, a: str, b: str) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    base = out / f"compare-{a}-vs-{b}-{stamp}"
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    path.mkdir(parents=True)
-    return path
+    return new_dir(out / f"compare-{a}-vs-{b}-{stamp}")
 
 
 async def _sampled_run(

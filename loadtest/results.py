@@ -31,7 +31,11 @@ PER_MODEL_FIGURES = (
 def run_dir(out: str | Path, name: str, result: RunResult) -> Path:
     """A new directory `<out>/<name>-<UTC start time>` (suffixed if it exists)."""
     stamp = result.started_at.strftime("%Y%m%d-%H%M%S")
-    base = Path(out) / f"{name}-{stamp}"
+    return new_dir(Path(out) / f"{name}-{stamp}")
+
+
+def new_dir(base: Path) -> Path:
+    """Make `base`, or `base-2`, `base-3`... if it exists; return the one made."""
     path, n = base, 1
     while path.exists():
         n += 1

@@ -22,7 +22,7 @@ from tests.loadtest.sim.serving import (
 from tests.procs import Proc
 
 # /metrics of a real vLLM 0.32.0 server (a copy of /work/shared/fixtures' file).
-FIXTURE_TEXT = (Path(__file__).parent / "vllm-0.32.0-metrics.txt").read_text()
+FIXTURE_TEXT = (Path(__file__).parents[2] / "fixtures" / "vllm-0.32.0-metrics.txt").read_text()
 REQUIRED = {
     "vllm:num_requests_running": "gauge",
     "vllm:num_requests_waiting": "gauge",
