@@ -6,7 +6,6 @@ a bootstrap 95% interval of B - A, a verdict is drawn on TTFT p99 and goodput, a
 compare.json and report.html are written under results/compare-<A>-vs-<B>-<time>/.
 """
 
-import asyncio
 import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -21,8 +20,14 @@ from loadtest.progress import ProgressSink
 from loadtest.records import RequestRecord
 from loadtest.results import new_dir, summary_document
 from loadtest.run_command import run_async
-from loadtest.runner import RunResult, run_schedule
-from loadtest.sampler import ReplicaSample, ReplicaSampler, engine_counters, write_samples
+from loadtest.runner import RunResult
+from loadtest.sampler import (
+    ReplicaSample,
+    ReplicaSampler,
+    engine_counters,
+    sampled_run,
+    write_samples,
+)
 from loadtest.schedule import Schedule, build_schedule
 from loadtest.stats import Difference, Side, Slo, compare_sides, figures
 from loadtest.summary import Summary, in_warmup, summarize
@@ -120,22 +125,6 @@ def results_dir(out: Path, a: str, b: str) -> Path:
     return new_dir(out / f"compare-{a}-vs-{b}-{stamp}")
 
 
-async def _sampled_run(
-    url: str,
-    schedule: Schedule,
-    sampler: ReplicaSampler,
-    options: CompareOptions,
-    progress: ProgressSink | None,
-) -> RunResult:
-    async with sampler:
-        task = asyncio.create_task(sampler.run())
-        try:
-            return await run_schedule(url, schedule, api_key=options.api_key, progress=progress)
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-
-
 def run_side(
     env: Environment,
     workload: Workload,
@@ -152,7 +141,9 @@ def run_side(
             replicas=[(r.name, r.url) for r in up.replicas],
             interval_s=options.sample_interval_s,
         )
-        result = run_async(_sampled_run(up.url, schedule, sampler, options, progress))
+        result = run_async(
+            sampled_run(up.url, schedule, sampler, api_key=options.api_key, progress=progress)
+        )
         replicas = [{"name": r.name, "model": r.model, "url": r.url} for r in up.replicas]
         counters = engine_counters([(r.name, r.url) for r in up.replicas])
     summary = summarize(result.records, workload)

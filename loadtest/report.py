@@ -67,6 +67,12 @@ class rcParams_context:
         rcParams["svg.fonttype"] = self.saved
 
 
+def _legend(ax: Axes, **options: Any) -> None:
+    # A run where every request failed has nothing to label; matplotlib would warn.
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**options)
+
+
 def _cdf(ax: Axes, values: Sequence[float], label: str, color: str) -> None:
     data = np.sort(np.asarray(values, dtype=float)) * 1000
     if data.size == 0:
@@ -92,7 +98,7 @@ def latency_cdfs(sides: Sequence[ReportSide]) -> str:
         ax.set_xscale("log")
         ax.set_ylim(0, 1.01)
         ax.grid(True, alpha=0.3)
-        ax.legend(loc="lower right")
+        _legend(ax, loc="lower right")
     fig.tight_layout()
     return _svg(fig)
 
@@ -120,7 +126,7 @@ def ttft_over_time(sides: Sequence[ReportSide]) -> str:
     ax.set_ylabel("TTFT (ms)")
     ax.set_title("TTFT over time (dots: requests)")
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="upper left")
+    _legend(ax, loc="upper left")
     fig.tight_layout()
     return _svg(fig)
 
@@ -137,7 +143,7 @@ def requests_per_replica(sides: Sequence[ReportSide]) -> str:
     ax.set_xticks(x + width * (len(sides) - 1) / 2, names, rotation=20, ha="right")
     ax.set_ylabel("requests")
     ax.set_title("Requests per replica (measured, successful)")
-    ax.legend()
+    _legend(ax)
     fig.tight_layout()
     return _svg(fig)
 
@@ -170,7 +176,7 @@ def replica_state_over_time(sides: Sequence[ReportSide]) -> str | None:
             ax.grid(True, alpha=0.3)
             if attr == "kv_usage":
                 ax.set_ylim(0, 1.02)
-        row[0].legend(fontsize="x-small", loc="upper left")
+        _legend(row[0], fontsize="x-small", loc="upper left")
     fig.tight_layout()
     return _svg(fig)
 

@@ -18,7 +18,8 @@ from rich.table import Table
 from gateway.logs import configure_logging
 from loadtest.progress import ProgressSink, default_progress
 from loadtest.results import write_results
-from loadtest.runner import LAG_BUDGET_S, RunResult, run_schedule
+from loadtest.runner import LAG_BUDGET_S, RunResult
+from loadtest.sampler import ReplicaSampler, sampled_run, write_samples
 from loadtest.schedule import Schedule, build_schedule
 from loadtest.summary import Summary, summarize, summarize_by_model
 from loadtest.workload import WorkloadError, builtin_workloads, load_workload
@@ -63,8 +64,15 @@ def run(
         str | None, typer.Option(envvar="LOADTEST_API_KEY", help="Bearer token for the target.")
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show live progress.")] = True,
+    admin_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="LOADTEST_ADMIN_KEY", help="Bearer key for a gateway's /admin (sampling)."
+        ),
+    ] = None,
 ) -> None:
-    """Drive TARGET with a workload, print a summary and write results/<name>-<time>/."""
+    """Drive TARGET with a workload, print a summary and write results/<name>-<time>/
+    (records, summary, replica samples and report.html)."""
     configure_logging("warning")
     console = Console()
     parts = urlsplit(target)
@@ -100,19 +108,40 @@ def run(
             highlight=False,
         )
     sink = default_progress() if progress else None
+    sampler = target_sampler(target, admin_key)
     try:
-        result = run_async(_run_until_interrupted(console, target, schedule, api_key, sink))
+        result = run_async(
+            _run_until_interrupted(console, target, schedule, api_key, sink, sampler)
+        )
     except (KeyboardInterrupt, asyncio.CancelledError):
         console.print("abandoned: no results written", highlight=False)
         raise typer.Exit(130) from None
     summary = summarize(result.records, loaded)
     print_summary(console, result, summary)
     path = write_results(result, summary, out, loaded.name)
+    write_samples(sampler.samples, path / "replicas.jsonl")
+    console.print(
+        f"{sampler.describe()} ({len(sampler.samples)} samples)", highlight=False, soft_wrap=True
+    )
+    # matplotlib takes seconds to import: only once the run is over.
+    from loadtest.report import write_run_report
+
+    report = write_run_report(path, result, summary, loaded, sampler.samples)
     console.print(f"results written to {path}", highlight=False, soft_wrap=True)
+    console.print(f"report: {report}", highlight=False, soft_wrap=True)
     if result.interrupted:
         raise typer.Exit(130)
     if summary.ok == 0:
         raise typer.Exit(1)
+
+
+def target_sampler(target: str, admin_key: str | None = None) -> ReplicaSampler:
+    """A sampler for TARGET: its /admin/replicas when it is a Switchyard gateway, else its own
+    /metrics as one replica named host:port (the gateway's naming)."""
+    base = target.rstrip("/").removesuffix("/v1")
+    return ReplicaSampler(
+        admin_url=base, replicas=[(urlsplit(base).netloc, base)], admin_key=admin_key
+    )
 
 
 async def _run_until_interrupted(
@@ -121,9 +150,10 @@ async def _run_until_interrupted(
     schedule: Schedule,
     api_key: str | None,
     progress: ProgressSink | None,
+    sampler: ReplicaSampler,
 ) -> RunResult:
-    """run_schedule where a first Ctrl-C stops sending and waits for the requests in flight,
-    and a second one abandons them."""
+    """The sampled run, where a first Ctrl-C stops sending and waits for the requests in
+    flight, and a second one abandons them."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     task = asyncio.current_task()
@@ -140,7 +170,9 @@ async def _run_until_interrupted(
 
     loop.add_signal_handler(signal.SIGINT, interrupt)
     try:
-        return await run_schedule(target, schedule, api_key=api_key, progress=progress, stop=stop)
+        return await sampled_run(
+            target, schedule, sampler, api_key=api_key, progress=progress, stop=stop
+        )
     finally:
         loop.remove_signal_handler(signal.SIGINT)
 

@@ -3,6 +3,7 @@
 Reads the gateway's GET /admin/replicas when there is one; otherwise each replica's own
 /metrics (vLLM's names, parsed by the gateway's parser). One small request per replica per
 interval, on the generator's event loop: cheap enough not to disturb its send times.
+`sampled_run` runs a schedule with a sampler beside it (`loadtest run` and `compare` share it).
 """
 
 import asyncio
@@ -18,6 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.logs import get_logger
 from gateway.scrape import MetricsParseError, parse_metrics
+from loadtest.progress import ProgressSink
+from loadtest.runner import RunResult, run_schedule
+from loadtest.schedule import Schedule
 
 
 def _log() -> Any:
@@ -50,8 +54,10 @@ class ReplicaSampler:
         replicas: Sequence[tuple[str, str]] = (),
         interval_s: float = 0.5,
         timeout_s: float = 0.4,
+        admin_key: str | None = None,
     ) -> None:
         self.admin_url = admin_url.rstrip("/") if admin_url else None
+        self._admin_headers = {"authorization": f"Bearer {admin_key}"} if admin_key else {}
         self.replicas = list(replicas)
         self.interval_s = interval_s
         self.timeout_s = timeout_s
@@ -67,11 +73,21 @@ class ReplicaSampler:
         self._use_admin = self.admin_url is not None and await self._admin_works(self._client)
         if self._use_admin:
             self.source = "admin"
-        elif self.replicas:
+        elif self.replicas and await self._metrics_work(self._client):
             self.source = "metrics"
         else:
-            _log().debug("sampling_skipped", reason="no /admin/replicas and no replica URLs")
+            _log().debug("sampling_skipped", reason="no /admin/replicas and no vLLM /metrics")
         return self
+
+    def describe(self) -> str:
+        """One line: where the samples come from, or why there are none (after entering)."""
+        if self.source == "admin":
+            return f"replica state sampled from {self.admin_url}/admin/replicas"
+        if self.source == "metrics":
+            urls = ", ".join(f"{url.rstrip('/')}/metrics" for _, url in self.replicas)
+            return f"replica state sampled from {urls}"
+        where = self.admin_url or ", ".join(url for _, url in self.replicas) or "the target"
+        return f"replica state not sampled: {where} has no /admin/replicas and no vLLM /metrics"
 
     async def __aexit__(self, *_exc: object) -> None:
         if self._client is not None:
@@ -97,13 +113,20 @@ class ReplicaSampler:
 
     async def _admin_works(self, client: httpx.AsyncClient) -> bool:
         try:
-            answer = await client.get(f"{self.admin_url}/admin/replicas")
+            answer = await client.get(
+                f"{self.admin_url}/admin/replicas", headers=self._admin_headers
+            )
             return answer.status_code == 200 and "replicas" in answer.json()
         except (httpx.HTTPError, ValueError):
             return False
 
+    async def _metrics_work(self, client: httpx.AsyncClient) -> bool:
+        """One sample now; a target whose /metrics has no vLLM gauges is not polled again."""
+        await self._sample_metrics(client)
+        return bool(self.samples)
+
     async def _sample_admin(self, client: httpx.AsyncClient) -> None:
-        answer = await client.get(f"{self.admin_url}/admin/replicas")
+        answer = await client.get(f"{self.admin_url}/admin/replicas", headers=self._admin_headers)
         answer.raise_for_status()
         now = time.time()
         for replica in orjson.loads(answer.content)["replicas"]:
@@ -136,6 +159,26 @@ class ReplicaSampler:
                 self.samples.append(
                     ReplicaSample(now, name, metrics.waiting, metrics.running, metrics.kv_usage)
                 )
+
+
+async def sampled_run(
+    url: str,
+    schedule: Schedule,
+    sampler: ReplicaSampler,
+    *,
+    api_key: str | None = None,
+    progress: ProgressSink | None = None,
+    stop: asyncio.Event | None = None,
+) -> RunResult:
+    """run_schedule against `url` while `sampler` samples beside it; the samples stay in
+    `sampler.samples`. Sampling never fails the run: it only logs what went wrong."""
+    async with sampler:
+        task = asyncio.create_task(sampler.run())
+        try:
+            return await run_schedule(url, schedule, api_key=api_key, progress=progress, stop=stop)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
 
 def write_samples(samples: Sequence[ReplicaSample], path: Path) -> None:

@@ -78,6 +78,13 @@ def test_run_prints_a_summary_and_writes_results(
     with (run_dir / "summary.csv").open() as source:
         rows = {row["figure"]: row["value"] for row in csv.DictReader(source)}
     assert float(rows["ttft_p50_s"]) >= 0.02
+    # No /admin/replicas and no /metrics: the run goes on, unsampled, and says so.
+    assert "replica state not sampled" in out
+    assert (run_dir / "replicas.jsonl").read_text() == ""
+    assert f"report: {run_dir / 'report.html'}" in out.replace("\n", "")
+    html = (run_dir / "report.html").read_text()
+    assert html.count("<svg") == 3 and "No replica samples" in html
+    assert "r9" in html
 
 
 def test_run_against_a_down_target_reports_and_exits_nonzero(tmp_path: Path) -> None:
@@ -88,6 +95,9 @@ def test_run_against_a_down_target_reports_and_exits_nonzero(tmp_path: Path) -> 
     assert result.returncode == 1
     assert "connect 3" in result.stdout
     assert "Traceback" not in result.stderr
+    assert "Warning" not in result.stderr  # nothing to plot is not matplotlib's problem
+    (run_dir,) = tmp_path.glob("chat-mixed-*")
+    assert "No replica samples" in (run_dir / "report.html").read_text()
 
 
 def test_malformed_workload_stops_with_the_field(tmp_path: Path) -> None:
