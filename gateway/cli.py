@@ -1,17 +1,100 @@
-"""`gateway`: run the Switchyard gateway."""
+"""`gateway`: run the Switchyard gateway.
+
+Every GatewaySettings field is an option here and a GATEWAY_* variable; an option given
+on the command line wins over the environment. A configuration that cannot work stops
+start-up with one line saying what is wrong and what is allowed, and exit code 2.
+"""
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
 
 import typer
+import uvicorn
+from pydantic import ValidationError
+
+from gateway.app import create_app
+from gateway.logs import configure_logging
+from gateway.replicas_file import ConfigError
+from gateway.settings import GatewaySettings
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 app = typer.Typer(add_completion=False, no_args_is_help=False)
 
 
+def _fail(message: str) -> NoReturn:
+    print(f"gateway: error: {message}", file=sys.stderr)
+    raise typer.Exit(code=2)
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["loc"]:
+            field = str(error["loc"][0])
+            message = f"--{field.replace('_', '-')} / GATEWAY_{field.upper()}: {message}"
+        problems.append(message)
+    return "; ".join(problems)
+
+
+def _option(field: str) -> Any:
+    """The CLI option for a settings field, documented from the field itself."""
+    return typer.Option(help=_help(field))
+
+
+def _help(field: str) -> str:
+    info = GatewaySettings.model_fields[field]
+    default = info.get_default(call_default_factory=True)
+    shown = f" (default: {default})" if default not in (None, []) else ""
+    return f"{info.description or ''}{shown} Env: GATEWAY_{field.upper()}."
+
+
 @app.command()
 def serve(
-    host: str = typer.Option("127.0.0.1", envvar="GATEWAY_HOST", help="Address to listen on."),
-    port: int = typer.Option(8080, envvar="GATEWAY_PORT", help="Port to listen on."),
+    replicas: Annotated[str | None, _option("replicas")] = None,
+    replicas_file: Annotated[Path | None, _option("replicas_file")] = None,
+    strategy: Annotated[str | None, _option("strategy")] = None,
+    host: Annotated[str | None, _option("host")] = None,
+    port: Annotated[int | None, _option("port")] = None,
+    poll_interval: Annotated[float | None, _option("poll_interval")] = None,
+    health_interval: Annotated[float | None, _option("health_interval")] = None,
+    connect_timeout: Annotated[float | None, _option("connect_timeout")] = None,
+    first_byte_timeout: Annotated[float | None, _option("first_byte_timeout")] = None,
+    idle_timeout: Annotated[float | None, _option("idle_timeout")] = None,
+    max_body_bytes: Annotated[int | None, _option("max_body_bytes")] = None,
+    api_keys: Annotated[str | None, _option("api_keys")] = None,
+    admin_key: Annotated[str | None, _option("admin_key")] = None,
+    log_level: Annotated[str | None, _option("log_level")] = None,
 ) -> None:
-    """Serve the OpenAI-compatible gateway in front of the configured replicas."""
-    raise typer.Exit(code=2)
+    """Serve the OpenAI-compatible gateway in front of the configured replicas.
+
+    Each option can also be set as a GATEWAY_<NAME> environment variable.
+    """
+    given: dict[str, Any] = {k: v for k, v in locals().items() if v is not None}
+    try:
+        settings = GatewaySettings(**given)
+    except ValidationError as exc:
+        _fail(_describe(exc))
+    if settings.log_level.lower() not in LOG_LEVELS:
+        _fail(f"unknown log level {settings.log_level!r}; allowed: {', '.join(LOG_LEVELS)}")
+    try:
+        gateway = create_app(settings)
+    except ConfigError as exc:
+        _fail(str(exc))
+    configure_logging(settings.log_level)
+    uvicorn.run(
+        gateway,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        # One structured line per request comes from the relay; uvicorn's would double it.
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+        timeout_graceful_shutdown=5,
+    )
 
 
 def main() -> None:

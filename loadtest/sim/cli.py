@@ -1,18 +1,132 @@
-"""`vllm-sim`: simulated vLLM replicas."""
+"""`vllm-sim`: simulated vLLM replicas (`serve` one, or the reference `fleet`)."""
+
+import asyncio
+import sys
 
 import typer
+import uvicorn
+
+from gateway.logs import configure_logging, get_logger
+from loadtest.sim.faults import Faults
+from loadtest.sim.profiles import PROFILES, UnknownProfile, load_profile
+from loadtest.sim.replica import ReplicaConfig
+from loadtest.sim.server import create_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True)
 
 
+def _fail(message: str) -> None:
+    typer.echo(f"vllm-sim: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def uvicorn_config(app: object, host: str, port: int | None = None) -> uvicorn.Config:
+    """uvicorn with uvloop and httptools, quiet, and quick to shut down."""
+    return uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host=host,
+        port=port or 0,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=1,
+    )
+
+
 @app.command()
-def serve(model: str = typer.Option(..., help="Model name to serve.")) -> None:
+def serve(
+    model: str = typer.Option(..., help="Model name to serve (what clients put in `model`)."),
+    profile: str = typer.Option("llama-3.1-8b-h100", help=f"One of: {', '.join(PROFILES)}."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    max_num_seqs: int = typer.Option(256, min=1, help="Most requests running at once."),
+    max_num_batched_tokens: int = typer.Option(8192, min=1, help="Token budget of one step."),
+    kv_blocks: int | None = typer.Option(None, min=1, help="KV blocks (default: profile)."),
+    prefix_caching: bool = typer.Option(True, help="Reuse cached prompt blocks."),
+    kv_mode: str = typer.Option("static", help="static (vLLM) or elastic (KVCached)."),
+    kv_pool: str | None = typer.Option(None, help="Elastic pool name (shared in-process)."),
+    time_scale: float = typer.Option(1.0, min=0.0, help="Multiply every simulated duration."),
+    seed: int = typer.Option(0, help="Seed for output lengths, text and faults."),
+    legacy_metrics: bool = typer.Option(False, help="Emit vLLM's pre-0.9 metric names."),
+    fault_error_rate: float = typer.Option(0.0, min=0.0, max=1.0, help="Fraction answered 500."),
+    fault_429_rate: float = typer.Option(0.0, min=0.0, max=1.0, help="Fraction answered 429."),
+    fault_drop_rate: float = typer.Option(0.0, min=0.0, max=1.0, help="Fraction dropped."),
+    fault_slow: float = typer.Option(1.0, min=0.001, help="Step time multiplier."),
+    fault_metrics_delay: float = typer.Option(0.0, min=0.0, help="Seconds /metrics waits."),
+    fault_metrics_hang: bool = typer.Option(False, help="/metrics never answers."),
+    fault_health_fail: bool = typer.Option(False, help="/health answers 503."),
+    fault_stall_after: int | None = typer.Option(None, min=0, help="Streams stall after N."),
+    fault_stall_seconds: float | None = typer.Option(None, min=0.0, help="Stall length."),
+    log_level: str = typer.Option("info", help="Log level."),
+) -> None:
     """Serve one simulated vLLM replica."""
+    configure_logging(log_level)
+    if kv_mode not in ("static", "elastic"):
+        _fail(f"--kv-mode must be static or elastic, not {kv_mode!r}")
+    try:
+        load_profile(profile)
+    except UnknownProfile as exc:
+        _fail(str(exc))
+    faults = Faults(
+        error_rate=fault_error_rate,
+        rate_limit_rate=fault_429_rate,
+        drop_rate=fault_drop_rate,
+        step_multiplier=fault_slow,
+        metrics_delay=fault_metrics_delay,
+        metrics_hang=fault_metrics_hang,
+        health_fail=fault_health_fail,
+        stall_after=fault_stall_after,
+        stall_seconds=fault_stall_seconds,
+    )
+    config = ReplicaConfig(
+        model=model,
+        profile=profile,
+        max_num_seqs=max_num_seqs,
+        max_num_batched_tokens=max_num_batched_tokens,
+        kv_blocks=kv_blocks,
+        prefix_caching=prefix_caching,
+        kv_mode=kv_mode,  # type: ignore[arg-type]
+        kv_pool=kv_pool,
+        time_scale=time_scale,
+        seed=seed,
+        legacy_metrics=legacy_metrics,
+        faults=faults,
+    )
+    get_logger("vllm_sim").info(
+        "replica_starting",
+        model=model,
+        profile=profile,
+        url=f"http://{host}:{port}",
+        time_scale=time_scale,
+        kv_mode=kv_mode,  # type: ignore[arg-type]
+        prefix_caching=prefix_caching,
+        faults={k: v for k, v in faults.as_dict().items() if v != getattr(Faults(), k)},
+    )
+    server = uvicorn.Server(uvicorn_config(create_app(config), host, port))
+    server.run()
+    if not server.started:
+        sys.exit(1)
 
 
 @app.command()
-def fleet(name: str) -> None:
-    """Start the six reference replicas (baseline or managed)."""
+def fleet(
+    name: str = typer.Argument(..., help="baseline or managed."),
+    base_port: int = typer.Option(8001, help="Replica i listens on base-port + i."),
+    time_scale: float = typer.Option(1.0, min=0.0, help="Multiply every simulated duration."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    processes: int = typer.Option(2, min=1, max=6, help="Processes to spread replicas over."),
+    log_level: str = typer.Option("warning", help="Log level."),
+) -> None:
+    """Start the six reference replicas (baseline or managed); stop them on Ctrl-C/SIGTERM."""
+    from loadtest.sim.fleet import FLEETS, run_fleet
+
+    configure_logging(log_level)
+    if name not in FLEETS:
+        _fail(f"unknown fleet {name!r}; available: {', '.join(FLEETS)}")
+    code = asyncio.run(run_fleet(name, base_port, time_scale, host, processes))
+    raise typer.Exit(code)
 
 
 def main() -> None:

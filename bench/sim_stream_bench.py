@@ -1,0 +1,116 @@
+"""How many streamed tokens per second one `vllm-sim serve` process serves on one core.
+
+Starts one simulator (profile `tiny`, a big batch, a KV cache that never runs out)
+pinned to one CPU, and drives it from this process (pinned to another CPU when
+there is one) with many concurrent streaming chat requests over aiohttp, a lean
+client. Counts tokens from each stream's usage chunk and prints tokens/s,
+chunks/s and the server's CPU time per token.
+
+    .venv/bin/python bench/sim_stream_bench.py [--streams 256] [--tokens 256] [--seconds 10]
+        [--time-scale 0]
+
+`--time-scale 0` takes the simulated GPU out (steps cost no time), so the figure
+is the server's own ceiling; `--time-scale 1` plays the tiny profile in real time.
+"""
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.procs import free_port, start  # noqa: E402
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def one_stream(session: aiohttp.ClientSession, url: str, tokens: int) -> tuple[int, int]:
+    body = {
+        "model": "bench",
+        "messages": [{"role": "user", "content": "Tell me a long story about the sea."}],
+        "max_tokens": tokens,
+        "ignore_eos": True,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    chunks = 0
+    tail = b""
+    async with session.post(url, json=body) as response:
+        response.raise_for_status()
+        async for data in response.content.iter_any():
+            chunks += data.count(b"data: {")
+            tail = (tail + data)[-4096:]
+    usage = tail.rsplit(b"data: {", 1)[1].split(b"\n", 1)[0]
+    got_tokens = orjson.loads(b"{" + usage)["usage"]["completion_tokens"]
+    return got_tokens, chunks
+
+
+async def drive(url: str, streams: int, tokens: int, seconds: float) -> tuple[int, int, float]:
+    connector = aiohttp.TCPConnector(limit=streams)
+    total_tokens = total_chunks = 0
+    async with aiohttp.ClientSession(connector=connector) as session:
+        deadline = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            nonlocal total_tokens, total_chunks
+            while time.perf_counter() < deadline:
+                got, chunks = await one_stream(session, url, tokens)
+                total_tokens += got
+                total_chunks += chunks
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(streams)))
+        elapsed = time.perf_counter() - started
+    return total_tokens, total_chunks, elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--streams", type=int, default=256)
+    parser.add_argument("--tokens", type=int, default=256)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--time-scale", type=float, default=0.0)
+    args = parser.parse_args()
+    cpus = sorted(os.sched_getaffinity(0))
+    server_cpu, client_cpus = cpus[0], (cpus[1:] or cpus)
+    port = free_port()
+    argv = [
+        *("taskset", "-c", str(server_cpu)),
+        str(Path(sys.executable).parent / "vllm-sim"),
+        *("serve", "--model", "bench", "--profile", "tiny", "--port", str(port)),
+        *("--max-num-seqs", str(max(args.streams, 1))),
+        *("--max-num-batched-tokens", "65536", "--kv-blocks", "1000000"),
+        *("--time-scale", str(args.time_scale), "--log-level", "warning"),
+    ]
+    proc = start(argv, port=port)
+    try:
+        os.sched_setaffinity(0, client_cpus)
+        url = proc.url + "/v1/chat/completions"
+        asyncio.run(drive(url, min(args.streams, 16), 16, 1.0))  # warm-up
+        cpu_before = cpu_seconds(proc.popen.pid)
+        tokens, chunks, elapsed = asyncio.run(drive(url, args.streams, args.tokens, args.seconds))
+        server_cpu_s = cpu_seconds(proc.popen.pid) - cpu_before
+    finally:
+        proc.stop()
+    print(f"server CPU {server_cpu}, client CPUs {client_cpus}, time scale {args.time_scale}")
+    print(f"streams {args.streams} x {args.tokens} tokens, {elapsed:.1f} s")
+    print(f"streamed tokens/s: {tokens / elapsed:,.0f}")
+    print(f"SSE chunks/s: {chunks / elapsed:,.0f}")
+    print(f"server CPU: {server_cpu_s / elapsed:.0%} of one core, ", end="")
+    print(f"{1e6 * server_cpu_s / max(tokens, 1):.1f} us per token")
+    if tokens / elapsed < 20_000:
+        print("below the 20,000 tokens/s goal", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

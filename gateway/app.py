@@ -1,0 +1,156 @@
+"""The app factory. The lifespan owns every resource: the upstream HTTP session, the
+replica pool, the strategy, the metrics poller and health checker, the metrics registry."""
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException
+
+import routers
+from gateway.admin import build_admin
+from gateway.api import build_api, mount_relay
+from gateway.errors import GatewayError, InvalidRequest, from_status
+from gateway.health import HealthChecker
+from gateway.logs import get_logger
+from gateway.poller import MetricsPoller
+from gateway.pool import ReplicaPool
+from gateway.replicas_file import ConfigError, ReplicaSpec, load_replica_specs
+from gateway.settings import GatewaySettings
+from gateway.state import Gateway
+from gateway.telemetry import Telemetry
+
+# vLLM (uvicorn) closes idle keep-alive connections after 5 s; reuse only younger ones,
+# so a request is never written onto a connection the replica is closing.
+UPSTREAM_KEEPALIVE_S = 4.0
+
+
+def create_app(settings: GatewaySettings) -> FastAPI:
+    """Build the gateway. Raises ConfigError (one line: what is wrong, what is allowed)
+    for an unknown strategy or a bad replica list, before anything starts."""
+    specs = load_replica_specs(settings)
+    if settings.strategy not in routers.available():
+        raise ConfigError(
+            f"unknown strategy {settings.strategy!r}: misspelled or not installed; "
+            f"available: {', '.join(routers.available()) or 'none'}"
+        )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        async with _running_gateway(settings, specs) as gw:
+            yield {"gateway": gw}
+
+    app = FastAPI(
+        title="Switchyard gateway",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.add_exception_handler(GatewayError, _render_error)
+    app.add_exception_handler(HTTPException, _render_http_error)
+    app.add_exception_handler(RequestValidationError, _render_validation_error)
+    mount_relay(app)
+    app.include_router(build_api())
+    app.include_router(build_admin())
+    return app
+
+
+@contextlib.asynccontextmanager
+async def _running_gateway(
+    settings: GatewaySettings, specs: list[ReplicaSpec]
+) -> AsyncIterator[Gateway]:
+    log = get_logger("gateway")
+    # Metrics older than three polls are unknown, not idle.
+    pool = ReplicaPool(
+        (spec.to_replica() for spec in specs), stale_after=3 * settings.poll_interval
+    )
+    connector = aiohttp.TCPConnector(
+        # No cap: the strategy decides how much each replica gets, not the pool.
+        limit=0,
+        limit_per_host=0,
+        keepalive_timeout=UPSTREAM_KEEPALIVE_S,
+    )
+    session = aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout),
+        # Bytes are relayed as sent: never decompress, never add encodings of our own.
+        auto_decompress=False,
+        skip_auto_headers=("Accept-Encoding", "User-Agent"),
+    )
+    # Health checks and scrapes are not on the hot path; httpx serves them.
+    checks = httpx.AsyncClient(timeout=settings.connect_timeout + settings.poll_interval)
+    gw = Gateway(
+        settings=settings,
+        pool=pool,
+        session=session,
+        telemetry=Telemetry(pool),
+        strategy=routers.load(settings.strategy),
+        log=get_logger("gateway.proxy"),
+    )
+    health = HealthChecker(pool, checks, settings.health_interval)
+    poller = MetricsPoller(pool, checks, settings.poll_interval)
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        # Learn what each replica serves before the first request arrives.
+        await health.refresh_all()
+        tasks = [
+            asyncio.create_task(health.run(), name="health"),
+            asyncio.create_task(poller.run(), name="poller"),
+        ]
+        log.info(
+            "gateway_started",
+            replicas=[r.id for r in pool],
+            healthy=[r.id for r in pool if r.healthy],
+            models=pool.served_models(),
+            strategy=settings.strategy,
+        )
+        yield gw
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await session.close()
+        await checks.aclose()
+        log.info("gateway_stopped")
+
+
+def _error_response(request: Request, err: GatewayError) -> Response:
+    headers = {
+        "x-switchyard-replica": "none",
+        "x-request-id": request.headers.get("x-request-id") or uuid.uuid4().hex,
+        **err.headers,
+    }
+    return Response(
+        err.body(), status_code=err.status, media_type="application/json", headers=headers
+    )
+
+
+async def _render_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GatewayError)
+    return _error_response(request, exc)
+
+
+async def _render_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    if exc.status_code == 404:
+        message = f"no such endpoint: {request.method} {request.url.path}"
+    return _error_response(request, from_status(exc.status_code, message))
+
+
+async def _render_validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in exc.errors()
+    )
+    return _error_response(request, InvalidRequest(f"invalid request: {problems}"))

@@ -1,0 +1,118 @@
+"""Active health checks: GET /health on every replica, and its models from /v1/models.
+
+A failed check ejects the replica (the pool backs off exponentially before the next
+try); a passing check brings it back. Each replica has its own loop, so one that
+hangs delays no other. Passive ejections (errors on real traffic) are the proxy's;
+this checker is what brings those replicas back too.
+"""
+
+import asyncio
+from typing import Any
+
+import httpx
+
+from gateway.logs import get_logger
+from gateway.pool import ReplicaPool
+
+log = get_logger("gateway.health")
+
+# How often an ejected replica is looked at to see whether its backoff has ended.
+_BACKOFF_TICK = 0.25
+
+
+class HealthChecker:
+    def __init__(
+        self,
+        pool: ReplicaPool,
+        client: httpx.AsyncClient,
+        interval: float = 2.0,
+        timeout: float | None = None,
+    ) -> None:
+        if interval <= 0:
+            raise ValueError("health interval must be positive")
+        self._pool = pool
+        self._client = client
+        self._interval = interval
+        self._timeout = min(timeout or interval / 2, interval)
+
+    async def run(self) -> None:
+        """Check every replica forever; returns only when cancelled."""
+        async with asyncio.TaskGroup() as group:
+            for replica in self._pool:
+                group.create_task(self._loop(replica.id), name=f"health {replica.id}")
+
+    async def refresh_all(self) -> None:
+        """Check every replica once, concurrently, and learn their models. For start-up,
+        so the gateway knows what is served before the first request arrives. Takes at
+        most about twice the timeout (/health, then /v1/models)."""
+        await asyncio.gather(*(self.check_once(r.id) for r in self._pool))
+
+    async def _loop(self, replica_id: str) -> None:
+        while True:
+            await self.check_once(replica_id)
+            # An ejected replica is looked at often, so it is back as soon as its
+            # backoff ends; check_once skips it until then.
+            healthy = self._pool.get(replica_id).healthy
+            await asyncio.sleep(self._interval if healthy else min(_BACKOFF_TICK, self._interval))
+
+    async def check_once(self, replica_id: str) -> bool:
+        """One check (skipped while an ejected replica's backoff lasts). True if the
+        replica is healthy afterwards. Never raises (except when cancelled)."""
+        if not self._pool.due_for_check(replica_id):
+            return False
+        replica = self._pool.get(replica_id)
+        try:
+            async with asyncio.timeout(self._timeout):
+                response = await self._client.get(f"{replica.url}/health", timeout=self._timeout)
+            if response.status_code != 200:
+                raise _Unhealthy(f"/health answered HTTP {response.status_code}")
+        except Exception as exc:
+            reason = _describe(exc)
+            if self._pool.mark_down(replica_id, reason):
+                log.warning("replica_ejected", replica=replica_id, reason=reason, by="health")
+            return False
+        if self._pool.mark_up(replica_id):
+            log.info("replica_restored", replica=replica_id)
+        await self.refresh_models(replica_id)
+        return True
+
+    async def refresh_models(self, replica_id: str) -> None:
+        """Read the replica's /v1/models into the pool; keep what we had on failure."""
+        replica = self._pool.get(replica_id)
+        try:
+            async with asyncio.timeout(self._timeout):
+                response = await self._client.get(f"{replica.url}/v1/models", timeout=self._timeout)
+            response.raise_for_status()
+            models, max_len = parse_models(response.json())
+        except Exception as exc:
+            log.warning("models_refresh_failed", replica=replica_id, error=_describe(exc))
+            return
+        if set(models) != set(replica.models) and not replica.models_pinned:
+            log.info("models_changed", replica=replica_id, models=sorted(models))
+        self._pool.set_models(replica_id, models, max_len)
+
+
+def parse_models(body: Any) -> tuple[list[str], dict[str, int]]:
+    """Model ids and their max_model_len from an OpenAI /v1/models body."""
+    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        raise ValueError("not an OpenAI model list")
+    models: list[str] = []
+    max_len: dict[str, int] = {}
+    for entry in body["data"]:
+        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+            continue
+        models.append(entry["id"])
+        length = entry.get("max_model_len")
+        if isinstance(length, int) and not isinstance(length, bool) and length > 0:
+            max_len[entry["id"]] = length
+    return models, max_len
+
+
+class _Unhealthy(Exception):
+    pass
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError | httpx.TimeoutException):
+        return "timeout"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -1,0 +1,115 @@
+"""The metrics poller: every replica's /metrics, scraped at an interval, into the pool.
+
+`run()` is the one background task the lifespan starts and cancels. Inside it each
+replica has its own loop, so a slow or hanging /metrics delays nobody else's scrape,
+and no request ever waits on a scrape. Each scrape is cut off before the next tick.
+"""
+
+import asyncio
+import time
+
+import httpx
+
+from gateway.logs import get_logger
+from gateway.pool import ReplicaPool
+from gateway.scrape import MetricsParseError, parse_metrics
+from routers import Metrics
+
+log = get_logger("gateway.poller")
+
+
+class MetricsPoller:
+    def __init__(
+        self,
+        pool: ReplicaPool,
+        client: httpx.AsyncClient,
+        interval: float = 1.0,
+        timeout: float | None = None,
+    ) -> None:
+        if interval <= 0:
+            raise ValueError("poll interval must be positive")
+        self._pool = pool
+        self._client = client
+        self._interval = interval
+        # A scrape must end before the next one is due.
+        self._timeout = min(timeout or interval / 2, interval * 0.9)
+        # Last outcome per replica ("ok", "absent", or an error), to log changes only.
+        self._outcome: dict[str, str] = {}
+
+    async def run(self) -> None:
+        """Scrape every replica forever; returns only when cancelled."""
+        async with asyncio.TaskGroup() as group:
+            for replica in self._pool:
+                group.create_task(self._loop(replica.id), name=f"scrape {replica.id}")
+
+    async def _loop(self, replica_id: str) -> None:
+        next_at = time.monotonic()
+        while True:
+            await self.scrape_once(replica_id)
+            # Fixed ticks; a scrape never overruns one because of the timeout.
+            next_at = max(next_at + self._interval, time.monotonic())
+            await asyncio.sleep(next_at - time.monotonic())
+
+    async def scrape_once(self, replica_id: str) -> None:
+        """Scrape one replica and record the outcome in the pool. Never raises
+        (except when cancelled)."""
+        replica = self._pool.get(replica_id)
+        dispatched_before = replica.dispatched_since_scrape
+        try:
+            metrics = await asyncio.wait_for(self._fetch(replica.url), self._timeout)
+        except _Absent:
+            # Ollama, llama-cpp-python: no /metrics; the strategies use local counts.
+            self._note(replica_id, "absent")
+            return
+        except (httpx.HTTPError, MetricsParseError, TimeoutError, _BadStatus) as exc:
+            self._pool.record_scrape_failure(replica_id)
+            self._note(replica_id, _describe(exc))
+            return
+        except Exception as exc:  # a bug here must not stop this replica's scrapes
+            self._pool.record_scrape_failure(replica_id)
+            self._note(replica_id, _describe(exc))
+            log.exception("scrape_crashed", replica=replica_id)
+            return
+        if metrics is None:
+            self._note(replica_id, "absent")
+            return
+        # Requests sent while the scrape was in flight may not be in it: keep crediting
+        # them, or a slow scrape would forget them and invite a herd.
+        sent_during = max(0, replica.dispatched_since_scrape - dispatched_before)
+        self._pool.record_metrics(replica_id, metrics)
+        replica.dispatched_since_scrape += sent_during
+        self._note(replica_id, "ok")
+
+    async def _fetch(self, base_url: str) -> Metrics | None:
+        response = await self._client.get(f"{base_url}/metrics", timeout=self._timeout)
+        if response.status_code in (404, 405, 501):
+            raise _Absent
+        if response.status_code != 200:
+            raise _BadStatus(f"HTTP {response.status_code}")
+        return parse_metrics(response.text)
+
+    def _note(self, replica_id: str, outcome: str) -> None:
+        before = self._outcome.get(replica_id)
+        self._outcome[replica_id] = outcome
+        if outcome == before:
+            return
+        if outcome == "ok":
+            log.info("metrics_scraped", replica=replica_id)
+        elif outcome == "absent":
+            log.info("metrics_unavailable", replica=replica_id, using="local in-flight counts")
+        else:
+            log.warning("scrape_failed", replica=replica_id, error=outcome)
+
+
+class _Absent(Exception):
+    """The replica serves no /metrics (or none this gateway understands)."""
+
+
+class _BadStatus(Exception):
+    pass
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError | httpx.TimeoutException):
+        return "timeout"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -1,0 +1,123 @@
+"""The gateway's own Prometheus metrics, in a per-app registry.
+
+Per-request series are updated on the hot path through cached label children; the
+per-replica gauges (in-flight, health, scrape age) are read from the pool at scrape
+time instead, so they cost nothing per request and can never drift.
+"""
+
+import time
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from gateway.pool import ReplicaPool
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# LLM requests last from milliseconds (embeddings) to minutes (long generations).
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class _PoolCollector(Collector):
+    def __init__(self, pool: ReplicaPool, clock: Callable[[], float]) -> None:
+        self._pool = pool
+        self._clock = clock
+
+    def collect(self) -> Iterable[Metric]:
+        in_flight = GaugeMetricFamily(
+            "switchyard_in_flight", "Requests open on the replica.", labels=["replica"]
+        )
+        healthy = GaugeMetricFamily(
+            "switchyard_replica_healthy",
+            "1 if the replica takes traffic, else 0.",
+            labels=["replica"],
+        )
+        age = GaugeMetricFamily(
+            "switchyard_replica_metrics_age_seconds",
+            "Seconds since the replica's /metrics was last scraped.",
+            labels=["replica"],
+        )
+        now = self._clock()
+        for replica in self._pool:
+            in_flight.add_metric([replica.id], replica.in_flight)
+            healthy.add_metric([replica.id], 1.0 if replica.healthy else 0.0)
+            if replica.scraped_at is not None:
+                age.add_metric([replica.id], max(0.0, now - replica.scraped_at))
+        return [in_flight, healthy, age]
+
+
+class Telemetry:
+    def __init__(self, pool: ReplicaPool, clock: Callable[[], float] = time.monotonic) -> None:
+        self.registry = CollectorRegistry()
+        self._requests = Counter(
+            "switchyard_requests",
+            "Requests answered, by model, replica, strategy and status.",
+            ["model", "replica", "strategy", "status"],
+            registry=self.registry,
+        )
+        self._ttfb = Histogram(
+            "switchyard_time_to_first_byte_seconds",
+            "Time from the request's arrival to the first response byte sent back.",
+            ["model", "replica"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._duration = Histogram(
+            "switchyard_request_duration_seconds",
+            "Time from the request's arrival to its last response byte.",
+            ["model", "replica"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._retries = Counter(
+            "switchyard_retries",
+            "Requests retried on another replica.",
+            ["model"],
+            registry=self.registry,
+        )
+        self._upstream_errors = Counter(
+            "switchyard_upstream_errors",
+            "Failures talking to a replica, by kind.",
+            ["replica", "kind"],
+            registry=self.registry,
+        )
+        self.registry.register(_PoolCollector(pool, clock))
+        # Label lookups take a lock and hash the values: cache the children.
+        self._request_children: dict[tuple[str, str, str, int], Counter] = {}
+        self._latency_children: dict[tuple[str, str], tuple[Histogram, Histogram]] = {}
+
+    def observe_request(
+        self,
+        model: str,
+        replica: str,
+        strategy: str,
+        status: int,
+        ttfb: float | None,
+        duration: float,
+    ) -> None:
+        key = (model, replica, strategy, status)
+        counter = self._request_children.get(key)
+        if counter is None:
+            counter = self._requests.labels(model, replica, strategy, str(status))
+            self._request_children[key] = counter
+        counter.inc()
+        if replica == "none":
+            return
+        pair = self._latency_children.get((model, replica))
+        if pair is None:
+            pair = (self._ttfb.labels(model, replica), self._duration.labels(model, replica))
+            self._latency_children[(model, replica)] = pair
+        if ttfb is not None:
+            pair[0].observe(ttfb)
+        pair[1].observe(duration)
+
+    def observe_retry(self, model: str) -> None:
+        self._retries.labels(model).inc()
+
+    def observe_upstream_error(self, replica: str, kind: str) -> None:
+        self._upstream_errors.labels(replica, kind).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,252 @@
+"""vLLM's /metrics for one simulated replica: names, types, labels and buckets as vLLM's.
+
+Current names follow vLLM 0.32 (see /work/shared/fixtures and tests): every
+series carries `model_name` and `engine="0"`. `legacy=True` emits the pre-0.9
+names instead (`vllm:gpu_cache_usage_perc`, `vllm:time_per_output_token_seconds`,
+`vllm:gpu_prefix_cache_hit_rate`, `vllm:num_requests_swapped`; no `engine`
+label), so pollers can be tested against old servers.
+
+Gauges and counters are read from the engine at scrape time; the latency
+histograms are fed by the server as tokens come out (cheap list increments, no
+locks), and exported through one collector on a per-app CollectorRegistry.
+"""
+
+import time
+from bisect import bisect_left
+from collections.abc import Callable, Iterator, Sequence
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
+
+from loadtest.sim.types import EngineStats
+
+# Bucket upper bounds of vLLM's V1 histograms (vllm/v1/metrics/loggers.py, as scraped).
+TTFT_BUCKETS = (
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0,
+    2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0,
+)  # fmt: skip
+ITL_BUCKETS = (
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0,
+    2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0,
+)  # fmt: skip
+REQUEST_LATENCY_BUCKETS = (
+    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0,
+    50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0,
+)  # fmt: skip
+FINISHED_REASONS = ("stop", "length", "abort", "error", "repetition")
+
+
+class Histogram:
+    """Bucket counts for one histogram; `observe` is a bisect and two additions."""
+
+    __slots__ = ("bounds", "count", "counts", "created", "total")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = tuple(bounds)
+        self.counts = [0] * (len(self.bounds) + 1)
+        self.total = 0.0
+        self.count = 0
+        self.created = time.time()
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+        self.count += 1
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        out: list[tuple[str, float]] = []
+        running = 0
+        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            running += count
+            out.append(("+Inf" if bound == float("inf") else repr(float(bound)), running))
+        return out
+
+
+class LatencyHistograms:
+    """The four request-latency histograms the server feeds."""
+
+    def __init__(self) -> None:
+        self.ttft = Histogram(TTFT_BUCKETS)
+        self.itl = Histogram(ITL_BUCKETS)
+        self.e2e = Histogram(REQUEST_LATENCY_BUCKETS)
+        self.queue = Histogram(REQUEST_LATENCY_BUCKETS)
+
+
+class VllmCollector(Collector):
+    """Builds vLLM's metric families from the engine's stats and the latency histograms."""
+
+    def __init__(
+        self,
+        model: str,
+        stats: Callable[[], EngineStats],
+        histograms: LatencyHistograms,
+        *,
+        legacy: bool = False,
+    ) -> None:
+        self.model = model
+        self.stats = stats
+        self.histograms = histograms
+        self.legacy = legacy
+        self.created = time.time()
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.stats()
+        if self.legacy:
+            yield from self._legacy(stats)
+        else:
+            yield from self._current(stats)
+
+    def _labels(self) -> tuple[list[str], list[str]]:
+        if self.legacy:
+            return ["model_name"], [self.model]
+        return ["engine", "model_name"], ["0", self.model]
+
+    def _gauge(self, name: str, doc: str, value: float) -> GaugeMetricFamily:
+        names, values = self._labels()
+        family = GaugeMetricFamily(name, doc, labels=names)
+        family.add_metric(values, value)
+        return family
+
+    def _counter(self, name: str, doc: str, value: float) -> CounterMetricFamily:
+        names, values = self._labels()
+        family = CounterMetricFamily(name, doc, labels=names)
+        family.add_metric(values, value, created=self.created)
+        return family
+
+    def _success(self, stats: EngineStats) -> CounterMetricFamily:
+        names, values = self._labels()
+        family = CounterMetricFamily(
+            "vllm:request_success",
+            "Count of successfully processed requests.",
+            labels=[*names, "finished_reason"],
+        )
+        for reason in FINISHED_REASONS:
+            count = stats.finished.get(reason, 0)
+            family.add_metric([*values, reason], count, created=self.created)
+        return family
+
+    def _histogram(self, name: str, doc: str, hist: Histogram) -> HistogramMetricFamily:
+        names, values = self._labels()
+        family = HistogramMetricFamily(name, doc, labels=names)
+        family.add_metric(values, hist.cumulative(), hist.total)
+        labels = dict(zip(names, values, strict=True))
+        family.samples.append(Sample(name + "_created", labels, hist.created))
+        return family
+
+    def _common(self, stats: EngineStats) -> Iterator[Metric]:
+        yield self._counter(
+            "vllm:num_preemptions", "Cumulative number of preemption from the engine.",
+            stats.preemptions,
+        )  # fmt: skip
+        yield self._counter(
+            "vllm:prompt_tokens", "Number of prefill tokens processed.", stats.prompt_tokens
+        )
+        yield self._counter(
+            "vllm:generation_tokens", "Number of generation tokens processed.",
+            stats.generation_tokens,
+        )  # fmt: skip
+        yield self._success(stats)
+        hist = self.histograms
+        yield self._histogram(
+            "vllm:time_to_first_token_seconds",
+            "Histogram of time to first token in seconds.",
+            hist.ttft,
+        )
+
+    def _current(self, stats: EngineStats) -> Iterator[Metric]:
+        hist = self.histograms
+        yield self._gauge(
+            "vllm:num_requests_running", "Number of requests in model execution batches.",
+            stats.running,
+        )  # fmt: skip
+        yield self._gauge(
+            "vllm:num_requests_waiting", "Number of requests waiting to be processed.",
+            stats.waiting,
+        )  # fmt: skip
+        yield self._gauge(
+            "vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.",
+            stats.kv_usage,
+        )  # fmt: skip
+        yield self._counter(
+            "vllm:prefix_cache_queries",
+            "Prefix cache queries, in terms of number of queried tokens.",
+            stats.prefix_queries,
+        )
+        yield self._counter(
+            "vllm:prefix_cache_hits",
+            "Prefix cache hits, in terms of number of cached tokens.",
+            stats.prefix_hits,
+        )
+        yield from self._common(stats)
+        yield self._histogram(
+            "vllm:inter_token_latency_seconds",
+            "Histogram of inter-token latency in seconds.",
+            hist.itl,
+        )
+        yield self._histogram(
+            "vllm:e2e_request_latency_seconds",
+            "Histogram of e2e request latency in seconds.",
+            hist.e2e,
+        )
+        yield self._histogram(
+            "vllm:request_queue_time_seconds",
+            "Histogram of time spent in WAITING phase for request.",
+            hist.queue,
+        )
+
+    def _legacy(self, stats: EngineStats) -> Iterator[Metric]:
+        hist = self.histograms
+        yield self._gauge(
+            "vllm:num_requests_running", "Number of requests currently running on GPU.",
+            stats.running,
+        )  # fmt: skip
+        yield self._gauge("vllm:num_requests_swapped", "Number of requests swapped to CPU.", 0)
+        yield self._gauge(
+            "vllm:num_requests_waiting", "Number of requests waiting to be processed.",
+            stats.waiting,
+        )  # fmt: skip
+        yield self._gauge(
+            "vllm:gpu_cache_usage_perc", "GPU KV-cache usage. 1 means 100 percent usage.",
+            stats.kv_usage,
+        )  # fmt: skip
+        yield self._gauge(
+            "vllm:cpu_cache_usage_perc", "CPU KV-cache usage. 1 means 100 percent usage.", 0
+        )
+        hit_rate = stats.prefix_hits / stats.prefix_queries if stats.prefix_queries else 0.0
+        yield self._gauge(
+            "vllm:gpu_prefix_cache_hit_rate", "GPU prefix cache block hit rate.", hit_rate
+        )
+        yield from self._common(stats)
+        yield self._histogram(
+            "vllm:time_per_output_token_seconds",
+            "Histogram of time per output token in seconds.",
+            hist.itl,
+        )
+        yield self._histogram(
+            "vllm:e2e_request_latency_seconds",
+            "Histogram of end to end request latency in seconds.",
+            hist.e2e,
+        )
+        yield self._histogram(
+            "vllm:request_queue_time_seconds",
+            "Histogram of time spent in WAITING phase for request.",
+            hist.queue,
+        )
+
+
+def metrics_registry(collector: VllmCollector) -> CollectorRegistry:
+    """A fresh registry holding only this replica's collector (never the global one)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return registry
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    return generate_latest(registry)

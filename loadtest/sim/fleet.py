@@ -1,0 +1,226 @@
+"""The reference fleet of DESIGN.md: six simulated replicas, in a few worker processes.
+
+Each worker runs one uvicorn server on several listening sockets, one per
+replica, and routes each connection to its replica's app by the local port.
+Replicas that share an elastic KV pool always land in the same worker (a pool is
+an in-process object). The parent starts the workers, waits until every replica
+answers, prints where each listens, and on SIGINT/SIGTERM stops them all.
+"""
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import httpx
+import orjson
+import uvicorn
+
+from loadtest.sim.kvcache import SharedKVPool
+from loadtest.sim.profiles import load_profile
+from loadtest.sim.replica import ReplicaConfig
+from loadtest.sim.server import Receive, Scope, Send, SimServer, create_app
+
+FLEETS = ("baseline", "managed")
+READY_TIMEOUT = 30.0
+STOP_TIMEOUT = 5.0
+
+# (model, profile, simulated GPUs) of the six reference replicas.
+REFERENCE = (
+    ("meta-llama/Llama-3.1-8B-Instruct", "llama-3.1-8b-h100", "gpu0"),
+    ("meta-llama/Llama-3.1-8B-Instruct", "llama-3.1-8b-h100", "gpu1"),
+    ("Qwen/Qwen2.5-7B-Instruct", "qwen2.5-7b-h100", "gpu2"),
+    ("Qwen/Qwen2.5-7B-Instruct", "qwen2.5-7b-h100", "gpu3"),
+    ("mistralai/Mixtral-8x7B-Instruct-v0.1", "mixtral-8x7b-h100-tp2", "gpu4-5"),
+    ("mistralai/Mixtral-8x7B-Instruct-v0.1", "mixtral-8x7b-h100-tp2", "gpu6-7"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FleetReplica:
+    index: int
+    port: int
+    config: ReplicaConfig
+
+
+def fleet_replicas(name: str, base_port: int, time_scale: float) -> list[FleetReplica]:
+    """baseline: static KV, prefix caching on. managed: elastic KV, one pool per GPU, no prefix
+    caching."""
+    if name not in FLEETS:
+        raise ValueError(f"unknown fleet {name!r}; available: {', '.join(FLEETS)}")
+    managed = name == "managed"
+    replicas = []
+    for index, (model, profile, gpus) in enumerate(REFERENCE):
+        config = ReplicaConfig(
+            model=model,
+            profile=profile,
+            prefix_caching=not managed,
+            kv_mode="elastic" if managed else "static",
+            kv_pool=gpus if managed else None,
+            time_scale=time_scale,
+            seed=index,
+        )
+        replicas.append(FleetReplica(index, base_port + index, config))
+    return replicas
+
+
+def partition(replicas: Sequence[FleetReplica], processes: int) -> list[list[FleetReplica]]:
+    """Spread replicas over at most `processes` groups, keeping each KV pool in one group."""
+    by_pool: dict[str, list[FleetReplica]] = {}
+    for replica in replicas:
+        key = replica.config.kv_pool or f"replica-{replica.index}"
+        by_pool.setdefault(key, []).append(replica)
+    groups: list[list[FleetReplica]] = [[] for _ in range(max(1, processes))]
+    for members in sorted(by_pool.values(), key=lambda m: m[0].index):
+        min(groups, key=len).extend(members)
+    return [group for group in groups if group]
+
+
+# -- the worker: several replicas on one event loop ------------------------------------
+
+
+class PortDispatch:
+    """An ASGI app that hands each connection to the replica listening on its local port."""
+
+    def __init__(self, apps: dict[int, SimServer]) -> None:
+        self.apps = apps
+        self._watchdog: asyncio.Task[None] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        await self.apps[scope["server"][1]](scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                for app in self.apps.values():
+                    await app.startup()
+                self._watchdog = asyncio.get_running_loop().create_task(_exit_with_parent())
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self._watchdog is not None:
+                    self._watchdog.cancel()
+                for app in self.apps.values():
+                    await app.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+async def _exit_with_parent() -> None:
+    """A worker whose parent died (even by SIGKILL) stops itself instead of lingering."""
+    parent = os.getppid()
+    while os.getppid() == parent:  # noqa: ASYNC110  (no event tells a child its parent died)
+        await asyncio.sleep(0.5)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def run_worker(spec: list[dict[str, Any]], host: str) -> None:
+    from loadtest.sim.cli import uvicorn_config
+    from loadtest.sim.faults import Faults
+
+    pools: dict[str, SharedKVPool] = {}
+    apps: dict[int, SimServer] = {}
+    sockets: list[socket.socket] = []
+    for item in spec:
+        config = ReplicaConfig(**{**item["config"], "faults": Faults(**item["config"]["faults"])})
+        pool = None
+        if config.kv_mode == "elastic":
+            name = config.kv_pool or config.model
+            if name not in pools:
+                blocks = load_profile(config.profile).kv_capacity_tokens // 16
+                pools[name] = SharedKVPool(name, blocks)
+            pool = pools[name]
+        apps[item["port"]] = create_app(config, pool)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, item["port"]))
+        sockets.append(sock)
+    server = uvicorn.Server(uvicorn_config(PortDispatch(apps), host))
+    server.run(sockets=sockets)
+
+
+# -- the parent ------------------------------------------------------------------------
+
+
+async def _wait_ready(urls: Sequence[str], workers: Sequence[asyncio.subprocess.Process]) -> bool:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + READY_TIMEOUT
+    async with httpx.AsyncClient(timeout=1.0) as client:
+        pending = list(urls)
+        while pending and loop.time() < deadline:
+            if any(worker.returncode is not None for worker in workers):
+                return False
+            url = pending[0]
+            try:
+                if (await client.get(url + "/health")).status_code == 200:
+                    pending.pop(0)
+                    continue
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.05)
+        return not pending
+
+
+async def _stop(workers: Sequence[asyncio.subprocess.Process]) -> None:
+    for worker in workers:
+        if worker.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                worker.send_signal(signal.SIGTERM)
+    for worker in workers:
+        try:
+            await asyncio.wait_for(worker.wait(), STOP_TIMEOUT)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                worker.kill()
+            await worker.wait()
+
+
+async def run_fleet(name: str, base_port: int, time_scale: float, host: str, processes: int) -> int:
+    """Start the fleet, print where it listens, serve until a signal; the exit code."""
+    replicas = fleet_replicas(name, base_port, time_scale)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    workers: list[asyncio.subprocess.Process] = []
+    try:
+        for group in partition(replicas, processes):
+            spec = [{"port": r.port, "config": asdict(r.config)} for r in group]
+            workers.append(
+                await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "loadtest.sim.fleet", host, orjson.dumps(spec).decode()
+                )
+            )
+        urls = [f"http://{host}:{r.port}" for r in replicas]
+        ready = asyncio.ensure_future(_wait_ready(urls, workers))
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({ready, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if stop.is_set():
+            ready.cancel()
+            return 0
+        if not ready.result():
+            print(f"vllm-sim: fleet {name} did not come up", file=sys.stderr, flush=True)
+            return 1
+        for replica, url in zip(replicas, urls, strict=True):
+            print(f"replica {replica.index} {replica.config.model} {url}", flush=True)
+        print("fleet ready", flush=True)
+        exits = [asyncio.ensure_future(worker.wait()) for worker in workers]
+        await asyncio.wait({stopped, *exits}, return_when=asyncio.FIRST_COMPLETED)
+        if not stop.is_set():
+            print("vllm-sim: a fleet worker exited; stopping the fleet", file=sys.stderr)
+            return 1
+        return 0
+    finally:
+        await _stop(workers)
+
+
+if __name__ == "__main__":
+    run_worker(orjson.loads(sys.argv[2]), sys.argv[1])

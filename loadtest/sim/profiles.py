@@ -1,0 +1,103 @@
+"""Engine profiles: one model on one kind of GPU, and its roofline step time.
+
+The numbers ship as data in profiles.yaml, each with the public sources it comes
+from; docs/simulator.md explains the derivations and the calibration.
+"""
+
+import dataclasses
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import yaml
+
+PROFILES: tuple[str, ...] = (
+    "llama-3.1-8b-h100",
+    "qwen2.5-7b-h100",
+    "mixtral-8x7b-h100-tp2",
+    "tiny",
+)
+
+
+class UnknownProfile(LookupError):
+    """The profile name is not one that ships with the simulator."""
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """One model served by vLLM on one GPU type, in the units of profiles.yaml.
+
+    Byte and token figures are for the whole replica (all its tensor-parallel
+    GPUs); bandwidth and FLOP/s are per GPU.
+    """
+
+    name: str
+    model: str
+    params_total: float
+    params_active: float
+    weight_bytes: float
+    kv_bytes_per_token: float
+    kv_capacity_tokens: int
+    hbm_bandwidth: float
+    hbm_efficiency: float
+    flops: float
+    flops_efficiency: float
+    tensor_parallel: int
+    allreduce_seconds: float
+    step_overhead_seconds: float
+    max_model_len: int
+    expert_weight_bytes: float = 0.0
+    num_experts: int = 0
+    experts_per_token: int = 0
+    sources: tuple[str, ...] = ()
+    notes: str = ""
+
+    def weight_bytes_read(self, num_tokens: int) -> float:
+        """Weight bytes one step reads: MoE steps read only the experts their tokens touch."""
+        if self.num_experts == 0 or num_tokens <= 0:
+            return self.weight_bytes
+        untouched = (1.0 - self.experts_per_token / self.num_experts) ** num_tokens
+        return self.weight_bytes - self.expert_weight_bytes * untouched
+
+    def step_time(self, num_tokens: int, kv_tokens_read: int) -> float:
+        """Seconds for one engine step: overhead + max(memory time, compute time) + all-reduce.
+
+        `num_tokens` is every token the step computes (one per decoding sequence
+        plus prefill chunk tokens); `kv_tokens_read` is the context the step's
+        attention reads from the KV cache. Tensor parallelism splits both bytes and
+        FLOPs over the GPUs.
+        """
+        tp = self.tensor_parallel
+        memory_bytes = self.weight_bytes_read(num_tokens) + kv_tokens_read * self.kv_bytes_per_token
+        memory_time = memory_bytes / (tp * self.hbm_bandwidth * self.hbm_efficiency)
+        compute_time = (
+            2.0 * self.params_active * num_tokens / (tp * self.flops * self.flops_efficiency)
+        )
+        allreduce = self.allreduce_seconds if tp > 1 else 0.0
+        return self.step_overhead_seconds + max(memory_time, compute_time) + allreduce
+
+    def decode_itl(self, batch: int, context: int) -> float:
+        """Inter-token latency of a pure decode step: `batch` sequences of `context` tokens."""
+        return self.step_time(batch, batch * context)
+
+
+def _read_profiles() -> dict[str, Any]:
+    text = resources.files("loadtest.sim").joinpath("profiles.yaml").read_text("utf-8")
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise ValueError("profiles.yaml must map profile names to their fields")
+    return data
+
+
+def load_profile(name: str) -> Profile:
+    """The profile called `name`, one of `PROFILES`."""
+    data = _read_profiles()
+    if name not in data:
+        raise UnknownProfile(f"unknown profile {name!r}; available: {', '.join(PROFILES)}")
+    fields = dict(data[name])
+    fields["sources"] = tuple(fields.get("sources") or ())
+    # YAML 1.1 reads "16.06e9" as a string, so every number is converted here.
+    for spec in dataclasses.fields(Profile):
+        if spec.name in fields and spec.type in (int, float):
+            fields[spec.name] = spec.type(float(fields[spec.name]))
+    return Profile(name=name, **fields)
