@@ -54,7 +54,7 @@ def wait_healthy(url: str, timeout: float = 20.0) -> None:
     raise TimeoutError(f"{url}/health did not answer 200 within {timeout}s")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def live_gateway() -> Iterator[LiveGateway]:
     """Two `vllm-sim serve --profile tiny` replicas behind a real gateway, with traffic sent."""
     started: list[Proc] = []
@@ -74,17 +74,19 @@ def live_gateway() -> Iterator[LiveGateway]:
         gateway = start([bin_path("gateway")], port=port, env=env)
         started.append(gateway)
         wait_healthy(gateway.url)
-        client = OpenAI(base_url=gateway.url + "/v1", api_key="unused", timeout=10.0)
-        for i in range(REQUESTS):
-            messages = [{"role": "user", "content": f"hello {i}"}]
-            if i % 2:
-                stream = client.chat.completions.create(
-                    model=MODEL, messages=messages, max_tokens=4, stream=True
-                )
-                assert [chunk for chunk in stream]
-            else:
-                reply = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=4)
-                assert reply.choices[0].message.content
+        with OpenAI(base_url=gateway.url + "/v1", api_key="unused", timeout=10.0) as client:
+            for i in range(REQUESTS):
+                messages = [{"role": "user", "content": f"hello {i}"}]
+                if i % 2:
+                    stream = client.chat.completions.create(
+                        model=MODEL, messages=messages, max_tokens=4, stream=True
+                    )
+                    assert [chunk for chunk in stream]
+                else:
+                    reply = client.chat.completions.create(
+                        model=MODEL, messages=messages, max_tokens=4
+                    )
+                    assert reply.choices[0].message.content
         yield LiveGateway(gateway, started[:-1], REQUESTS)
     finally:
         for proc in reversed(started):

@@ -115,11 +115,11 @@ def test_sim_environment_serves_every_model_with_its_strategy(
     admin = httpx.get(gateway.url + "/admin/replicas", timeout=5.0).json()
     assert admin["strategy"] == ENVIRONMENTS[env_name]
     assert len(admin["replicas"]) == 6
-    client = OpenAI(base_url=gateway.url + "/v1", api_key="unused", timeout=30.0)
-    assert {model.id for model in client.models.list()} == MODELS
-    for model in sorted(MODELS):
-        raw = client.chat.completions.with_raw_response.create(
-            model=model, messages=[{"role": "user", "content": "hello"}], max_tokens=4
-        )
-        assert raw.headers["x-switchyard-replica"]
-        assert raw.parse().choices[0].message.content
+    with OpenAI(base_url=gateway.url + "/v1", api_key="unused", timeout=30.0) as client:
+        assert {model.id for model in client.models.list()} == MODELS
+        for model in sorted(MODELS):
+            raw = client.chat.completions.with_raw_response.create(
+                model=model, messages=[{"role": "user", "content": "hello"}], max_tokens=4
+            )
+            assert raw.headers["x-switchyard-replica"]
+            assert raw.parse().choices[0].message.content
