@@ -7,14 +7,13 @@ this checker is what brings those replicas back too.
 """
 
 import asyncio
+import contextlib
 from typing import Any
 
 import httpx
 
 from gateway.logs import get_logger
 from gateway.pool import ReplicaPool
-
-log = get_logger("gateway.health")
 
 # How often an ejected replica is looked at to see whether its backoff has ended.
 _BACKOFF_TICK = 0.25
@@ -31,6 +30,7 @@ class HealthChecker:
         if interval <= 0:
             raise ValueError("health interval must be positive")
         self._pool = pool
+        self._log = get_logger("gateway.health")
         self._client = client
         self._interval = interval
         self._timeout = min(timeout or interval / 2, interval)
@@ -49,7 +49,11 @@ class HealthChecker:
 
     async def _loop(self, replica_id: str) -> None:
         while True:
-            await self.check_once(replica_id)
+            try:
+                await self.check_once(replica_id)
+            except Exception:  # even a failure to log must not end this replica's checks
+                with contextlib.suppress(Exception):
+                    self._log.exception("health_check_crashed", replica=replica_id)
             # An ejected replica is looked at often, so it is back as soon as its
             # backoff ends; check_once skips it until then.
             healthy = self._pool.get(replica_id).healthy
@@ -69,10 +73,10 @@ class HealthChecker:
         except Exception as exc:
             reason = _describe(exc)
             if self._pool.mark_down(replica_id, reason):
-                log.warning("replica_ejected", replica=replica_id, reason=reason, by="health")
+                self._log.warning("replica_ejected", replica=replica_id, reason=reason, by="health")
             return False
         if self._pool.mark_up(replica_id):
-            log.info("replica_restored", replica=replica_id)
+            self._log.info("replica_restored", replica=replica_id)
         await self.refresh_models(replica_id)
         return True
 
@@ -85,10 +89,10 @@ class HealthChecker:
             response.raise_for_status()
             models, max_len = parse_models(response.json())
         except Exception as exc:
-            log.warning("models_refresh_failed", replica=replica_id, error=_describe(exc))
+            self._log.warning("models_refresh_failed", replica=replica_id, error=_describe(exc))
             return
         if set(models) != set(replica.models) and not replica.models_pinned:
-            log.info("models_changed", replica=replica_id, models=sorted(models))
+            self._log.info("models_changed", replica=replica_id, models=sorted(models))
         self._pool.set_models(replica_id, models, max_len)
 
 
@@ -115,4 +119,5 @@ class _Unhealthy(Exception):
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError | httpx.TimeoutException):
         return "timeout"
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return text[:200]

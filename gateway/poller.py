@@ -6,16 +6,15 @@ and no request ever waits on a scrape. Each scrape is cut off before the next ti
 """
 
 import asyncio
+import contextlib
 import time
 
 import httpx
 
 from gateway.logs import get_logger
 from gateway.pool import ReplicaPool
-from gateway.scrape import MetricsParseError, parse_metrics
+from gateway.scrape import parse_metrics
 from routers import Metrics
-
-log = get_logger("gateway.poller")
 
 
 class MetricsPoller:
@@ -29,6 +28,7 @@ class MetricsPoller:
         if interval <= 0:
             raise ValueError("poll interval must be positive")
         self._pool = pool
+        self._log = get_logger("gateway.poller")
         self._client = client
         self._interval = interval
         # A scrape must end before the next one is due.
@@ -45,14 +45,17 @@ class MetricsPoller:
     async def _loop(self, replica_id: str) -> None:
         next_at = time.monotonic()
         while True:
-            await self.scrape_once(replica_id)
+            try:
+                await self.scrape_once(replica_id)
+            except Exception:  # even a failure to log must not end this replica's scrapes
+                with contextlib.suppress(Exception):
+                    self._log.exception("scrape_crashed", replica=replica_id)
             # Fixed ticks; a scrape never overruns one because of the timeout.
             next_at = max(next_at + self._interval, time.monotonic())
             await asyncio.sleep(next_at - time.monotonic())
 
     async def scrape_once(self, replica_id: str) -> None:
-        """Scrape one replica and record the outcome in the pool. Never raises
-        (except when cancelled)."""
+        """Scrape one replica and record the outcome in the pool."""
         replica = self._pool.get(replica_id)
         dispatched_before = replica.dispatched_since_scrape
         try:
@@ -61,14 +64,9 @@ class MetricsPoller:
             # Ollama, llama-cpp-python: no /metrics; the strategies use local counts.
             self._note(replica_id, "absent")
             return
-        except (httpx.HTTPError, MetricsParseError, TimeoutError, _BadStatus) as exc:
+        except Exception as exc:  # refused, timed out, HTTP error, garbage text
             self._pool.record_scrape_failure(replica_id)
             self._note(replica_id, _describe(exc))
-            return
-        except Exception as exc:  # a bug here must not stop this replica's scrapes
-            self._pool.record_scrape_failure(replica_id)
-            self._note(replica_id, _describe(exc))
-            log.exception("scrape_crashed", replica=replica_id)
             return
         if metrics is None:
             self._note(replica_id, "absent")
@@ -94,11 +92,13 @@ class MetricsPoller:
         if outcome == before:
             return
         if outcome == "ok":
-            log.info("metrics_scraped", replica=replica_id)
+            self._log.info("metrics_scraped", replica=replica_id)
         elif outcome == "absent":
-            log.info("metrics_unavailable", replica=replica_id, using="local in-flight counts")
+            self._log.info(
+                "metrics_unavailable", replica=replica_id, using="local in-flight counts"
+            )
         else:
-            log.warning("scrape_failed", replica=replica_id, error=outcome)
+            self._log.warning("scrape_failed", replica=replica_id, error=outcome)
 
 
 class _Absent(Exception):
@@ -112,4 +112,5 @@ class _BadStatus(Exception):
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError | httpx.TimeoutException):
         return "timeout"
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return text[:200]

@@ -9,11 +9,13 @@ is on the hot path of every streamed token.
 
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
+
+from loadtest.sim.tokenizer import encode, encode_chat
 
 Kind = Literal["chat", "completion"]
 
@@ -69,7 +71,6 @@ def parse_generation(
     *,
     served_model: str,
     max_model_len: int,
-    tokenize: Callable[[str], list[int]],
 ) -> GenerationRequest:
     """Validate a request body; ApiError (400/404) when it is not one vLLM would serve."""
     try:
@@ -93,10 +94,10 @@ def parse_generation(
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ApiError(400, "`seed` must be an integer", "seed")
     if kind == "chat":
-        prompt = tokenize(chat_prompt_text(body.get("messages")))
+        prompt = encode_chat(checked_messages(body.get("messages")))
         max_tokens = _max_tokens(body, ("max_completion_tokens", "max_tokens"))
     else:
-        prompt = _completion_prompt(body.get("prompt"), tokenize)
+        prompt = _completion_prompt(body.get("prompt"))
         max_tokens = _max_tokens(body, ("max_tokens",))
     max_tokens = _fit_context(len(prompt), max_tokens, max_model_len)
     return GenerationRequest(
@@ -170,42 +171,36 @@ def _fit_context(prompt_len: int, max_tokens: int | None, max_model_len: int) ->
     return max_tokens
 
 
-def chat_prompt_text(messages: Any) -> str:
-    """The prompt a chat template would make of `messages` (a role header per message)."""
+def checked_messages(messages: Any) -> list[dict[str, Any]]:
+    """`messages` if it is a list of message objects with text content; else ApiError."""
     if not isinstance(messages, list):
         raise ApiError(400, "`messages` must be a list of message objects", "messages")
     if not messages:
         raise ApiError(400, "`messages` must not be empty", "messages")
-    parts: list[str] = []
     for message in messages:
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
             raise ApiError(400, "each message must be an object with a `role`", "messages")
-        parts.append(f"<|{message['role']}|>\n{_content_text(message.get('content'))}\n")
-    parts.append("<|assistant|>\n")
-    return "".join(parts)
+        _check_content(message.get("content"))
+    return messages
 
 
-def _content_text(content: Any) -> str:
+def _check_content(content: Any) -> None:
     if content is None or isinstance(content, str):
-        return content or ""
-    if isinstance(content, list):
-        texts = []
-        for part in content:
-            if not isinstance(part, dict) or part.get("type") != "text":
-                raise ApiError(400, "only text content parts are supported", "messages")
-            text = part.get("text")
-            if not isinstance(text, str):
-                raise ApiError(400, "a text content part needs a string `text`", "messages")
-            texts.append(text)
-        return "\n".join(texts)
-    raise ApiError(400, "message `content` must be a string or a list of parts", "messages")
+        return
+    if not isinstance(content, list):
+        raise ApiError(400, "message `content` must be a string or a list of parts", "messages")
+    for part in content:
+        if not isinstance(part, dict) or part.get("type") != "text":
+            raise ApiError(400, "only text content parts are supported", "messages")
+        if not isinstance(part.get("text"), str):
+            raise ApiError(400, "a text content part needs a string `text`", "messages")
 
 
-def _completion_prompt(prompt: Any, tokenize: Callable[[str], list[int]]) -> list[int]:
+def _completion_prompt(prompt: Any) -> list[int]:
     if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
         prompt = prompt[0]
     if isinstance(prompt, str):
-        return tokenize(prompt)
+        return encode(prompt)
     if (
         isinstance(prompt, list)
         and prompt

@@ -100,7 +100,7 @@ def serve(
         profile=profile,
         url=f"http://{host}:{port}",
         time_scale=time_scale,
-        kv_mode=kv_mode,  # type: ignore[arg-type]
+        kv_mode=kv_mode,
         prefix_caching=prefix_caching,
         faults={k: v for k, v in faults.as_dict().items() if v != getattr(Faults(), k)},
     )

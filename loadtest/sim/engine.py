@@ -12,10 +12,10 @@ that cannot get a KV block preempts the most recently admitted running request
 
 Decoding is tracked lazily so a step costs O(events), not O(running requests):
 a decoding request's output count is a function of the step number, and the
-steps at which it needs its next block or finishes sit in two heaps.
+steps at which it needs its next block or finishes are filed under those step
+numbers.
 """
 
-import heapq
 from collections import deque
 from dataclasses import dataclass
 from typing import Literal
@@ -32,7 +32,7 @@ from loadtest.sim.types import (
     StepResult,
 )
 
-_Heap = list[tuple[int, int, EngineRequest, int]]
+_Agenda = dict[int, list[tuple[EngineRequest, int]]]  # step -> (request, epoch)
 _Chunks = list[tuple[EngineRequest, int]]
 
 # Simulated time a step takes when it can schedule nothing (an elastic pool that
@@ -80,7 +80,7 @@ class EngineModel:
         if pool is not None:
             num_blocks = min(config.num_blocks or pool.total_blocks, pool.total_blocks)
         else:
-            num_blocks = config.num_blocks or profile.kv_capacity_tokens // config.block_size
+            num_blocks = config.num_blocks or profile.kv_blocks(config.block_size)
         self.profile = profile
         self.config = config
         self.kv = KVCache(num_blocks, prefix_caching=config.prefix_caching, pool=pool)
@@ -90,9 +90,8 @@ class EngineModel:
         self._prefilling: list[EngineRequest] = []
         self._decoding: dict[str, EngineRequest] = {}
         self._known: dict[str, EngineRequest] = {}
-        self._finish_heap: _Heap = []
-        self._grow_heap: _Heap = []
-        self._ticket = 0
+        self._finish_at: _Agenda = {}
+        self._grow_at: _Agenda = {}
         self._step_no = 0
         self._clock = 0.0
         # Tokens of context held by decoding requests: what a decode step's attention reads.
@@ -103,7 +102,7 @@ class EngineModel:
         self._preemptions = 0
         self._prompt_tokens = 0
         self._generation_tokens = 0
-        self._finished = dict.fromkeys(FINISH_REASONS, 0)
+        self._finished: dict[str, int] = dict.fromkeys(FINISH_REASONS, 0)
 
     # -- requests in and out ---------------------------------------------------------
 
@@ -169,9 +168,29 @@ class EngineModel:
     def step(self, now: float) -> StepResult:
         """Schedule and run one engine step starting at `now`; its tokens come at the end."""
         step = self._step_no = self._step_no + 1
-        preempted = self._grow_decoding(step)
-        budget = self.config.max_num_batched_tokens - len(self._decoding)
+        preempted = self._grow_decoding(step) if step in self._grow_at else False
         chunks: _Chunks = []
+        if self._prefilling:
+            budget = self.config.max_num_batched_tokens - len(self._decoding)
+            preempted = self._continue_prefills(step, budget, chunks) or preempted
+        if self._waiting and not preempted:
+            budget = self.config.max_num_batched_tokens - len(self._decoding)
+            self._admit(now, budget - sum(size for _, size in chunks), chunks)
+        num_tokens = len(self._decoding)
+        kv_read = self._context
+        for seq, size in chunks:
+            num_tokens += size
+            kv_read += seq.computed
+        if num_tokens == 0:
+            return StepResult(IDLE_STEP_SECONDS, finished=tuple(self._take_aborted()))
+        duration = self.profile.step_time(num_tokens, kv_read)
+        end = now + duration
+        self._clock = end
+        return self._finish_step(step, end, duration, num_tokens, chunks)
+
+    def _continue_prefills(self, step: int, budget: int, chunks: _Chunks) -> bool:
+        """Next chunks of running requests part way through their prefill, in admission order."""
+        preempted = False
         for seq in tuple(self._prefilling):
             if budget <= 0:
                 break
@@ -186,36 +205,24 @@ class EngineModel:
             if seq.state == PREFILLING:
                 chunks.append((seq, size))
                 budget -= size
-        if not preempted:
-            budget = self._admit(now, budget, chunks)
-        num_decoding = len(self._decoding)
-        num_tokens = num_decoding + sum(size for _, size in chunks)
-        if num_tokens == 0:
-            self._step_no -= 1
-            return StepResult(IDLE_STEP_SECONDS, finished=self._take_aborted())
-        kv_read = self._context + sum(seq.computed for seq, _ in chunks)
-        duration = self.profile.step_time(num_tokens, kv_read)
-        end = now + duration
-        self._clock = end
-        return self._finish_step(step, end, duration, num_tokens, chunks)
+        return preempted
 
     def _grow_decoding(self, step: int) -> bool:
         """Give decoding requests that cross a block boundary this step their next block."""
-        heap = self._grow_heap
+        allocate_one, block = self.kv.allocate_one, self._block
         preempted = False
-        while heap and heap[0][0] <= step:
-            _, _, seq, epoch = heapq.heappop(heap)
+        for seq, epoch in self._grow_at.pop(step):
             if epoch != seq.epoch:
                 continue
-            while not self.kv.allocate(1, seq.blocks):
+            while not allocate_one(seq.blocks):
                 preempted = True
                 if self._preempt_last(step - 1) is seq:
                     break
-            if seq.state == DECODING:
-                self._schedule_growth(seq)
+            if seq.state == DECODING and step + block <= seq.end_step:
+                self._file(self._grow_at, step + block, seq)
         return preempted
 
-    def _admit(self, now: float, budget: int, chunks: _Chunks) -> int:
+    def _admit(self, now: float, budget: int, chunks: _Chunks) -> None:
         """Start prefilling waiting requests, FCFS, while seats, budget and blocks last."""
         kv, block = self.kv, self._block
         while self._waiting and budget > 0 and len(self._running) < self.config.max_num_seqs:
@@ -240,7 +247,6 @@ class EngineModel:
             self._prefilling.append(seq)
             chunks.append((seq, size))
             budget -= size
-        return budget
 
     def _finish_step(
         self,
@@ -270,9 +276,7 @@ class EngineModel:
         if joined:
             emitted += tuple(seq.id for seq in joined)
         finished: list[FinishedRequest] = self._take_aborted()
-        heap = self._finish_heap
-        while heap and heap[0][0] <= step:
-            _, _, seq, epoch = heapq.heappop(heap)
+        for seq, epoch in self._finish_at.pop(step, ()):
             if epoch == seq.epoch:
                 self._unschedule(seq, step)
                 finished.append(self._retire(seq, seq.reason, end))
@@ -290,9 +294,9 @@ class EngineModel:
         if not seq.hashes:
             return
         full = min(seq.computed // self._block, len(seq.hashes))
-        for index in range(seq.registered, full):
-            self.kv.register(seq.blocks[index], seq.hashes[index])
-        seq.registered = max(seq.registered, full)
+        if full > seq.registered:
+            self.kv.register(seq.blocks, seq.hashes, seq.registered, full)
+            seq.registered = full
 
     def _start_decoding(self, seq: EngineRequest, step: int) -> None:
         seq.state = DECODING
@@ -300,8 +304,9 @@ class EngineModel:
         seq.start_out = seq.out
         self._decoding[seq.id] = seq
         self._context += seq.prompt_len + seq.out
+        seq.end_step = step + seq.final - seq.out
         if seq.out < seq.final:
-            self._push(self._finish_heap, step + seq.final - seq.out, seq)
+            self._file(self._finish_at, seq.end_step, seq)
             self._schedule_growth(seq)
 
     def _schedule_growth(self, seq: EngineRequest) -> None:
@@ -313,12 +318,17 @@ class EngineModel:
         need_step = (
             self._block * len(seq.blocks) - seq.prompt_len - seq.start_out + seq.start_step + 2
         )
-        if need_step <= seq.start_step + seq.final - seq.start_out:
-            self._push(self._grow_heap, need_step, seq)
+        if need_step <= seq.end_step:
+            self._file(self._grow_at, need_step, seq)
 
-    def _push(self, heap: _Heap, step: int, seq: EngineRequest) -> None:
-        self._ticket += 1
-        heapq.heappush(heap, (step, self._ticket, seq, seq.epoch))
+    @staticmethod
+    def _file(agenda: _Agenda, step: int, seq: EngineRequest) -> None:
+        entry = (seq, seq.epoch)
+        bucket = agenda.get(step)
+        if bucket is None:
+            agenda[step] = [entry]
+        else:
+            bucket.append(entry)
 
     def _preempt_last(self, completed_step: int) -> EngineRequest:
         """Preempt the most recently admitted running request back to the queue's front."""

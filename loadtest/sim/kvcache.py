@@ -122,6 +122,16 @@ class KVCache:
         self.used_blocks += count
         return True
 
+    def allocate_one(self, out: list[int]) -> bool:
+        """`allocate(1, out)`, for the hot path of decoding requests crossing a block."""
+        if self.pool is not None or not self._free_plain:
+            return self.allocate(1, out)
+        block = self._free_plain.pop()
+        self._refs[block] = 1
+        out.append(block)
+        self.used_blocks += 1
+        return True
+
     def _evict(self, block: int) -> None:
         block_hash = self._hash_of[block]
         if block_hash is not None:
@@ -134,8 +144,9 @@ class KVCache:
         refs = self._refs
         released = 0
         for block in reversed(blocks):
-            refs[block] -= 1
-            if refs[block]:
+            left = refs[block] - 1
+            refs[block] = left
+            if left:
                 continue
             released += 1
             if self._hash_of[block] is None:
@@ -181,13 +192,21 @@ class KVCache:
         self.used_blocks += len(revived)
         return True
 
-    def register(self, block: int, block_hash: int) -> None:
-        """Mark a block, now full of computed prompt tokens, as holding `block_hash`."""
-        if not self.prefix_caching or block_hash in self._cached:
+    def register(self, blocks: Sequence[int], hashes: Sequence[int], start: int, stop: int) -> None:
+        """Publish blocks[start:stop], now full of computed prompt tokens, under their hashes.
+
+        A hash already cached keeps its block; the new block stays private.
+        """
+        if not self.prefix_caching:
             return
-        if self._hash_of[block] is None:
-            self._hash_of[block] = block_hash
-            self._cached[block_hash] = block
+        cached, hash_of = self._cached, self._hash_of
+        for index in range(start, stop):
+            block_hash = hashes[index]
+            if block_hash not in cached:
+                block = blocks[index]
+                if hash_of[block] is None:
+                    hash_of[block] = block_hash
+                    cached[block_hash] = block
 
     def cached_blocks(self) -> int:
         """Blocks that carry a prefix hash (held or free)."""

@@ -46,6 +46,8 @@ class Profile:
     allreduce_seconds: float
     step_overhead_seconds: float
     max_model_len: int
+    # KV tokens when the whole GPU memory is on offer (KVCached); 0 = kv_capacity_tokens.
+    kv_capacity_tokens_elastic: int = 0
     expert_weight_bytes: float = 0.0
     num_experts: int = 0
     experts_per_token: int = 0
@@ -75,6 +77,13 @@ class Profile:
         )
         allreduce = self.allreduce_seconds if tp > 1 else 0.0
         return self.step_overhead_seconds + max(memory_time, compute_time) + allreduce
+
+    def kv_blocks(self, block_size: int, *, elastic: bool = False) -> int:
+        """KV capacity in blocks: static (90% of memory) or elastic (all of it)."""
+        tokens = self.kv_capacity_tokens
+        if elastic and self.kv_capacity_tokens_elastic:
+            tokens = self.kv_capacity_tokens_elastic
+        return tokens // block_size
 
     def decode_itl(self, batch: int, context: int) -> float:
         """Inter-token latency of a pure decode step: `batch` sequences of `context` tokens."""

@@ -11,13 +11,14 @@ class EngineRequest:
     While decoding, the output count is not updated every step: it is
     `start_out + (completed steps - start_step)`; `out` is exact otherwise.
     `epoch` grows whenever the request leaves the batch, which voids its
-    pending heap entries.
+    pending agenda entries.
     """
 
     __slots__ = (
         "arrival",
         "blocks",
         "computed",
+        "end_step",
         "epoch",
         "final",
         "first_token",
@@ -51,6 +52,7 @@ class EngineRequest:
         self.out = 0
         self.start_out = 0
         self.start_step = 0
+        self.end_step = 0  # while decoding: the step whose end it finishes at
         self.state = WAITING
         self.epoch = 0
         self.preemptions = 0

@@ -28,7 +28,7 @@ from loadtest.sim.exposition import VllmCollector, metrics_registry, render
 from loadtest.sim.faults import FaultsInvalid
 from loadtest.sim.kvcache import SharedKVPool
 from loadtest.sim.replica import Replica, ReplicaConfig, Stream
-from loadtest.sim.text import prompt_token_ids, token_text
+from loadtest.sim.tokenizer import output_text, output_token_text
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -191,7 +191,6 @@ class SimServer:
                 raw,
                 served_model=self.model,
                 max_model_len=replica.max_model_len,
-                tokenize=prompt_token_ids,
             )
             shapes = ResponseShapes(request)
             now = asyncio.get_running_loop().time()
@@ -232,7 +231,7 @@ class SimServer:
                     return
             produced, reason = stream.produced, stream.finish_reason
             if produced > sent:
-                text = "".join(token_text(stream.seed, i) for i in range(sent, produced))
+                text = "".join([output_token_text(stream.seed, i) for i in range(sent, produced)])
                 body = shapes.text_chunk(text, reason)
                 if chat and sent == 0:
                     body = shapes.role_chunk() + body
@@ -259,7 +258,7 @@ class SimServer:
             await stream.wait(stream.produced)
         if stream.disconnected:
             return
-        text = "".join(token_text(stream.seed, i) for i in range(stream.produced))
+        text = output_text(stream.seed, stream.produced)
         body = shapes.full_body(text, stream.finish_reason or "abort", stream.produced)
         await respond(send, 200, body, JSON)
 

@@ -1,0 +1,82 @@
+"""How long the virtual-time engine takes for 100,000 requests on the six reference replicas.
+
+Goal (issue 3): under 30 s on one core. Prints the CPU time (what one core spends:
+on a shared machine wall time also counts other people's work), the wall time,
+the simulated time, engine steps and the speed-up over real time, per strategy.
+
+    .venv/bin/python bench/sim_virtual_bench.py [--requests 100000] [--rate 60]
+        [--fleet baseline] [--strategy round_robin --strategy queue_depth]
+"""
+
+import argparse
+import math
+import random
+import statistics
+import time
+from collections.abc import Iterator
+
+from loadtest.sim.virtual import Arrival, reference_replicas, run_virtual
+from routers.registry import load
+
+MODELS = (
+    ("meta-llama/Llama-3.1-8B-Instruct", 0.4),
+    ("Qwen/Qwen2.5-7B-Instruct", 0.4),
+    ("mistralai/Mixtral-8x7B-Instruct-v0.1", 0.2),
+)
+
+
+def chat_mixed(requests: int, rate: float, seed: int) -> Iterator[Arrival]:
+    """Poisson arrivals; log-normal prompts (median 400) half of which share a system prompt."""
+    rng = random.Random(seed)
+    names = [name for name, _ in MODELS]
+    weights = [share for _, share in MODELS]
+    system_prompts = [list(range(group * 1000, group * 1000 + 256)) for group in range(8)]
+    now = 0.0
+    for index in range(requests):
+        now += rng.expovariate(rate)
+        length = max(8, min(6000, round(400 * math.exp(0.8 * rng.gauss(0.0, 1.0)))))
+        base = 1_000_000 + index * 8192  # unique tokens per request, made at C speed
+        prompt = list(range(base, base + length))
+        if rng.random() < 0.5:
+            prompt = system_prompts[rng.randrange(8)] + prompt
+        yield Arrival(
+            time=now,
+            model=rng.choices(names, weights)[0],
+            prompt_token_ids=prompt,
+            max_tokens=1024,
+            seed=index,
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=100_000)
+    parser.add_argument("--rate", type=float, default=60.0, help="requests per second (virtual)")
+    parser.add_argument("--fleet", choices=["baseline", "managed"], default="baseline")
+    parser.add_argument("--strategy", action="append", default=None)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    for name in args.strategy or ["round_robin", "queue_depth"]:
+        strategy = load(name, seed=args.seed) if name == "queue_depth" else load(name)
+        started, cpu_started = time.perf_counter(), time.process_time()
+        result = run_virtual(
+            reference_replicas(args.fleet),
+            strategy,
+            chat_mixed(args.requests, args.rate, args.seed),
+        )
+        wall = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
+        done = [record for record in result.records if record.status == "ok"]
+        ttfts = sorted(record.ttft for record in done if record.ttft is not None)
+        tokens = sum(record.output_tokens for record in done)
+        print(
+            f"{args.fleet} {name}: {len(result.records)} requests ({len(done)} ok), "
+            f"{tokens} output tokens, {result.steps} steps in {cpu:.2f} s CPU ({wall:.2f} s wall) "
+            f"= {result.sim_seconds:.0f} s simulated ({result.sim_seconds / cpu:.0f}x real time); "
+            f"TTFT p50 {statistics.median(ttfts) * 1e3:.0f} ms "
+            f"p99 {ttfts[int(0.99 * (len(ttfts) - 1))] * 1e3:.0f} ms"
+        )
+
+
+if __name__ == "__main__":
+    main()

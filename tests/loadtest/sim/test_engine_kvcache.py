@@ -1,0 +1,129 @@
+"""KV blocks: prefix caching with chained hashes, LRU eviction, the elastic shared pool."""
+
+from loadtest.sim.kvcache import KVCache, SharedKVPool, block_hashes
+from tests.loadtest.sim.helpers import Clock, engine, request, tokens
+
+
+def test_block_hashes_chain_over_the_whole_prefix() -> None:
+    a = block_hashes(tokens(40), 16)
+    assert len(a) == 2  # only full blocks
+    assert block_hashes(tokens(40), 16) == a
+    b = block_hashes([999, *tokens(39, 1)], 16)
+    assert b[0] != a[0] and b[1] != a[1]  # same second block, different prefix
+    assert block_hashes(tokens(32), 16) == a
+
+
+def test_a_second_request_with_the_same_prefix_hits_its_blocks() -> None:
+    model = engine(max_num_batched_tokens=256)
+    shared = tokens(64, 5000)
+    model.add(request("first", [*shared, *tokens(16, 1)], max_tokens=2), 0.0)
+    clock = Clock(model)
+    clock.run()
+    assert (model.stats().prefix_queries, model.stats().prefix_hits) == (80, 0)
+
+    model.add(request("second", [*shared, *tokens(16, 2)], max_tokens=2), clock.now)
+    prefill = clock.step()
+    assert prefill.num_tokens == 16  # 4 of 5 blocks came from the cache
+    stats = model.stats()
+    assert (stats.prefix_queries, stats.prefix_hits) == (160, 64)
+
+
+def test_an_identical_prompt_still_computes_its_last_block() -> None:
+    model = engine(max_num_batched_tokens=256)
+    model.add(request("one", tokens(48), max_tokens=1), 0.0)
+    clock = Clock(model)
+    clock.run()
+    model.add(request("two", tokens(48), max_tokens=1), clock.now)
+    assert clock.step().num_tokens == 16  # (48 - 1) // 16 = 2 blocks hit
+    assert model.stats().prefix_hits == 32
+
+
+def test_running_requests_share_cached_blocks() -> None:
+    model = engine(max_num_batched_tokens=256)
+    model.add(request("a", tokens(64), max_tokens=30), 0.0)
+    clock = Clock(model)
+    clock.step()
+    assert model.stats().used_blocks == 4
+    model.add(request("b", [*tokens(48), 7, 7, 7, 7], max_tokens=30), clock.now)
+    clock.step()
+    # a holds 4 blocks plus one for its first decode; b shares 3 and adds 1.
+    assert model.stats().used_blocks == 4 + 1 + 1
+
+
+def test_prefix_caching_can_be_turned_off() -> None:
+    model = engine(max_num_batched_tokens=256, prefix_caching=False)
+    model.add(request("one", tokens(48), max_tokens=1), 0.0)
+    clock = Clock(model)
+    clock.run()
+    model.add(request("two", tokens(48), max_tokens=1), clock.now)
+    assert clock.step().num_tokens == 48
+    assert (model.stats().prefix_queries, model.stats().prefix_hits) == (0, 0)
+
+
+def test_freed_cached_blocks_are_evicted_least_recently_freed_first() -> None:
+    model = engine(max_num_batched_tokens=256, num_blocks=6)
+    clock = Clock(model)
+    for name, start in (("old", 100), ("new", 200)):
+        model.add(request(name, tokens(32, start), max_tokens=1), clock.now)
+        clock.run()
+    assert model.kv.cached_blocks() == 4  # both prompts cached, 2 plain blocks free
+
+    # 4 fresh blocks: the 2 plain ones first, then the 2 least recently freed ("old").
+    model.add(request("filler", tokens(64, 300), max_tokens=1), clock.now)
+    clock.run()
+    model.add(request("new-again", tokens(32, 200), max_tokens=1), clock.now)
+    clock.run()
+    assert model.stats().prefix_hits == 16  # "new" was kept (at most 1 of 2 blocks can hit)
+    model.add(request("old-again", tokens(32, 100), max_tokens=1), clock.now)
+    clock.run()
+    assert model.stats().prefix_hits == 16  # "old" was evicted
+
+
+def test_the_last_block_of_a_freed_request_is_evicted_before_its_first() -> None:
+    cache = KVCache(3)
+    held: list[int] = []
+    assert cache.allocate(2, held)
+    hashes = block_hashes(tokens(32), 16)
+    cache.register(held, hashes, 0, 2)
+    cache.free(held)
+    taken: list[int] = []
+    assert cache.allocate(2, taken)  # the plain block, then one eviction
+    assert cache.match_prefix(hashes, 2) == [held[0]]
+
+
+def test_replicas_on_one_elastic_pool_draw_from_one_budget() -> None:
+    pool = SharedKVPool("gpu0", total_blocks=8)
+    left, right = engine(pool, max_num_batched_tokens=256), engine(pool, max_num_batched_tokens=256)
+    left.add(request("big", 96, max_tokens=1), 0.0)
+    Clock(left).step()  # finishes at once: blocks come back
+    assert pool.free_blocks == 8
+
+    left.add(request("holder", 96, max_tokens=20), 0.0)
+    left_clock = Clock(left)
+    left_clock.step()
+    assert pool.free_blocks == 2
+    assert left.stats().kv_usage == 6 / 8
+
+    right.add(request("starved", 64, max_tokens=5), 0.0)
+    right_clock = Clock(right)
+    idle = right_clock.step()
+    assert (idle.num_tokens, right.stats().waiting, right.stats().kv_usage) == (0, 1, 0.0)
+
+    left.abort("holder")  # left frees: right grows into what it gave back
+    assert pool.free_blocks == 8
+    assert right_clock.step().first_token == ("starved",)
+    assert right.stats().used_blocks == 4 and pool.free_blocks == 4
+    right_clock.run()
+    assert pool.free_blocks == 8
+
+
+def test_one_elastic_replica_can_grow_to_the_whole_pool() -> None:
+    pool = SharedKVPool("gpu0", total_blocks=8)
+    alone = engine(pool, max_num_batched_tokens=256)
+    engine(pool)  # a neighbour that holds nothing
+    alone.add(request("all", 120, max_tokens=8), 0.0)
+    clock = Clock(alone)
+    clock.step()
+    assert pool.free_blocks == 0 and alone.stats().kv_usage == 1.0
+    clock.run()
+    assert pool.free_blocks == 8

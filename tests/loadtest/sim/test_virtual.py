@@ -1,0 +1,103 @@
+"""The virtual-time fleet runner with the gateway's own strategies."""
+
+from collections import Counter
+
+import pytest
+
+from loadtest.sim.engine import EngineConfig
+from loadtest.sim.virtual import Arrival, ReplicaSpec, reference_replicas, run_virtual
+from routers.queue_depth import QueueDepth
+from routers.round_robin import RoundRobin
+
+CONFIG = EngineConfig(max_num_seqs=8, max_num_batched_tokens=256)
+
+
+def tiny_fleet(count: int, **overrides: object) -> list[ReplicaSpec]:
+    fields: dict[str, object] = {"profile": "tiny", "config": CONFIG, "model": "m"}
+    fields.update(overrides)
+    return [ReplicaSpec(name=f"r{index}", **fields) for index in range(count)]  # type: ignore[arg-type]
+
+
+def steady(count: int, gap: float, model: str = "m") -> list[Arrival]:
+    return [
+        Arrival(
+            time=index * gap,
+            model=model,
+            prompt_token_ids=list(range(index * 1000, index * 1000 + 20 + index % 50)),
+            max_tokens=5 + index % 20,
+            ignore_eos=True,
+        )
+        for index in range(count)
+    ]
+
+
+def test_round_robin_rotates_exactly_and_every_request_finishes() -> None:
+    arrivals = steady(300, 0.002)
+    result = run_virtual(tiny_fleet(3), RoundRobin(), arrivals)
+    assert [record.replica for record in result.records[:6]] == ["r0", "r1", "r2"] * 2
+    assert Counter(record.replica for record in result.records) == {"r0": 100, "r1": 100, "r2": 100}
+    for record, arrival in zip(result.records, arrivals, strict=True):
+        assert record.status == "ok" and record.finish_reason == "length"
+        assert record.output_tokens == arrival.max_tokens
+        assert record.prompt_tokens == len(arrival.prompt_token_ids)
+        assert record.ttft is not None and record.e2e is not None and record.mean_itl is not None
+        assert 0 < record.ttft < record.e2e
+    assert result.steps > 0 and result.sim_seconds >= 299 * 0.002
+
+
+def test_queue_depth_finishes_every_request() -> None:
+    result = run_virtual(tiny_fleet(3), QueueDepth(seed=3), steady(300, 0.001))
+    assert all(record.status == "ok" for record in result.records)
+    assert all(record.output_tokens > 0 for record in result.records)
+
+
+def test_queue_depth_credits_dispatches_since_the_scrape_so_a_burst_does_not_herd() -> None:
+    burst = [Arrival(0.5, "m", list(range(i * 100, i * 100 + 30)), 50, True) for i in range(60)]
+    result = run_virtual(tiny_fleet(3), QueueDepth(seed=1), burst, poll_interval=1.0)
+    assert Counter(record.replica for record in result.records) == {"r0": 20, "r1": 20, "r2": 20}
+
+
+def test_requests_are_routed_only_to_replicas_of_their_model() -> None:
+    fleet = [*tiny_fleet(2), ReplicaSpec("other", "tiny", CONFIG, model="n")]
+    arrivals = sorted(
+        steady(20, 0.01) + steady(10, 0.02, "n") + steady(3, 0.05, "x"), key=lambda a: a.time
+    )
+    records = run_virtual(fleet, RoundRobin(), arrivals).records
+    assert {r.replica for r in records if r.model == "n"} == {"other"}
+    assert {r.replica for r in records if r.model == "m"} == {"r0", "r1"}
+    assert [r.status for r in records if r.model == "x"] == ["no_replica"] * 3
+
+
+def test_elastic_replicas_share_one_pool_and_finish() -> None:
+    config = EngineConfig(max_num_seqs=8, max_num_batched_tokens=256, kv_mode="elastic")
+    fleet = tiny_fleet(2, config=config, pool="gpu0")
+    result = run_virtual(fleet, RoundRobin(), steady(200, 0.001))
+    assert all(record.status == "ok" for record in result.records)
+
+
+def test_too_long_prompts_are_recorded_as_rejected() -> None:
+    arrivals = [Arrival(0.0, "m", list(range(5000)))]
+    assert run_virtual(tiny_fleet(1), RoundRobin(), arrivals).records[0].status == "rejected"
+
+
+def test_arrivals_must_come_in_time_order() -> None:
+    with pytest.raises(ValueError, match="time order"):
+        run_virtual(tiny_fleet(1), RoundRobin(), list(reversed(steady(3, 0.1))))
+
+
+def test_the_reference_fleets_serve_their_three_models() -> None:
+    for kind in ("baseline", "managed"):
+        specs = reference_replicas(kind)
+        models = ["meta-llama/Llama-3.1-8B-Instruct", "Qwen/Qwen2.5-7B-Instruct"]
+        models.append("mistralai/Mixtral-8x7B-Instruct-v0.1")
+        arrivals = [
+            Arrival(i * 0.01, models[i % 3], list(range(i * 1000, i * 1000 + 300)), 20, True)
+            for i in range(30)
+        ]
+        records = run_virtual(specs, RoundRobin(), arrivals).records
+        assert all(record.status == "ok" for record in records)
+        assert len({record.replica for record in records}) == 6
+        assert {spec.config.kv_mode for spec in specs} == {
+            "baseline": {"static"},
+            "managed": {"elastic"},
+        }[kind]
