@@ -205,3 +205,16 @@ def test_every_compose_variable_is_documented_in_env_example() -> None:
         }
     missing = used - env_example_names()
     assert not missing, f".env.example does not document {sorted(missing)}"
+
+
+def test_env_example_documents_only_variables_in_use() -> None:
+    used: set[str] = set()
+    for stack in STACKS:
+        used |= variables((COMPOSE / f"{stack}.yaml").read_text())
+        used |= {
+            key
+            for service in load_compose(stack)["services"].values()
+            for key in environment(service)
+        }
+    stale = env_example_names() - used
+    assert not stale, f".env.example documents variables no compose file reads: {sorted(stale)}"

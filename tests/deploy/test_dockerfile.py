@@ -1,8 +1,14 @@
 """The project image's Dockerfile: pinned base, locked install, non-root, health-checked."""
 
+import json
+import os
 import re
+import subprocess
+import sys
 
+from tests.deploy.conftest import LiveGateway
 from tests.deploy.files import ROOT
+from tests.procs import free_port
 
 DOCKERFILE = (ROOT / "docker" / "Dockerfile").read_text()
 # Instructions with their continuation lines joined, comments dropped.
@@ -72,3 +78,25 @@ def test_dockerignore_keeps_the_context_small() -> None:
     assert {"pyproject.toml", "constraints.txt", "gateway", "routers", "loadtest"} <= copied
     for path in copied:
         assert f"!{path}" in lines or f"!{path}/**" in lines, f"{path} is COPYed but ignored"
+
+
+def healthcheck_argv() -> list[str]:
+    (healthcheck,) = instructions("HEALTHCHECK")
+    argv: list[str] = json.loads(healthcheck.split(" CMD ", 1)[1])
+    return argv
+
+
+def run_healthcheck(url: str) -> int:
+    argv = healthcheck_argv()
+    assert argv[0] == "python"
+    env = {**os.environ, "SWITCHYARD_HEALTH_URL": url}
+    result = subprocess.run([sys.executable, *argv[1:]], env=env, timeout=30, check=False)
+    return result.returncode
+
+
+def test_healthcheck_passes_on_a_healthy_gateway_and_fails_otherwise(
+    live_gateway: LiveGateway,
+) -> None:
+    assert run_healthcheck(live_gateway.url + "/health") == 0
+    assert run_healthcheck(live_gateway.url + "/no-such-page") != 0
+    assert run_healthcheck(f"http://127.0.0.1:{free_port()}/health") != 0
