@@ -131,11 +131,12 @@ def test_prometheus_reads_the_gateway_request_counter(
 ) -> None:
     expected = requests_counted(live_gateway.metrics())
     assert expected >= live_gateway.sent
-    series = wait_for(prometheus, 'sum(switchyard_requests_total{job="gateway", env="baseline"})')
+    promql = 'sum(switchyard_requests_total{job="gateway", env="baseline"})'
+    series = wait_for(prometheus, promql)
     deadline = time.monotonic() + 15.0
     while float(series[0]["value"][1]) < expected and time.monotonic() < deadline:
         time.sleep(0.25)
-        series = query(prometheus, 'sum(switchyard_requests_total{job="gateway"})')
+        series = query(prometheus, promql)
     assert float(series[0]["value"][1]) == expected
 
 
