@@ -16,20 +16,41 @@ from starlette.exceptions import HTTPException
 
 import routers
 from gateway.admin import build_admin
-from gateway.api import build_api, mount_relay
+from gateway.api import RELAYED_PATHS, build_api, mount_relay
 from gateway.errors import GatewayError, InvalidRequest, from_status
 from gateway.health import HealthChecker
 from gateway.logs import get_logger
 from gateway.poller import MetricsPoller
 from gateway.pool import ReplicaPool
+from gateway.proxy import ProxyEndpoint
 from gateway.replicas_file import ConfigError, ReplicaSpec, load_replica_specs
 from gateway.settings import GatewaySettings
 from gateway.state import Gateway
 from gateway.telemetry import Telemetry
+from gateway.types import Receive, Scope, Send
 
 # vLLM (uvicorn) closes idle keep-alive connections after 5 s; reuse only younger ones,
 # so a request is never written onto a connection the replica is closing.
 UPSTREAM_KEEPALIVE_S = 4.0
+
+
+class GatewayApp(FastAPI):
+    """FastAPI, except that the relayed POST paths go straight to the plain-ASGI relay:
+    FastAPI's middleware, routing and exception layers cost more than the relay itself.
+    Everything else (wrong method on those paths included) takes the normal route."""
+
+    _relay = ProxyEndpoint()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and scope["path"] in RELAYED_PATHS
+            and "state" in scope
+        ):
+            await self._relay(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
@@ -47,12 +68,15 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         async with _running_gateway(settings, specs) as gw:
             yield {"gateway": gw}
 
-    app = FastAPI(
+    app = GatewayApp(
         title="Switchyard gateway",
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        # FastAPI's native OpenTelemetry checks its providers on every request (~100 µs
+        # here); the gateway has its own metrics and log line.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.add_exception_handler(GatewayError, _render_error)
     app.add_exception_handler(HTTPException, _render_http_error)

@@ -151,6 +151,10 @@ class ProxyEndpoint:
             task.uncancel()
             x.status = CLIENT_CLOSED
             x.error = x.error or "client_disconnected"
+        except Exception as exc:
+            # A bug of ours: answer 500 in OpenAI's shape, keep the traceback in the log.
+            gw.log.exception("request_crashed", request_id=x.request_id)
+            await _send_error(x, GatewayError(f"internal error ({type(exc).__name__})"), send)
         finally:
             if watch is not None:
                 watch.stop()

@@ -1,6 +1,6 @@
-"""The README's table of GATEWAY_ settings, generated from GatewaySettings.
+"""Rows for the README's table of GATEWAY_ settings, generated from GatewaySettings.
 
-Regenerate after changing a setting: .venv/bin/python -m tests.deploy.settings_table
+Print them after adding a setting: .venv/bin/python -m tests.deploy.settings_table
 """
 
 from pydantic_core import PydanticUndefined

@@ -27,7 +27,7 @@ def _config() -> dict[str, Any]:
         "headers_delay": 0.0,
         "chunk_delay": 0.0,
         "chunks": 5,
-        # After this many chunks, stall forever (-1: never).
+        # Before sending chunk number `stall_after`, stall for an hour (-1: never).
         "stall_after": -1,
         "health_status": 200,
     }
@@ -73,7 +73,7 @@ class FakeReplica:
     async def _answer(self, request: web.Request) -> web.StreamResponse:
         cfg = self.config
         body = await request.read()
-        self.last_headers = dict(request.headers)
+        self.last_headers = {k.lower(): v for k, v in request.headers.items()}
         self.last_body = body
         await asyncio.sleep(cfg["headers_delay"])
         if cfg["status"] != 200 and cfg["status_times"] != 0:

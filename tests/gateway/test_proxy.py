@@ -1,0 +1,198 @@
+"""The relay end to end: fake replicas and a gateway as real processes, the openai SDK
+as the client."""
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.gateway.conftest import SDK, Fake, admin_replicas, replicas_file
+from tests.procs import Proc, free_port
+
+MESSAGES: Any = [{"role": "user", "content": "hello"}]
+
+
+def served_by(client: openai.OpenAI, model: str = "m1") -> str:
+    raw = client.chat.completions.with_raw_response.create(model=model, messages=MESSAGES)
+    raw.parse()
+    return raw.headers["x-switchyard-replica"]
+
+
+def test_round_robin_rotation_is_exact(
+    sdk: SDK, fake: Callable[..., Fake], gateway: Callable[..., Proc], tmp_path: Path
+) -> None:
+    fakes = [fake(name) for name in ("r0", "r1", "r2")]
+    path = replicas_file(tmp_path, [{"url": f.url, "name": f.name} for f in fakes])
+    gw = gateway(replicas_file=path, strategy="round_robin")
+    client = sdk(gw)
+    seen = [served_by(client) for _ in range(9)]
+    assert seen == ["r0", "r1", "r2"] * 3
+    # Each replica really answered its share (not just the header).
+    assert [f.state()["requests"] for f in fakes] == [3, 3, 3]
+
+
+def test_body_is_forwarded_unchanged_with_request_id(
+    fake: Callable[..., Fake], gateway: Callable[..., Proc]
+) -> None:
+    replica = fake("r0")
+    gw = gateway(replicas=[replica.url])
+    body = (
+        b'{"model": "m1",   "messages": [{"role":"user","content":"\\u00e9t\\u00e9"}], "x": 1.50}'
+    )
+    response = httpx.post(
+        gw.url + "/v1/chat/completions",
+        content=body,
+        headers={"content-type": "application/json", "x-request-id": "trace-123"},
+        timeout=10,
+    )
+    assert response.status_code == 200
+    assert response.headers["x-request-id"] == "trace-123"
+    assert response.headers["x-switchyard-replica"] == "127.0.0.1:" + str(replica.proc.port)
+    state = replica.state()
+    assert state["last_body"].encode() == body
+    assert state["last_headers"]["x-request-id"] == "trace-123"
+
+
+def test_request_id_is_generated_when_absent(
+    sdk: SDK, fake: Callable[..., Fake], gateway: Callable[..., Proc]
+) -> None:
+    replica = fake("r0")
+    gw = gateway(replicas=[replica.url])
+    raw = sdk(gw).chat.completions.with_raw_response.create(model="m1", messages=MESSAGES)
+    request_id = raw.headers["x-request-id"]
+    assert len(request_id) == 32
+    assert replica.state()["last_headers"]["x-request-id"] == request_id
+
+
+def test_stream_is_relayed_chunk_for_chunk(
+    sdk: SDK, fake: Callable[..., Fake], gateway: Callable[..., Proc]
+) -> None:
+    replica = fake("r0")
+    replica.configure(chunks=20, chunk_delay=0.01)
+    gw = gateway(replicas=[replica.url])
+    request = {"model": "m1", "messages": MESSAGES, "stream": True}
+
+    def raw_stream(base: str) -> bytes:
+        with httpx.stream("POST", base + "/v1/chat/completions", json=request, timeout=10) as r:
+            assert r.status_code == 200
+            assert r.headers["content-type"].startswith("text/event-stream")
+            return b"".join(r.iter_raw())
+
+    assert raw_stream(gw.url) == raw_stream(replica.url)
+    stream = sdk(gw).chat.completions.create(model="m1", messages=MESSAGES, stream=True)
+    words = [chunk.choices[0].delta.content for chunk in stream]
+    assert words == [f"w{i} " for i in range(20)]
+
+
+def test_dead_replica_fails_over_then_is_ejected(
+    sdk: SDK, fake: Callable[..., Fake], gateway: Callable[..., Proc], tmp_path: Path
+) -> None:
+    alive, doomed = fake("r0"), fake("r1")
+    path = replicas_file(
+        tmp_path, [{"url": alive.url, "name": "r0"}, {"url": doomed.url, "name": "r1"}]
+    )
+    gw = gateway(replicas_file=path, strategy="round_robin")
+    client = sdk(gw)
+    assert [served_by(client) for _ in range(2)] == ["r0", "r1"]
+    doomed.proc.stop()
+    # r0's turn, then r1's turn: r1 cannot be reached, the request goes to r0 instead.
+    assert [served_by(client) for _ in range(2)] == ["r0", "r0"]
+    replicas = {r["name"]: r for r in admin_replicas(gw)["replicas"]}
+    assert replicas["r1"]["healthy"] is False
+    assert replicas["r0"]["healthy"] is True
+    # Ejected: every later request goes to r0 without trying r1.
+    assert [served_by(client) for _ in range(4)] == ["r0"] * 4
+    metrics = httpx.get(gw.url + "/metrics", timeout=5).text
+    assert 'switchyard_retries_total{model="m1"} 1.0' in metrics
+    assert 'switchyard_upstream_errors_total{kind="connect",replica="r1"} 1.0' in metrics
+    assert 'switchyard_replica_healthy{replica="r1"} 0.0' in metrics
+
+
+@pytest.mark.parametrize("status", [503, 429])
+def test_busy_replica_is_retried_once_elsewhere(
+    sdk: SDK, status: int, fake: Callable[..., Fake], gateway: Callable[..., Proc], tmp_path: Path
+) -> None:
+    busy, good = fake("r0"), fake("r1")
+    busy.configure(status=status)
+    path = replicas_file(
+        tmp_path, [{"url": busy.url, "name": "r0"}, {"url": good.url, "name": "r1"}]
+    )
+    gw = gateway(replicas_file=path, strategy="round_robin")
+    client = sdk(gw)
+    # Round robin sends the first request to r0, which answers `status`: retried on r1.
+    assert served_by(client) == "r1"
+    assert busy.state()["requests"] == 1
+    assert good.state()["requests"] == 1
+    metrics = httpx.get(gw.url + "/metrics", timeout=5).text
+    assert 'switchyard_retries_total{model="m1"} 1.0' in metrics
+    assert f'switchyard_upstream_errors_total{{kind="http_{status}",replica="r0"}} 1.0' in metrics
+
+
+def test_retry_happens_once_only(
+    sdk: SDK, fake: Callable[..., Fake], gateway: Callable[..., Proc], tmp_path: Path
+) -> None:
+    fakes = [fake(name) for name in ("r0", "r1", "r2")]
+    for f in fakes:
+        f.configure(status=503)
+    path = replicas_file(tmp_path, [{"url": f.url, "name": f.name} for f in fakes])
+    gw = gateway(replicas_file=path)
+    with pytest.raises(openai.InternalServerError) as caught:
+        sdk(gw).chat.completions.create(model="m1", messages=MESSAGES)
+    # The second replica's own 503 is relayed as it was; the third was never tried.
+    assert caught.value.status_code == 503
+    second = caught.value.response.headers["x-switchyard-replica"]
+    assert second != "r0"
+    assert [f.state()["requests"] for f in fakes if f.name in ("r0", second)] == [1, 1]
+    assert sum(f.state()["requests"] for f in fakes) == 2
+
+
+def test_single_replica_503_is_relayed_not_retried(
+    fake: Callable[..., Fake], gateway: Callable[..., Proc]
+) -> None:
+    replica = fake("r0")
+    replica.configure(status=503)
+    gw = gateway(replicas=[replica.url])
+    response = httpx.post(
+        gw.url + "/v1/completions", json={"model": "m1", "prompt": "x"}, timeout=10
+    )
+    assert response.status_code == 503
+    assert response.json()["error"]["message"] == "fake"
+    assert replica.state()["requests"] == 1
+
+
+def test_broken_stream_ends_with_an_sse_error_event(
+    fake: Callable[..., Fake], gateway: Callable[..., Proc], tmp_path: Path
+) -> None:
+    replica, other = fake("r0"), fake("r1")
+    replica.configure(stall_after=2, chunks=5)
+    path = replicas_file(
+        tmp_path, [{"url": replica.url, "name": "r0"}, {"url": other.url, "name": "r1"}]
+    )
+    gw = gateway(replicas_file=path, idle_timeout=0.5)
+    request = {"model": "m1", "messages": MESSAGES, "stream": True}
+    with httpx.stream("POST", gw.url + "/v1/chat/completions", json=request, timeout=10) as r:
+        body = b"".join(r.iter_raw())
+    events = [e for e in body.split(b"\n\n") if e]
+    assert len(events) == 3
+    assert b'"w1 "' in events[1]
+    assert events[2].startswith(b'data: {"error":')
+    assert b"sent nothing for 0.5 s" in events[2]
+    # After the first byte: never retried.
+    assert other.state()["requests"] == 0
+
+
+def test_connect_timeout_setting_bounds_an_unreachable_replica(
+    gateway: Callable[..., Proc], fake: Callable[..., Fake], tmp_path: Path
+) -> None:
+    # A port nobody listens on: refused at once, answered 502 in OpenAI's shape.
+    dead = f"http://127.0.0.1:{free_port()}"
+    path = replicas_file(tmp_path, [{"url": dead, "name": "dead", "models": ["m1"]}])
+    gw = gateway(replicas_file=path, health_interval=30)
+    response = httpx.post(gw.url + "/v1/chat/completions", json={"model": "m1"}, timeout=10)
+    # The start-up check already found it down: no healthy replica.
+    assert response.status_code == 503
+    assert response.headers["retry-after"]
+    assert set(response.json()["error"]) == {"message", "type", "param", "code"}
