@@ -65,11 +65,15 @@ class HealthChecker:
         if not self._pool.due_for_check(replica_id):
             return False
         replica = self._pool.get(replica_id)
+        models: httpx.Response | None = None
         try:
-            async with asyncio.timeout(self._timeout):
-                response = await self._client.get(f"{replica.url}/health", timeout=self._timeout)
+            response = await self._get(f"{replica.url}/health")
+            if response.status_code in (404, 405):
+                # No /health (Ollama's OpenAI API): a model list that answers is alive.
+                response = models = await self._get(f"{replica.url}/v1/models")
             if response.status_code != 200:
-                raise _Unhealthy(f"/health answered HTTP {response.status_code}")
+                path = response.request.url.path
+                raise _Unhealthy(f"{path} answered HTTP {response.status_code}")
         except Exception as exc:
             reason = _describe(exc)
             if self._pool.mark_down(replica_id, reason):
@@ -77,15 +81,16 @@ class HealthChecker:
             return False
         if self._pool.mark_up(replica_id):
             self._log.info("replica_restored", replica=replica_id)
-        await self.refresh_models(replica_id)
+        await self.refresh_models(replica_id, models)
         return True
 
-    async def refresh_models(self, replica_id: str) -> None:
-        """Read the replica's /v1/models into the pool; keep what we had on failure."""
+    async def refresh_models(self, replica_id: str, response: httpx.Response | None = None) -> None:
+        """Read the replica's /v1/models (unless `response` is one already) into the
+        pool; keep what we had on failure."""
         replica = self._pool.get(replica_id)
         try:
-            async with asyncio.timeout(self._timeout):
-                response = await self._client.get(f"{replica.url}/v1/models", timeout=self._timeout)
+            if response is None:
+                response = await self._get(f"{replica.url}/v1/models")
             response.raise_for_status()
             models, max_len = parse_models(response.json())
         except Exception as exc:
@@ -94,6 +99,11 @@ class HealthChecker:
         if set(models) != set(replica.models) and not replica.models_pinned:
             self._log.info("models_changed", replica=replica_id, models=sorted(models))
         self._pool.set_models(replica_id, models, max_len)
+
+    async def _get(self, url: str) -> httpx.Response:
+        # httpx's timeouts are per phase; this bounds the whole exchange.
+        async with asyncio.timeout(self._timeout):
+            return await self._client.get(url, timeout=self._timeout)
 
 
 def parse_models(body: Any) -> tuple[list[str], dict[str, int]]:
@@ -119,5 +129,7 @@ class _Unhealthy(Exception):
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError | httpx.TimeoutException):
         return "timeout"
+    if isinstance(exc, _Unhealthy):
+        return str(exc)
     text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     return text[:200]

@@ -36,6 +36,9 @@ _WANTED = frozenset(
 )
 
 
+_WANTED_PREFIXES = tuple(sorted(_WANTED))
+
+
 class MetricsParseError(ValueError):
     """The text is not Prometheus exposition format."""
 
@@ -44,7 +47,10 @@ def parse_metrics(text: str) -> Metrics | None:
     """The engine metrics in `text`, or None when it has none this gateway knows
     (Ollama, llama-cpp-python, a plain web server). Raises MetricsParseError on text
     that is not Prometheus exposition format at all."""
-    values = _collect(text)
+    # vLLM's page is ~50 kB, mostly histograms; parsing it whole takes ~10 ms of the
+    # event loop per replica per scrape. Only the lines of the wanted series are parsed,
+    # unless none is there: then the whole text, to tell garbage from a foreign exporter.
+    values = _collect(_wanted_lines(text)) or _collect(text)
 
     waiting = _first(values, _WAITING, _sum)
     running = _first(values, _RUNNING, _sum)
@@ -56,6 +62,24 @@ def parse_metrics(text: str) -> Metrics | None:
         kv_usage=_first(values, _KV_USAGE, _mean),
         prefix_hit_rate=_prefix_hit_rate(values),
     )
+
+
+def _wanted_lines(text: str) -> str:
+    """The HELP, TYPE and sample lines of the wanted series (str.find runs at C speed)."""
+    starts = set()
+    for name in _WANTED:
+        at = text.find(name)
+        while at >= 0:
+            starts.add(text.rfind("\n", 0, at) + 1)
+            at = text.find(name, at + len(name))
+    kept = []
+    for start in sorted(starts):
+        end = text.find("\n", start)
+        line = text[start : len(text) if end < 0 else end]
+        name = line[7:] if line.startswith(("# HELP ", "# TYPE ")) else line
+        if name.startswith(_WANTED_PREFIXES):
+            kept.append(line)
+    return "\n".join(kept) + "\n" if kept else ""
 
 
 def _collect(text: str) -> dict[str, list[float]]:

@@ -202,3 +202,26 @@ def test_parse_models_skips_malformed_entries() -> None:
     assert parse_models(body) == (["a", "b", "c"], {"a": 2048})
     with pytest.raises(ValueError, match="model list"):
         parse_models({"models": []})
+
+
+async def test_a_replica_without_health_endpoint_is_judged_by_its_model_list() -> None:
+    # Ollama's OpenAI API has no /health; /v1/models answering means it is up.
+    answers = {"/health": httpx.Response(404, text="404 page not found")}
+    calls: Counter[str] = Counter()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        calls[request.url.path] += 1
+        if request.url.path in answers:
+            return answers[request.url.path]
+        return httpx.Response(200, json=models_body(("llama3.2", 8192)))
+
+    pool = make_pool("ollama")
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        checker = HealthChecker(pool, http, interval=1.0)
+        assert await checker.check_once("ollama") is True
+        assert pool.get("ollama").models == ("llama3.2",)
+        assert calls["/v1/models"] == 1  # the probe's answer is reused for the models
+        answers["/v1/models"] = httpx.Response(502)
+        assert await checker.check_once("ollama") is False
+    assert not pool.get("ollama").healthy
+    assert pool.get("ollama").last_error == "/v1/models answered HTTP 502"

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.scrape import MetricsParseError, parse_metrics
+from gateway.scrape import MetricsParseError, _wanted_lines, parse_metrics
 from routers import Metrics
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -185,6 +185,13 @@ def test_non_finite_values_are_ignored() -> None:
     assert parse_metrics(text) == Metrics(waiting=2.0, running=0.0, kv_usage=None)
 
 
+def test_only_the_wanted_series_are_read() -> None:
+    # A broken line of a series nobody reads does not spoil the ones we need.
+    text = V1_TWO_ENGINES + 'vllm:e2e_request_latency_seconds_bucket{le="0.3" oops\n'
+    metrics = parse_metrics(text)
+    assert metrics is not None and metrics.waiting == 9.0
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -194,10 +201,19 @@ def test_non_finite_values_are_ignored() -> None:
         'vllm:num_requests_waiting{engine="0" 4.0',
         "vllm:num_requests_waiting four",
         "\x00\xff\xfe",
-        V1_TWO_ENGINES[: len(V1_TWO_ENGINES) // 2] + '{engine="',  # cut off mid-line
+        V1_TWO_ENGINES + 'vllm:num_requests_waiting{engine="',  # cut off mid-line
     ],
     ids=["html", "words", "json", "unclosed-labels", "bad-value", "binary", "truncated"],
 )
 def test_garbage_raises_one_known_error(text: str) -> None:
     with pytest.raises(MetricsParseError, match="not Prometheus text"):
         parse_metrics(text)
+
+
+def test_a_vllm_page_is_parsed_from_its_few_wanted_lines() -> None:
+    # The histograms that make up most of vLLM's page are never handed to the parser.
+    text = (FIXTURES / "vllm-0.32.0-metrics.txt").read_text()
+    kept = _wanted_lines(text).splitlines()
+    assert 5 <= len(kept) <= 20
+    assert not any("_bucket" in line or "_created" in line for line in kept)
+    assert 'vllm:num_requests_waiting{engine="0",model_name="tiny"} 4.0' in kept

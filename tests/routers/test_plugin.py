@@ -5,16 +5,22 @@ directory, never into the venv, so nothing is left behind: this process sees it
 through sys.path, a gateway process through PYTHONPATH.
 """
 
+import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
+import openai
 import pytest
+import yaml
 
 import routers
 from routers import RouteRequest
+from tests.loadtest.sim.serving import MODEL, serve_argv
+from tests.procs import Proc, bin_path
 from tests.routers.views import view
 
 PLUGIN_SOURCE = Path(__file__).parent.parent / "plugin_pkg"
@@ -64,3 +70,35 @@ def test_installed_plugin_is_found_and_loaded_by_name(plugin_on_path: Path) -> N
     busy = [view("r0", in_flight=1), view("r1", in_flight=0), view("r2", in_flight=3)]
     assert strategy.choose(request, busy) == busy[1]
     assert strategy.choose(request, []) is None
+
+
+def test_a_gateway_started_with_the_plugins_name_routes_with_it(
+    plugin_dir: Path, spawn: Callable[..., Proc], tmp_path: Path
+) -> None:
+    sims = [spawn(serve_argv()) for _ in range(3)]
+    replicas = tmp_path / "replicas.yaml"
+    entries = [{"url": sim.url, "name": f"r{i}"} for i, sim in enumerate(sims)]
+    replicas.write_text(yaml.safe_dump({"replicas": entries}))
+    env = {
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(plugin_dir), os.environ.get("PYTHONPATH")])
+        ),
+        "GATEWAY_REPLICAS_FILE": str(replicas),
+        "GATEWAY_STRATEGY": PLUGIN_NAME,
+        "GATEWAY_LOG_LEVEL": "warning",
+    }
+    gw = spawn([bin_path("gateway"), "--port", "{port}"], env=env)
+    assert httpx.get(gw.url + "/admin/replicas", timeout=5).json()["strategy"] == PLUGIN_NAME
+
+    client = openai.OpenAI(base_url=gw.url + "/v1", api_key="x", max_retries=0, timeout=10)
+    with client:
+        seen = []
+        for _ in range(4):
+            raw = client.chat.completions.with_raw_response.create(
+                model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=2
+            )
+            raw.parse()
+            seen.append(raw.headers["x-switchyard-replica"])
+    # Sequential requests on an idle fleet: the plugin's rule sends all to the last id
+    # (round_robin would rotate, queue_depth would spread at random).
+    assert seen == ["r2"] * 4
