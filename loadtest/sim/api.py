@@ -269,7 +269,7 @@ class ResponseShapes:
         """The non-streaming response."""
         choice: dict[str, Any]
         if self.kind == "chat":
-            message = {
+            message: dict[str, Any] = {
                 "role": "assistant",
                 "content": text,
                 "refusal": None,

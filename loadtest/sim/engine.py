@@ -275,7 +275,7 @@ class EngineModel:
         self._generation_tokens += num_decoding + len(joined)
         if joined:
             emitted += tuple(seq.id for seq in joined)
-        finished: list[FinishedRequest] = self._take_aborted()
+        finished: list[FinishedRequest] = self._take_aborted() if self._aborted else []
         for seq, epoch in self._finish_at.pop(step, ()):
             if epoch == seq.epoch:
                 self._unschedule(seq, step)
@@ -285,7 +285,9 @@ class EngineModel:
             if seq.out >= seq.final:
                 self._unschedule(seq, step)
                 finished.append(self._retire(seq, seq.reason, end))
-        return StepResult(duration, emitted, tuple(first), tuple(finished), num_tokens)
+        return StepResult(
+            duration, emitted, tuple(first) if first else (), tuple(finished), num_tokens
+        )
 
     # -- bookkeeping -----------------------------------------------------------------
 

@@ -23,7 +23,7 @@ import uvicorn
 
 from loadtest.sim.kvcache import SharedKVPool
 from loadtest.sim.profiles import load_profile
-from loadtest.sim.replica import ReplicaConfig
+from loadtest.sim.replica import ReplicaConfig, elastic_pool
 from loadtest.sim.server import Receive, Scope, Send, SimServer, create_app
 
 FLEETS = ("baseline", "managed")
@@ -135,8 +135,7 @@ def run_worker(spec: list[dict[str, Any]], host: str) -> None:
         if config.kv_mode == "elastic":
             name = config.kv_pool or config.model
             if name not in pools:
-                blocks = load_profile(config.profile).kv_capacity_tokens // 16
-                pools[name] = SharedKVPool(name, blocks)
+                pools[name] = elastic_pool(config, load_profile(config.profile))
             pool = pools[name]
         apps[item["port"]] = create_app(config, pool)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -110,15 +110,22 @@ class KVCache:
             return False
         if self.pool is not None and not self.pool.take(count):
             return False
-        refs = self._refs
-        for _ in range(count):
-            if self._free_plain:
-                block = self._free_plain.pop()
-            else:
-                block, _ = self._free_cached.popitem(last=False)
-                self._evict(block)
+        refs, plain = self._refs, self._free_plain
+        fresh = plain[-count:] if count <= len(plain) else plain[:]
+        del plain[len(plain) - len(fresh) :]
+        for block in fresh:
             refs[block] = 1
-            out.append(block)
+        out.extend(fresh)
+        if len(fresh) < count:  # evict cached free blocks, least recently freed first
+            lru, hash_of, cached = self._free_cached, self._hash_of, self._cached
+            for _ in range(count - len(fresh)):
+                block, _ = lru.popitem(last=False)
+                block_hash = hash_of[block]
+                hash_of[block] = None
+                if block_hash is not None and cached.get(block_hash) == block:
+                    del cached[block_hash]
+                refs[block] = 1
+                out.append(block)
         self.used_blocks += count
         return True
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from gateway.logs import get_logger
 from loadtest.sim.api import GenerationRequest
 from loadtest.sim.engine import EngineConfig, EngineModel
 from loadtest.sim.exposition import LatencyHistograms
@@ -24,6 +25,7 @@ from loadtest.sim.types import SimRequest, StepResult
 # How far behind schedule the loop may run before it stops trying to catch up:
 # sleeps are rounded to 1 ms by the event loop, so small debts are paid back.
 CATCH_UP_SECONDS = 0.002
+LOG = get_logger("vllm_sim.replica")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,12 @@ class ReplicaConfig:
             prefix_caching=self.prefix_caching,
             kv_mode=self.kv_mode,
         )
+
+
+def elastic_pool(config: ReplicaConfig, profile: Profile) -> SharedKVPool:
+    """A KVCached pool for `config`: the whole GPU's KV memory (no per-replica fraction)."""
+    blocks = config.kv_blocks or profile.kv_blocks(config.engine_config().block_size, elastic=True)
+    return SharedKVPool(config.kv_pool or config.model, blocks)
 
 
 class Stream:
@@ -102,8 +110,7 @@ class Replica:
         self.config = config
         self.profile: Profile = load_profile(config.profile)
         if config.kv_mode == "elastic" and pool is None:
-            blocks = config.kv_blocks or self.profile.kv_capacity_tokens // 16
-            pool = SharedKVPool(config.kv_pool or config.model, blocks)
+            pool = elastic_pool(config, self.profile)
         self.engine = EngineModel(self.profile, config.engine_config(), pool)
         self.faults = config.faults
         self.histograms = LatencyHistograms()
@@ -124,7 +131,7 @@ class Replica:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # failures were logged
                 await self._task
         for stream in list(self.streams.values()):
             self.engine.abort(stream.id)
@@ -136,6 +143,8 @@ class Replica:
 
     def submit(self, request: GenerationRequest, request_id: str, now: float) -> Stream:
         """Queue a request in the engine; RequestRejected if it can never run here."""
+        if self._task is None or self._task.done():
+            raise RuntimeError("the engine loop is not running")
         self._counter += 1
         seed = request.seed
         if seed is None:
@@ -165,6 +174,18 @@ class Replica:
     # -- the engine loop -------------------------------------------------------------
 
     async def _run(self) -> None:
+        try:
+            await self._steps()
+        except Exception:
+            # Fail every open request rather than leave its client waiting forever.
+            LOG.exception("engine_loop_failed", model=self.config.model)
+            for stream in self.streams.values():
+                stream.finish_reason = "error"
+                stream.notify()
+            self.streams.clear()
+            raise
+
+    async def _steps(self) -> None:
         loop = asyncio.get_running_loop()
         clock: Callable[[], float] = loop.time
         deadline = clock()

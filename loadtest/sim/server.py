@@ -1,20 +1,24 @@
 """The HTTP face of one simulated replica: vLLM's OpenAI server, as a plain ASGI app.
 
-Plain ASGI rather than FastAPI because every streamed token goes through here:
-a framework's request objects and StreamingResponse cost more per chunk than the
-engine does (see bench/sim_stream_bench.py). Routes: POST /v1/chat/completions,
+Plain ASGI rather than FastAPI because every streamed token goes through here, and
+FastAPI's request objects and StreamingResponse cost about 13 us per chunk on this
+machine class (shared/BENCHMARKS.md), as much as this whole server spends per token
+(bench/sim_stream_bench.py). Routes: POST /v1/chat/completions,
 /v1/completions; GET /v1/models, /health, /ping, /version, /metrics; GET, POST
 and DELETE /sim/faults.
 """
 
 import asyncio
+import contextlib
 import random
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 import orjson
+from prometheus_client import CollectorRegistry
 
+from gateway.logs import get_logger
 from loadtest.sim.api import (
     DONE,
     ApiError,
@@ -25,7 +29,7 @@ from loadtest.sim.api import (
 )
 from loadtest.sim.engine import RequestRejected
 from loadtest.sim.exposition import VllmCollector, metrics_registry, render
-from loadtest.sim.faults import FaultsInvalid
+from loadtest.sim.faults import Faults, FaultsInvalid
 from loadtest.sim.kvcache import SharedKVPool
 from loadtest.sim.replica import Replica, ReplicaConfig, Stream
 from loadtest.sim.tokenizer import output_text, output_token_text
@@ -42,6 +46,7 @@ JSON = [(b"content-type", b"application/json")]
 SSE = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
 TEXT = [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")]
 POLL_SECONDS = 0.05
+LOG = get_logger("vllm_sim.server")
 
 
 async def respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
@@ -49,7 +54,9 @@ async def respond(send: Send, status: int, body: bytes, headers: list[tuple[byte
     await send({"type": "http.response.body", "body": body})
 
 
-async def respond_error(send: Send, error: ApiError, extra: list[tuple[bytes, bytes]] = []) -> None:  # noqa: B006
+async def respond_error(
+    send: Send, error: ApiError, extra: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
     await respond(send, error.status, error.body(), [*JSON, *extra])
 
 
@@ -107,7 +114,7 @@ class SimServer:
         self._pool = pool
         self._rng = random.Random(config.seed)
         self._created = int(time.time())
-        self._registry: Any = None
+        self._registry: CollectorRegistry | None = None
 
     @property
     def running(self) -> Replica:
@@ -162,7 +169,13 @@ class SimServer:
             error = ApiError(405, f"{method} is not allowed on {path}")
             await respond_error(send, error, [(b"allow", ", ".join(methods).encode())])
             return
-        await getattr(self, name)(scope, receive, send)
+        try:
+            await getattr(self, name)(scope, receive, send)
+        except Exception:
+            # A bug must still answer in OpenAI's shape (or end the stream), never hang.
+            LOG.exception("request_failed", path=path)
+            with contextlib.suppress(Exception):
+                await respond_error(send, ApiError(500, "internal error in the simulator"))
 
     # -- generation ------------------------------------------------------------------
 
@@ -218,6 +231,7 @@ class SimServer:
     ) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": SSE})
         sent = 0
+        stalled = False
         chat = shapes.kind == "chat"
         request = stream.request
         while True:
@@ -225,11 +239,16 @@ class SimServer:
             if stream.disconnected:
                 return
             stall = self.running.faults.stall_after
-            if stall is not None and sent >= stall:
+            if not stalled and stall is not None and sent >= stall:
+                stalled = True
                 await self._stall(watcher)
                 if stream.disconnected:
                     return
             produced, reason = stream.produced, stream.finish_reason
+            if reason == "error":
+                error = b"data: " + ApiError(500, "the simulated engine failed").body() + b"\n\n"
+                await send({"type": "http.response.body", "body": error + DONE})
+                return
             if produced > sent:
                 text = "".join([output_token_text(stream.seed, i) for i in range(sent, produced)])
                 body = shapes.text_chunk(text, reason)
@@ -258,6 +277,9 @@ class SimServer:
             await stream.wait(stream.produced)
         if stream.disconnected:
             return
+        if stream.finish_reason == "error":
+            await respond_error(send, ApiError(500, "the simulated engine failed"))
+            return
         text = output_text(stream.seed, stream.produced)
         body = shapes.full_body(text, stream.finish_reason or "abort", stream.produced)
         await respond(send, 200, body, JSON)
@@ -282,6 +304,9 @@ class SimServer:
             "simulator": "vllm-sim",
             "profile": self.config.profile,
             "time_scale": self.config.time_scale,
+            "kv_mode": self.config.kv_mode,
+            "kv_pool": self.config.kv_pool,
+            "prefix_caching": self.config.prefix_caching,
         }
         await respond(send, 200, orjson.dumps(body), JSON)
 
@@ -293,12 +318,13 @@ class SimServer:
         while replica.faults.metrics_hang:
             if await wait_disconnect(receive, POLL_SECONDS):
                 return
+        assert self._registry is not None  # set by startup, with the replica
         await respond(send, 200, render(self._registry), TEXT)
 
     async def faults(self, scope: Scope, receive: Receive, send: Send) -> None:
         replica = self.running
         if scope["method"] == "DELETE":
-            replica.faults = type(replica.faults)()
+            replica.faults = Faults()
         elif scope["method"] == "POST":
             try:
                 raw = await read_body(receive)

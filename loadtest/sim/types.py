@@ -7,7 +7,7 @@ server, a virtual clock for `loadtest.sim.virtual`. The engine never reads a clo
 import math
 import zlib
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 FinishReason = Literal["stop", "length", "abort"]
 FINISH_REASONS: tuple[FinishReason, ...] = ("stop", "length", "abort")
@@ -96,9 +96,11 @@ class FinishedRequest:
         return (self.finished - self.first_token) / (self.output_tokens - 1)
 
 
-@dataclass(frozen=True, slots=True)
-class StepResult:
+class StepResult(NamedTuple):
     """What one engine step did. Its tokens come out at `now + duration`.
+
+    A NamedTuple rather than a frozen dataclass: one is built per engine step, and
+    a tuple is several times cheaper to build.
 
     `emitted`: ids of requests that produced exactly one output token this step
     (each at most once). `first_token`: the subset whose very first token it is

@@ -1,12 +1,13 @@
 """Helpers for end-to-end tests of `vllm-sim serve`: its argv, and reading its /metrics."""
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import httpx
+import openai
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.procs import bin_path
+from tests.procs import Proc, bin_path
 
 MODEL = "sim-tiny"
 
@@ -44,3 +45,20 @@ def wait_until(check: Callable[[], bool], timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.02)
     return check()
+
+
+SdkFactory = Callable[[Proc], openai.OpenAI]
+
+
+def sdk_clients() -> Iterator[SdkFactory]:
+    """Body of an `sdk` fixture: openai clients (no retries) for a Proc, all closed after."""
+    clients: list[openai.OpenAI] = []
+
+    def make(proc: Proc) -> openai.OpenAI:
+        sdk = openai.OpenAI(base_url=proc.url + "/v1", api_key="unused", max_retries=0, timeout=10)
+        clients.append(sdk)
+        return sdk
+
+    yield make
+    for sdk in clients:
+        sdk.close()

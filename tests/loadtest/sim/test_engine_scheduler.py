@@ -1,8 +1,11 @@
 """The scheduler: queueing, chunked prefill, preemption, abort, finish reasons."""
 
+import random
+
 import pytest
 
 from loadtest.sim.engine import RequestRejected
+from loadtest.sim.kvcache import SharedKVPool
 from loadtest.sim.types import SimRequest
 from tests.loadtest.sim.helpers import Clock, engine, request, tokens
 
@@ -164,3 +167,46 @@ def test_token_counts_match_the_emitted_tokens_under_preemption_and_aborts() -> 
     assert model.stats().preemptions > 0
     assert all(counts.get(rid, 0) == done.output_tokens for rid, done in finished.items())
     assert model.stats().used_blocks == 0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_traffic_keeps_the_books_straight(seed: int) -> None:
+    """Random arrivals and aborts on two engines sharing a pool, or one static engine."""
+    rng = random.Random(seed)
+    pool = SharedKVPool("gpu", 48) if seed % 2 else None
+    config = {"max_num_seqs": 6, "max_num_batched_tokens": rng.choice([16, 64])}
+    if pool is None:
+        config["num_blocks"] = 40
+    engines = [engine(pool, **config) for _ in range(2 if pool else 1)]
+    prefix = tokens(48, 777)
+    clocks = [Clock(model) for model in engines]
+    counts: dict[str, int] = {}
+    finished: dict[str, int] = {}
+    added = 0
+    for tick in range(4_000):
+        if added < 40 and rng.random() < 0.2:
+            prompt = prefix[: rng.randrange(0, 48)] + tokens(rng.randrange(1, 90), 1000 * added)
+            model = engines[added % len(engines)]
+            model.add(request(f"q{added}", prompt, max_tokens=rng.randrange(1, 80)), tick)
+            added += 1
+        if rng.random() < 0.01:
+            for model in engines:
+                model.abort(f"q{rng.randrange(added + 1)}")
+        for clock in clocks:
+            result = clock.step()
+            for rid in result.emitted:
+                counts[rid] = counts.get(rid, 0) + 1
+            for done in result.finished:
+                assert done.id not in finished
+                finished[done.id] = done.output_tokens
+            stats = clock.model.stats()
+            assert 0.0 <= stats.kv_usage <= 1.0 and stats.running <= 6
+        if pool is not None:
+            held = sum(model.stats().used_blocks for model in engines)
+            assert pool.free_blocks + held == pool.total_blocks
+        if added == 40 and not any(model.has_work() for model in engines):
+            break
+    assert len(finished) == 40
+    assert all(counts.get(rid, 0) == out for rid, out in finished.items())
+    assert all(model.stats().used_blocks == 0 for model in engines)
+    assert sum(model.stats().preemptions for model in engines) > 0  # the hard path ran

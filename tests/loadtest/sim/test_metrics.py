@@ -1,16 +1,24 @@
 """vllm-sim's /metrics: vLLM's names, types, labels and buckets, and values that add up."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import openai
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from loadtest.sim.exposition import LatencyHistograms, VllmCollector, metrics_registry, render
 from loadtest.sim.types import EngineStats
-from tests.loadtest.sim.serving import MODEL, gauge, scrape, serve_argv, wait_until
+from tests.loadtest.sim.serving import (
+    MODEL,
+    SdkFactory,
+    gauge,
+    scrape,
+    sdk_clients,
+    serve_argv,
+    wait_until,
+)
 from tests.procs import Proc
 
 # /metrics of a real vLLM 0.32.0 server (a copy of /work/shared/fixtures' file).
@@ -52,6 +60,11 @@ def shape(text: str) -> dict[str, tuple[str, dict[str, frozenset[str]]]]:
             labels[sample.name] = labels.get(sample.name, frozenset()) | frozenset(sample.labels)
         out[family.name] = (family.type, labels)
     return out
+
+
+@pytest.fixture
+def sdk() -> Iterator[SdkFactory]:
+    yield from sdk_clients()
 
 
 def rendered(legacy: bool = False) -> str:
@@ -106,13 +119,13 @@ def test_legacy_names() -> None:
     assert ours["vllm:num_requests_waiting"][1]["vllm:num_requests_waiting"] == {"model_name"}
 
 
-def test_counters_add_up_after_real_requests(spawn: Callable[..., Proc]) -> None:
+def test_counters_add_up_after_real_requests(spawn: Callable[..., Proc], sdk: SdkFactory) -> None:
     proc = spawn(serve_argv())
-    sdk = openai.OpenAI(base_url=proc.url + "/v1", api_key="x", max_retries=0, timeout=10)
+    client = sdk(proc)
     prompt = "A shared system prompt that is long enough to fill a few blocks. " * 6
 
     def ask(i: int) -> int:
-        reply = sdk.completions.create(
+        reply = client.completions.create(
             model=MODEL, prompt=prompt, max_tokens=10 + i, extra_body={"ignore_eos": True}
         )
         assert reply.usage is not None
@@ -154,11 +167,11 @@ def test_waiting_requests_show_in_the_queue_gauge(spawn: Callable[..., Proc]) ->
     assert wait_until(lambda: gauge(proc.url, "vllm:num_requests_waiting") == 0)
 
 
-def test_no_prefix_caching_and_legacy_flags(spawn: Callable[..., Proc]) -> None:
+def test_no_prefix_caching_and_legacy_flags(spawn: Callable[..., Proc], sdk: SdkFactory) -> None:
     proc = spawn(serve_argv("--no-prefix-caching", "--legacy-metrics"))
-    sdk = openai.OpenAI(base_url=proc.url + "/v1", api_key="x", max_retries=0, timeout=10)
+    client = sdk(proc)
     for _ in range(2):
-        sdk.completions.create(model=MODEL, prompt="same prompt " * 20, max_tokens=3)
+        client.completions.create(model=MODEL, prompt="same prompt " * 20, max_tokens=3)
     samples = scrape(proc.url)
     assert samples[f'vllm:gpu_prefix_cache_hit_rate{{model_name="{MODEL}"}}'] == 0
     assert samples[f'vllm:gpu_cache_usage_perc{{model_name="{MODEL}"}}'] == 0

@@ -1,5 +1,6 @@
 """`vllm-sim serve` end to end, through the real openai SDK and raw HTTP."""
 
+import time
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -7,7 +8,15 @@ import openai
 import orjson
 import pytest
 
-from tests.loadtest.sim.serving import MODEL, gauge, scrape, serve_argv, wait_until
+from tests.loadtest.sim.serving import (
+    MODEL,
+    SdkFactory,
+    gauge,
+    scrape,
+    sdk_clients,
+    serve_argv,
+    wait_until,
+)
 from tests.procs import Proc, free_port, start
 
 
@@ -20,12 +29,13 @@ def sim() -> Iterator[Proc]:
     proc.stop()
 
 
-def client(proc: Proc) -> openai.OpenAI:
-    return openai.OpenAI(base_url=proc.url + "/v1", api_key="unused", max_retries=0, timeout=10)
+@pytest.fixture
+def sdk() -> Iterator[SdkFactory]:
+    yield from sdk_clients()
 
 
-def test_chat_completion_has_vllms_shape(sim: Proc) -> None:
-    reply = client(sim).chat.completions.create(
+def test_chat_completion_has_vllms_shape(sim: Proc, sdk: SdkFactory) -> None:
+    reply = sdk(sim).chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": "Hello there"}], max_tokens=7
     )
     assert reply.id.startswith("chatcmpl-")
@@ -40,8 +50,8 @@ def test_chat_completion_has_vllms_shape(sim: Proc) -> None:
     assert reply.choices[0].message.content
 
 
-def test_ignore_eos_generates_exactly_max_tokens(sim: Proc) -> None:
-    reply = client(sim).chat.completions.create(
+def test_ignore_eos_generates_exactly_max_tokens(sim: Proc, sdk: SdkFactory) -> None:
+    reply = sdk(sim).chat.completions.create(
         model=MODEL,
         messages=[{"role": "user", "content": "Count"}],
         max_completion_tokens=40,
@@ -51,8 +61,8 @@ def test_ignore_eos_generates_exactly_max_tokens(sim: Proc) -> None:
     assert reply.choices[0].finish_reason == "length"
 
 
-def test_chat_stream_role_first_usage_last(sim: Proc) -> None:
-    stream = client(sim).chat.completions.create(
+def test_chat_stream_role_first_usage_last(sim: Proc, sdk: SdkFactory) -> None:
+    stream = sdk(sim).chat.completions.create(
         model=MODEL,
         messages=[{"role": "user", "content": "Stream please"}],
         max_tokens=12,
@@ -84,8 +94,8 @@ def test_raw_stream_ends_with_done(sim: Proc) -> None:
     assert "usage" not in chunks[-1]  # no include_usage: no usage chunk
 
 
-def test_completion_non_streaming(sim: Proc) -> None:
-    reply = client(sim).completions.create(
+def test_completion_non_streaming(sim: Proc, sdk: SdkFactory) -> None:
+    reply = sdk(sim).completions.create(
         model=MODEL, prompt="The sea is", max_tokens=9, extra_body={"ignore_eos": True}
     )
     assert reply.id.startswith("cmpl-") and reply.object == "text_completion"
@@ -93,8 +103,8 @@ def test_completion_non_streaming(sim: Proc) -> None:
     assert len(reply.choices[0].text.split()) == 9
 
 
-def test_completion_stream_via_sdk(sim: Proc) -> None:
-    stream = client(sim).completions.create(
+def test_completion_stream_via_sdk(sim: Proc, sdk: SdkFactory) -> None:
+    stream = sdk(sim).completions.create(
         model=MODEL,
         prompt=[1, 2, 3, 4],
         max_tokens=6,
@@ -107,8 +117,8 @@ def test_completion_stream_via_sdk(sim: Proc) -> None:
     assert len("".join(c.choices[0].text for c in chunks if c.choices).split()) == 6
 
 
-def test_models_health_ping_version(sim: Proc) -> None:
-    models = client(sim).models.list().data
+def test_models_health_ping_version(sim: Proc, sdk: SdkFactory) -> None:
+    models = sdk(sim).models.list().data
     assert [m.id for m in models] == [MODEL]
     card = httpx.get(sim.url + "/v1/models").json()["data"][0]
     assert card["owned_by"] == "vllm" and card["max_model_len"] == 4096
@@ -159,13 +169,11 @@ def test_bad_requests_get_openai_errors(
     assert httpx.get(sim.url + "/health").status_code == 200  # still serving
 
 
-def test_sdk_raises_on_unknown_model_and_n(sim: Proc) -> None:
+def test_sdk_raises_on_unknown_model_and_n(sim: Proc, sdk: SdkFactory) -> None:
     with pytest.raises(openai.NotFoundError):
-        client(sim).chat.completions.create(
-            model="nope", messages=[{"role": "user", "content": "x"}]
-        )
+        sdk(sim).chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
     with pytest.raises(openai.BadRequestError):
-        client(sim).chat.completions.create(
+        sdk(sim).chat.completions.create(
             model=MODEL, messages=[{"role": "user", "content": "x"}], n=3
         )
 
@@ -175,10 +183,12 @@ def test_unknown_path_and_method(sim: Proc) -> None:
     assert httpx.get(sim.url + "/v1/chat/completions").status_code == 405
 
 
-def test_disconnect_mid_stream_frees_seat_and_blocks(spawn: Callable[..., Proc]) -> None:
+def test_disconnect_mid_stream_frees_seat_and_blocks(
+    spawn: Callable[..., Proc], sdk: SdkFactory
+) -> None:
     # 2,000 tokens at time scale 5: about 6 s of streaming, far longer than the test waits.
     proc = spawn(serve_argv("--time-scale", "5"))
-    stream = client(proc).chat.completions.create(
+    stream = sdk(proc).chat.completions.create(
         model=MODEL,
         messages=[{"role": "user", "content": "A very long answer"}],
         max_tokens=2000,
@@ -196,11 +206,13 @@ def test_disconnect_mid_stream_frees_seat_and_blocks(spawn: Callable[..., Proc])
     assert scrape(proc.url)[abort] == 1
 
 
-def test_disconnect_while_queued_leaves_the_queue(spawn: Callable[..., Proc]) -> None:
+def test_disconnect_while_queued_leaves_the_queue(
+    spawn: Callable[..., Proc], sdk: SdkFactory
+) -> None:
     proc = spawn(serve_argv("--time-scale", "5", "--max-num-seqs", "1"))
-    sdk = client(proc)
+    openai_client = sdk(proc)
     body = {"model": MODEL, "messages": [{"role": "user", "content": "long"}]}
-    first = sdk.chat.completions.create(
+    first = openai_client.chat.completions.create(
         **body, max_tokens=2000, stream=True, extra_body={"ignore_eos": True}
     )
     next(iter(first))
@@ -210,3 +222,18 @@ def test_disconnect_while_queued_leaves_the_queue(spawn: Callable[..., Proc]) ->
     assert wait_until(lambda: gauge(proc.url, "vllm:num_requests_waiting") == 0, timeout=2.0)
     assert gauge(proc.url, "vllm:num_requests_running") == 1
     first.close()
+
+
+def test_time_scale_stretches_every_step(spawn: Callable[..., Proc], sdk: SdkFactory) -> None:
+    proc = spawn(serve_argv("--time-scale", "25", "--log-level", "info"))
+    assert httpx.get(proc.url + "/version").json()["time_scale"] == 25.0
+    assert '"time_scale": 25.0' in proc.output() or '"time_scale":25.0' in proc.output()
+    started = time.monotonic()
+    sdk(proc).completions.create(
+        model=MODEL, prompt="x", max_tokens=30, extra_body={"ignore_eos": True}
+    )
+    # 30 steps of at least 0.6 simulated ms each (tiny profile), times 25.
+    assert time.monotonic() - started >= 30 * 0.0006 * 25
+    labels = f'engine="0",model_name="{MODEL}"'
+    e2e = scrape(proc.url)[f"vllm:e2e_request_latency_seconds_sum{{{labels}}}"]
+    assert e2e >= 30 * 0.0006 * 25  # reported in wall-clock seconds

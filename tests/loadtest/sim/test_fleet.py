@@ -1,0 +1,153 @@
+"""`vllm-sim fleet`: six reference replicas that come up, answer, and all go away."""
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+import pytest
+
+from loadtest.sim.fleet import REFERENCE, fleet_replicas, partition
+from tests.procs import HOST, Proc, bin_path, free_port
+
+
+def free_base_port() -> int:
+    """A port p such that p..p+5 are all free right now."""
+    for _ in range(50):
+        base = free_port()
+        socks = []
+        try:
+            for offset in range(6):
+                sock = socket.socket()
+                socks.append(sock)
+                sock.bind((HOST, base + offset))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise RuntimeError("no six consecutive free ports")
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def wait_for(check: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return check()
+
+
+def start_fleet(spawn: Callable[..., Proc], name: str, *extra: str) -> tuple[Proc, list[str]]:
+    base = free_base_port()
+    argv = [bin_path("vllm-sim"), "fleet", name, "--base-port", "{port}", *extra]
+    proc = spawn(argv, port=base, timeout=30)
+    assert wait_for(lambda: "fleet ready" in proc.output(), 30), proc.output()
+    lines = [line for line in proc.output().splitlines() if line.startswith("replica ")]
+    return proc, lines
+
+
+def test_partition_keeps_pools_together_and_spreads_the_rest() -> None:
+    managed = fleet_replicas("managed", 9000, 1.0)
+    groups = partition(managed, 2)
+    assert sorted(len(g) for g in groups) == [3, 3]
+    assert partition(managed, 6) == [[r] for r in managed]
+    assert len(partition(managed, 1)) == 1
+    # Two replicas on one simulated GPU share its pool, so they share a process.
+    shared = [replace(r, config=replace(r.config, kv_pool="gpu0")) for r in managed[:2]]
+    together = partition([*shared, *managed[2:]], 6)
+    assert [r.index for r in together[0]] == [0, 1] and len(together) == 5
+
+
+def test_baseline_fleet_serves_and_stops_on_sigterm(spawn: Callable[..., Proc]) -> None:
+    proc, lines = start_fleet(spawn, "baseline", "--time-scale", "2")
+    assert len(lines) == 6
+    workers = children(proc.popen.pid)
+    assert workers
+    for index, (line, (model, profile, _)) in enumerate(zip(lines, REFERENCE, strict=True)):
+        _, number, served, url = line.split()
+        assert int(number) == index and served == model
+        assert url == f"http://{HOST}:{proc.port + index}"
+        assert httpx.get(url + "/v1/models").json()["data"][0]["id"] == model
+        version = httpx.get(url + "/version").json()
+        assert version["profile"] == profile and version["time_scale"] == 2.0
+        assert version["kv_mode"] == "static" and version["prefix_caching"] is True
+    reply = httpx.post(
+        lines[4].split()[3] + "/v1/chat/completions",
+        json={
+            "model": REFERENCE[4][0],
+            "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 3,
+        },
+        timeout=10,
+    )
+    assert reply.status_code == 200
+    os.kill(proc.popen.pid, signal.SIGTERM)  # the parent alone: it must stop its workers
+    assert proc.popen.wait(10) == 0
+    assert wait_for(lambda: not any(alive(pid) for pid in workers), 5)
+
+
+def test_managed_fleet_is_elastic_and_stops_on_sigint(spawn: Callable[..., Proc]) -> None:
+    proc, lines = start_fleet(spawn, "managed")
+    workers = children(proc.popen.pid)
+    for line in lines:
+        version = httpx.get(line.split()[3] + "/version").json()
+        assert version["kv_mode"] == "elastic" and version["prefix_caching"] is False
+        assert version["kv_pool"]
+    os.kill(proc.popen.pid, signal.SIGINT)
+    assert proc.popen.wait(10) == 0
+    assert wait_for(lambda: not any(alive(pid) for pid in workers), 5)
+
+
+def test_workers_exit_when_the_parent_is_killed(spawn: Callable[..., Proc]) -> None:
+    proc, _ = start_fleet(spawn, "baseline", "--processes", "3")
+    workers = children(proc.popen.pid)
+    assert len(workers) == 3
+    os.kill(proc.popen.pid, signal.SIGKILL)
+    proc.popen.wait(5)
+    assert wait_for(lambda: not any(alive(pid) for pid in workers), 10)
+
+
+def test_unknown_fleet_is_refused() -> None:
+    result = subprocess.run(
+        [bin_path("vllm-sim"), "fleet", "bogus"], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 2 and "baseline, managed" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["baseline", "managed"])
+def test_reference_layout(name: str) -> None:
+    replicas = fleet_replicas(name, 8001, 1.0)
+    assert [r.port for r in replicas] == list(range(8001, 8007))
+    assert [r.config.model for r in replicas] == [model for model, _, _ in REFERENCE]
+    pools = [r.config.kv_pool for r in replicas]
+    if name == "managed":
+        assert len(set(pools)) == 6 and all(r.config.kv_mode == "elastic" for r in replicas)
+    else:
+        assert pools == [None] * 6 and all(r.config.prefix_caching for r in replicas)
