@@ -27,7 +27,7 @@ def block_hashes(token_ids: Sequence[int], block_size: int) -> list[int]:
     hashes: list[int] = []
     parent = 0
     for start in range(0, len(token_ids) - block_size + 1, block_size):
-        parent = hash((parent, *token_ids[start : start + block_size]))
+        parent = hash((parent, tuple(token_ids[start : start + block_size])))
         hashes.append(parent)
     return hashes
 
@@ -131,9 +131,15 @@ class KVCache:
 
     def allocate_one(self, out: list[int]) -> bool:
         """`allocate(1, out)`, for the hot path of decoding requests crossing a block."""
-        if self.pool is not None or not self._free_plain:
+        if self.pool is not None:
             return self.allocate(1, out)
-        block = self._free_plain.pop()
+        if self._free_plain:
+            block = self._free_plain.pop()
+        elif self._free_cached:
+            block, _ = self._free_cached.popitem(last=False)
+            self._evict(block)
+        else:
+            return False
         self._refs[block] = 1
         out.append(block)
         self.used_blocks += 1

@@ -71,6 +71,8 @@ class RequestRecord:
 
 @dataclass(frozen=True, slots=True)
 class VirtualResult:
+    """The records of a run, in arrival order, with how long it took in virtual time."""
+
     records: list[RequestRecord]
     sim_seconds: float  # virtual time from the first arrival to the last finish
     steps: int

@@ -1,6 +1,7 @@
 """The virtual-time fleet runner with the gateway's own strategies."""
 
 from collections import Counter
+from collections.abc import Sequence
 
 import pytest
 
@@ -8,6 +9,7 @@ from loadtest.sim.engine import EngineConfig
 from loadtest.sim.virtual import Arrival, ReplicaSpec, reference_replicas, run_virtual
 from routers.queue_depth import QueueDepth
 from routers.round_robin import RoundRobin
+from routers.types import ReplicaView, RouteRequest, StrategyBase
 
 CONFIG = EngineConfig(max_num_seqs=8, max_num_batched_tokens=256)
 
@@ -101,3 +103,45 @@ def test_the_reference_fleets_serve_their_three_models() -> None:
             "baseline": {"static"},
             "managed": {"elastic"},
         }[kind]
+
+
+class Recorder(StrategyBase):
+    """Always picks the first candidate and keeps every view it was shown."""
+
+    name = "recorder"
+
+    def __init__(self) -> None:
+        self.seen: list[ReplicaView] = []
+
+    def choose(self, request: RouteRequest, candidates: Sequence[ReplicaView]) -> ReplicaView:
+        self.seen.append(candidates[0])
+        return candidates[0]
+
+
+def test_views_carry_scrape_age_dispatches_since_the_scrape_and_in_flight() -> None:
+    # tiny decodes ~1,600 tokens/s per request: 2,000 tokens outlast the scrape at 1.0.
+    arrivals = [Arrival(t, "m", list(range(200)), 2000, True) for t in (0.2, 0.4, 1.3, 5.5)]
+    recorder = Recorder()
+    run_virtual(tiny_fleet(1), recorder, arrivals, poll_interval=1.0, stale_after=2.0)
+    first, second, third, fourth = recorder.seen
+    assert first.metrics is not None and first.metrics.waiting == 0
+    assert (first.metrics_age, first.dispatched_since_scrape, first.in_flight) == (
+        pytest.approx(0.2),
+        0,
+        0,
+    )
+    assert (second.dispatched_since_scrape, second.in_flight) == (1, 1)
+    assert second.metrics is not None and second.metrics.running == 0  # scraped at 0: stale
+    # Scraped at 1.0: both requests seen running, and the local credit starts over.
+    assert third.metrics is not None and third.metrics.running == 2
+    assert third.metrics_age == pytest.approx(0.3) and third.dispatched_since_scrape == 0
+    assert not third.metrics_stale and third.in_flight == 2
+    assert fourth.metrics_age == pytest.approx(0.5) and not fourth.metrics_stale
+    assert fourth.in_flight == 0  # the first three finished in between
+
+
+def test_scrapes_older_than_stale_after_are_marked_stale() -> None:
+    arrivals = [Arrival(t, "m", list(range(20)), 5, True) for t in (0.1, 0.3)]
+    recorder = Recorder()
+    run_virtual(tiny_fleet(1), recorder, arrivals, poll_interval=1.0, stale_after=0.2)
+    assert [view.metrics_stale for view in recorder.seen] == [False, True]
