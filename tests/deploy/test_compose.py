@@ -100,6 +100,7 @@ def test_gateway_environment_is_valid_and_as_designed(stack: str) -> None:
         assert (settings.host, settings.port, settings.strategy) == ("0.0.0.0", port, strategy)
         assert settings.strategy in available()
         assert len(settings.replicas) == 6
+        assert service["init"] is True
         published = [with_defaults(mapping) for mapping in service["ports"]]
         assert [mapping.split(":")[-1] for mapping in published] == [str(port)]
         assert environment(service)["SWITCHYARD_HEALTH_URL"] == f"http://127.0.0.1:{port}/health"
