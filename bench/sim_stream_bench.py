@@ -7,10 +7,12 @@ client. Counts tokens from each stream's usage chunk and prints tokens/s,
 chunks/s and the server's CPU time per token.
 
     .venv/bin/python bench/sim_stream_bench.py [--streams 256] [--tokens 256] [--seconds 10]
-        [--time-scale 0]
+        [--time-scale 0] [--compare-fastapi]
 
 `--time-scale 0` takes the simulated GPU out (steps cost no time), so the figure
 is the server's own ceiling; `--time-scale 1` plays the tiny profile in real time.
+`--compare-fastapi` then runs the same replica behind FastAPI's StreamingResponse
+(bench/sim_fastapi_variant.py) and prints the ratio of CPU per token.
 """
 
 import argparse
@@ -75,27 +77,26 @@ async def drive(url: str, streams: int, tokens: int, seconds: float) -> tuple[in
     return total_tokens, total_chunks, elapsed
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--streams", type=int, default=256)
-    parser.add_argument("--tokens", type=int, default=256)
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--time-scale", type=float, default=0.0)
-    args = parser.parse_args()
-    cpus = sorted(os.sched_getaffinity(0))
-    server_cpu, client_cpus = cpus[0], (cpus[1:] or cpus)
-    port = free_port()
-    argv = [
-        *(("taskset", "-c", str(server_cpu)) if shutil.which("taskset") else ()),
+def server_argv(kind: str, port: int, args: argparse.Namespace) -> list[str]:
+    seqs = str(max(args.streams, 1))
+    if kind == "fastapi":
+        variant = str(Path(__file__).with_name("sim_fastapi_variant.py"))
+        return [sys.executable, variant, str(port), seqs, str(args.time_scale)]
+    return [
         str(Path(sys.executable).parent / "vllm-sim"),
         *("serve", "--model", "bench", "--profile", "tiny", "--port", str(port)),
-        *("--max-num-seqs", str(max(args.streams, 1))),
-        *("--max-num-batched-tokens", "65536", "--kv-blocks", "1000000"),
-        *("--time-scale", str(args.time_scale), "--log-level", "warning"),
+        *("--max-num-seqs", seqs, "--max-num-batched-tokens", "65536"),
+        *("--kv-blocks", "1000000", "--time-scale", str(args.time_scale)),
+        *("--log-level", "warning"),
     ]
-    proc = start(argv, port=port)
+
+
+def measure(kind: str, args: argparse.Namespace, server_cpu: int) -> float:
+    """Run one server kind; print its figures; the server's CPU us per token."""
+    port = free_port()
+    pin = ("taskset", "-c", str(server_cpu)) if shutil.which("taskset") else ()
+    proc = start([*pin, *server_argv(kind, port, args)], port=port)
     try:
-        os.sched_setaffinity(0, client_cpus)
         url = proc.url + "/v1/chat/completions"
         asyncio.run(drive(url, min(args.streams, 16), 16, 1.0))  # warm-up
         cpu_before = cpu_seconds(proc.popen.pid)
@@ -103,16 +104,38 @@ def main() -> None:
         server_cpu_s = cpu_seconds(proc.popen.pid) - cpu_before
     finally:
         proc.stop()
-    print(f"server CPU {server_cpu}, client CPUs {client_cpus}, time scale {args.time_scale}")
-    print(f"streams {args.streams} x {args.tokens} tokens, {elapsed:.1f} s")
-    print(f"streamed tokens/s: {tokens / elapsed:,.0f}")
-    print(f"SSE chunks/s: {chunks / elapsed:,.0f}")
     per_token_us = 1e6 * server_cpu_s / max(tokens, 1)
-    print(f"server CPU: {server_cpu_s / elapsed:.0%} of one core, {per_token_us:.1f} us per token")
+    rate, chunk_rate, busy = tokens / elapsed, chunks / elapsed, server_cpu_s / elapsed
+    print(f"[{kind}] streams {args.streams} x {args.tokens} tokens, {elapsed:.1f} s")
+    print(f"[{kind}] streamed tokens/s: {rate:,.0f}  (SSE chunks/s {chunk_rate:,.0f})")
+    print(f"[{kind}] server CPU: {busy:.0%} of one core, {per_token_us:.1f} us/token")
     # As BENCHMARKS.md counts "per core": what one core would serve if the server had it all.
-    print(f"per-core capacity (1e6 / CPU us per token): {1e6 / per_token_us:,.0f} tokens/s")
-    if tokens / elapsed < 20_000:
-        print("measured rate below the 20,000 tokens/s goal: client- or machine-bound?")
+    print(f"[{kind}] per-core capacity (1e6 / CPU us per token): {1e6 / per_token_us:,.0f}")
+    if rate < 20_000:
+        print(f"[{kind}] measured rate below the 20,000 tokens/s goal: client- or machine-bound?")
+    return per_token_us
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--streams", type=int, default=256)
+    parser.add_argument("--tokens", type=int, default=256)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--time-scale", type=float, default=0.0)
+    parser.add_argument(
+        "--compare-fastapi",
+        action="store_true",
+        help="also run the same replica behind FastAPI's StreamingResponse",
+    )
+    args = parser.parse_args()
+    cpus = sorted(os.sched_getaffinity(0))
+    server_cpu, client_cpus = cpus[0], (cpus[1:] or cpus)
+    os.sched_setaffinity(0, client_cpus)
+    print(f"server CPU {server_cpu}, client CPUs {client_cpus}, time scale {args.time_scale}")
+    plain = measure("vllm-sim", args, server_cpu)
+    if args.compare_fastapi:
+        framework = measure("fastapi", args, server_cpu)
+        print(f"FastAPI StreamingResponse / plain ASGI, CPU per token: {framework / plain:.2f}x")
 
 
 if __name__ == "__main__":

@@ -18,8 +18,6 @@ from gateway.state import Gateway, gateway_of
 from gateway.telemetry import CONTENT_TYPE
 
 RELAYED_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
-# Stable across the gateway's life, so clients see one creation time per model.
-_STARTED = int(time.time())
 
 
 def get_gateway(request: Request) -> Gateway:
@@ -55,11 +53,12 @@ def models_body(gw: Gateway) -> dict[str, Any]:
             if model not in lengths or (length is not None and (known is None or length < known)):
                 lengths[model] = length
     data = []
+    created = int(time.time())
     for model in sorted(lengths):
         entry: dict[str, Any] = {
             "id": model,
             "object": "model",
-            "created": _STARTED,
+            "created": created,
             "owned_by": "switchyard",
         }
         if lengths[model] is not None:

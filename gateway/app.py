@@ -3,7 +3,6 @@ replica pool, the strategy, the metrics poller and health checker, the metrics r
 
 import asyncio
 import contextlib
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,12 +21,12 @@ from gateway.health import HealthChecker
 from gateway.logs import get_logger
 from gateway.poller import MetricsPoller
 from gateway.pool import ReplicaPool
-from gateway.proxy import ProxyEndpoint
+from gateway.proxy import ProxyEndpoint, request_id_from
 from gateway.replicas_file import ConfigError, ReplicaSpec, load_replica_specs
 from gateway.settings import GatewaySettings
 from gateway.state import Gateway
 from gateway.telemetry import Telemetry
-from gateway.types import Receive, Scope, Send
+from gateway.types import Message, Receive, Scope, Send
 
 # vLLM (uvicorn) closes idle keep-alive connections after 5 s; reuse only younger ones,
 # so a request is never written onto a connection the replica is closing.
@@ -36,8 +35,9 @@ UPSTREAM_KEEPALIVE_S = 4.0
 
 class GatewayApp(FastAPI):
     """FastAPI, except that the relayed POST paths go straight to the plain-ASGI relay:
-    FastAPI's middleware, routing and exception layers cost more than the relay itself.
-    Everything else (wrong method on those paths included) takes the normal route."""
+    FastAPI's middleware, routing and exception layers cost about as much as the relay.
+    Everything else (wrong method on those paths included) takes the normal route, and
+    gets the same x-request-id and x-switchyard-replica headers as relayed answers."""
 
     _relay = ProxyEndpoint()
 
@@ -50,7 +50,26 @@ class GatewayApp(FastAPI):
         ):
             await self._relay(scope, receive, send)
             return
+        if scope["type"] == "http":
+            send = _tagged(scope, send)
         await super().__call__(scope, receive, send)
+
+
+def _tagged(scope: Scope, send: Send) -> Send:
+    """`send` that adds x-request-id (the client's, or a new one) and
+    x-switchyard-replica: none to the response's headers."""
+    client_id = next((v for k, v in scope["headers"] if k == b"x-request-id"), None)
+    extra = [
+        (b"x-switchyard-replica", b"none"),
+        (b"x-request-id", request_id_from(client_id).encode()),
+    ]
+
+    async def tagged_send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), *extra]}
+        await send(message)
+
+    return tagged_send
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
@@ -135,6 +154,7 @@ async def _running_gateway(
             healthy=[r.id for r in pool if r.healthy],
             models=pool.served_models(),
             strategy=settings.strategy,
+            listen=f"http://{settings.host}:{settings.port}",
         )
         yield gw
     finally:
@@ -149,13 +169,8 @@ async def _running_gateway(
 
 
 def _error_response(request: Request, err: GatewayError) -> Response:
-    headers = {
-        "x-switchyard-replica": "none",
-        "x-request-id": request.headers.get("x-request-id") or uuid.uuid4().hex,
-        **err.headers,
-    }
     return Response(
-        err.body(), status_code=err.status, media_type="application/json", headers=headers
+        err.body(), status_code=err.status, media_type="application/json", headers=err.headers
     )
 
 

@@ -5,6 +5,7 @@ on the command line wins over the environment. A configuration that cannot work 
 start-up with one line saying what is wrong and what is allowed, and exit code 2.
 """
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -14,7 +15,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from gateway.app import create_app
-from gateway.logs import configure_logging
+from gateway.logs import configure_logging, get_logger
 from gateway.replicas_file import ConfigError
 from gateway.settings import GatewaySettings
 
@@ -84,6 +85,7 @@ def serve(
     except ConfigError as exc:
         _fail(str(exc))
     configure_logging(settings.log_level)
+    _warn_unknown_variables()
     uvicorn.run(
         gateway,
         host=settings.host,
@@ -94,7 +96,19 @@ def serve(
         loop="uvloop",
         http="httptools",
         timeout_graceful_shutdown=5,
+        # Our structlog lines only; uvicorn's warnings and errors still reach stderr.
+        log_config=None,
     )
+
+
+def _warn_unknown_variables() -> None:
+    """A misspelt GATEWAY_ variable would otherwise be ignored without a word."""
+    known = {f"GATEWAY_{name.upper()}" for name in GatewaySettings.model_fields}
+    for name in sorted(os.environ):
+        if name.startswith("GATEWAY_") and name not in known:
+            get_logger("gateway.cli").warning(
+                "unknown_setting_ignored", variable=name, known=sorted(known)
+            )
 
 
 def main() -> None:

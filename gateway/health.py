@@ -44,7 +44,8 @@ class HealthChecker:
     async def refresh_all(self) -> None:
         """Check every replica once, concurrently, and learn their models. For start-up,
         so the gateway knows what is served before the first request arrives. Takes at
-        most about twice the timeout (/health, then /v1/models)."""
+        most twice the timeout: /health, then /v1/models (which is also the probe where
+        there is no /health)."""
         await asyncio.gather(*(self.check_once(r.id) for r in self._pool))
 
     async def _loop(self, replica_id: str) -> None:

@@ -38,11 +38,16 @@ class MetricsPoller:
 
     async def run(self) -> None:
         """Scrape every replica forever; returns only when cancelled."""
+        # Loops start spread over one interval, so the replicas' scrapes (and their
+        # parsing, on the event loop) do not all land in the same instant.
+        count = len(self._pool)
         async with asyncio.TaskGroup() as group:
-            for replica in self._pool:
-                group.create_task(self._loop(replica.id), name=f"scrape {replica.id}")
+            for i, replica in enumerate(self._pool):
+                offset = self._interval * i / count
+                group.create_task(self._loop(replica.id, offset), name=f"scrape {replica.id}")
 
-    async def _loop(self, replica_id: str) -> None:
+    async def _loop(self, replica_id: str, offset: float = 0.0) -> None:
+        await asyncio.sleep(offset)
         next_at = time.monotonic()
         while True:
             try:

@@ -1,23 +1,24 @@
 """POST /v1/chat/completions, /v1/completions, /v1/embeddings as a plain ASGI app.
 
-FastAPI's request object and response classes cost more than the whole relay, so this
-path reads the ASGI messages itself: it checks the request (key, content type, size,
-JSON, model) so that bad input never reaches a replica, lets the strategy pick a healthy
-replica, and relays the answer. A replica that cannot be reached or answers 429/502/503/
-504 before any byte went back is retried once on another candidate. A client that goes
-away cancels the exchange, which closes the upstream connection so the replica stops.
+FastAPI's request object, routing and response classes cost about as much as the relay
+itself (BENCHMARKS.md), so this path reads the ASGI messages directly. It checks the
+request (key, content type, size, JSON, model) so that bad input never reaches a
+replica, lets the strategy pick a healthy replica, and relays the answer. A replica
+that cannot be reached or answers 429/502/503/504 before any byte went back is retried
+once on another candidate. A client that goes away cancels the exchange, which closes
+the upstream connection so the replica stops.
 """
 
 import asyncio
 import math
+import os
 import re
 import time
-import uuid
-from typing import Any
 
 import orjson
 
 from gateway.auth import check_bearer
+from gateway.disconnect import DisconnectWatch
 from gateway.errors import (
     GatewayError,
     InvalidRequest,
@@ -27,7 +28,13 @@ from gateway.errors import (
     UnsupportedMediaType,
 )
 from gateway.pool import Replica
-from gateway.relay import RETRY_STATUSES, UpstreamFailure, open_upstream, relay_response
+from gateway.relay import (
+    RETRY_STATUSES,
+    RelayResult,
+    UpstreamFailure,
+    open_upstream,
+    relay_response,
+)
 from gateway.state import Gateway, gateway_of
 from gateway.types import Receive, Scope, Send
 from routers import RouteRequest
@@ -55,34 +62,6 @@ CLIENT_CLOSED = 499
 
 class _ClientGone(Exception):
     """The client disconnected while the body was being read."""
-
-
-class _DisconnectWatch:
-    """Waits for the client's http.disconnect and cancels the handler when it comes.
-
-    Armed only until the response is complete: uvicorn also reports a disconnect once
-    the response has been sent, which must not cancel the final bookkeeping.
-    """
-
-    def __init__(self, receive: Receive, task: "asyncio.Task[Any]") -> None:
-        self.gone = False
-        self.armed = True
-        self._receive = receive
-        self._target = task
-        self._task = asyncio.get_running_loop().create_task(self._watch())
-
-    async def _watch(self) -> None:
-        while True:
-            message = await self._receive()
-            if message["type"] == "http.disconnect":
-                if self.armed:
-                    self.gone = True
-                    self._target.cancel()
-                return
-
-    def stop(self) -> None:
-        self.armed = False
-        self._task.cancel()
 
 
 class _Exchange:
@@ -131,7 +110,7 @@ class ProxyEndpoint:
         path = scope["path"]
         if scope.get("query_string"):
             path += "?" + scope["query_string"].decode("latin-1")
-        watch: _DisconnectWatch | None = None
+        watch: DisconnectWatch | None = None
         task = asyncio.current_task()
         assert task is not None
         try:
@@ -139,7 +118,7 @@ class ProxyEndpoint:
             _check_content(gw, content_type, content_length)
             body = await _read_body(receive, gw.settings.max_body_bytes)
             route = _parse(gw, x, body)
-            watch = _DisconnectWatch(receive, task)
+            watch = DisconnectWatch(receive, task)
             await _dispatch(gw, x, route, path, body, send)
         except GatewayError as err:
             await _send_error(x, err, send)
@@ -184,14 +163,18 @@ def _scan_headers(
             continue
         if name not in _NOT_FORWARDED:
             forwarded.append((name.decode("latin-1"), value.decode("latin-1")))
-    if request_id is None or not _REQUEST_ID.fullmatch(request_id):
-        rid = uuid.uuid4().hex
-    else:
-        rid = request_id.decode("ascii")
+    rid = request_id_from(request_id)
     forwarded.append(("x-request-id", rid))
     x = _Exchange(rid)
     x.headers = forwarded
     return x, content_type, content_length, key
+
+
+def request_id_from(value: bytes | None) -> str:
+    """The client's x-request-id when it is sane (printable ASCII, at most 128), else new."""
+    if value is None or not _REQUEST_ID.fullmatch(value):
+        return os.urandom(16).hex()
+    return value.decode("ascii")
 
 
 def _check_content(gw: Gateway, content_type: bytes | None, content_length: bytes | None) -> None:
@@ -337,17 +320,24 @@ async def _attempt(
             else:
                 pool.record_success(replica.id)
                 x.error = ""
+            result = RelayResult()
             try:
-                result = await relay_response(
-                    resp, send, x.response_headers(), settings.idle_timeout
+                await relay_response(
+                    resp,
+                    send,
+                    x.response_headers(),
+                    settings.idle_timeout,
+                    result,
+                    first_chunk_timeout=settings.first_byte_timeout,
                 )
             except UpstreamFailure as failure:
                 _note_failure(gw, x, replica, failure.kind, fatal=failure.fatal)
                 raise
-            x.response_started = True
+            finally:
+                x.response_started = result.started
+                x.first_byte_at = result.first_byte_at
+                complete = result.complete
             x.status = status
-            x.first_byte_at = result.first_byte_at
-            complete = result.complete
             if result.broken is not None:
                 _note_failure(gw, x, replica, result.broken[0], fatal=False)
             ok = status < 400 and result.broken is None

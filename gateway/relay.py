@@ -76,6 +76,8 @@ async def open_upstream(
 
 @dataclass
 class RelayResult:
+    # The response's start (status, headers) went to the client: no other answer now.
+    started: bool = False
     # Perf-counter time the first body byte went to the client (None if none did).
     first_byte_at: float | None = None
     # The replica's payload was read to its end (the connection can be reused).
@@ -89,15 +91,23 @@ async def relay_response(
     send: Send,
     extra_headers: list[tuple[bytes, bytes]],
     idle_timeout: float,
-) -> RelayResult:
-    """Send the replica's response to the client: SSE chunk by chunk, anything else whole."""
+    result: RelayResult,
+    first_chunk_timeout: float | None = None,
+) -> None:
+    """Send the replica's response to the client: SSE chunk by chunk, anything else whole.
+    `result` is filled in as it goes, so the caller knows what happened even if this
+    raises (or is cancelled) halfway. A stream's first chunk may take up to
+    `first_chunk_timeout` (the wait for the first token, queueing included), every
+    later one `idle_timeout`."""
     headers = list(extra_headers)
     for name in PASSED_BACK:
         value = resp.headers.get(name)
         if value is not None:
             headers.append((name.encode(), value.encode("latin-1")))
     if resp.headers.get("content-type", "").startswith(SSE):
-        return await _relay_stream(resp, send, headers, idle_timeout)
+        first = idle_timeout if first_chunk_timeout is None else first_chunk_timeout
+        await _relay_stream(resp, send, headers, (first, idle_timeout), result)
+        return
     try:
         async with asyncio.timeout(idle_timeout):
             payload = await resp.read()
@@ -116,28 +126,32 @@ async def relay_response(
             fatal=False,
         ) from exc
     headers.append((b"content-length", str(len(payload)).encode()))
+    result.started = True
     await send({"type": "http.response.start", "status": resp.status, "headers": headers})
-    result = RelayResult(first_byte_at=time.perf_counter(), complete=True)
+    result.first_byte_at = time.perf_counter()
     await send({"type": "http.response.body", "body": payload, "more_body": False})
-    return result
+    result.complete = True
 
 
 async def _relay_stream(
     resp: aiohttp.ClientResponse,
     send: Send,
     headers: list[tuple[bytes, bytes]],
-    idle_timeout: float,
-) -> RelayResult:
+    timeouts: tuple[float, float],
+    result: RelayResult,
+) -> None:
+    result.started = True
     await send({"type": "http.response.start", "status": resp.status, "headers": headers})
-    result = RelayResult()
     content = resp.content
     loop = asyncio.get_running_loop()
+    timeout = timeouts[0]
     try:
         # One timer for the whole stream, pushed forward before each read.
         async with asyncio.timeout(None) as idle:
             while True:
-                idle.reschedule(loop.time() + idle_timeout)
+                idle.reschedule(loop.time() + timeout)
                 chunk = await content.readany()
+                timeout = timeouts[1]
                 if not chunk:
                     break
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -145,7 +159,8 @@ async def _relay_stream(
                     result.first_byte_at = time.perf_counter()
         result.complete = True
     except TimeoutError:
-        result.broken = ("idle_timeout", f"the replica sent nothing for {idle_timeout:g} s")
+        kind = "idle_timeout" if result.first_byte_at else "first_byte_timeout"
+        result.broken = (kind, f"the replica sent nothing for {timeout:g} s")
     except aiohttp.ClientError as exc:
         result.broken = ("broken_stream", f"the replica broke off the stream ({exc})")
     if result.broken is not None:
@@ -155,4 +170,3 @@ async def _relay_stream(
             {"type": "http.response.body", "body": sse_error_event(error), "more_body": True}
         )
     await send({"type": "http.response.body", "body": b"", "more_body": False})
-    return result

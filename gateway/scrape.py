@@ -4,7 +4,8 @@ Pure: text in, `Metrics` out. Knows vLLM's names across versions, SGLang's and
 llama.cpp's. Count gauges are summed over every label set (vLLM labels each engine,
 and each data-parallel rank is an engine); usage fractions are averaged over them,
 since a sum of fractions means nothing. Only the exact sample names below are read,
-so the `_created` series vLLM exports beside every counter never count.
+so the `_created` series vLLM exports beside every counter never count, and only
+their lines are handed to prometheus-client's parser (see `parse_metrics`).
 """
 
 import math
@@ -34,8 +35,6 @@ _PREFIX_RATE = ("vllm:gpu_prefix_cache_hit_rate", "sglang:cache_hit_rate")
 _WANTED = frozenset(
     (*_WAITING, *_RUNNING, *_KV_USAGE, *_PREFIX_RATE, *(n for p in _PREFIX_COUNTERS for n in p))
 )
-
-
 _WANTED_PREFIXES = tuple(sorted(_WANTED))
 
 
@@ -47,7 +46,7 @@ def parse_metrics(text: str) -> Metrics | None:
     """The engine metrics in `text`, or None when it has none this gateway knows
     (Ollama, llama-cpp-python, a plain web server). Raises MetricsParseError on text
     that is not Prometheus exposition format at all."""
-    # vLLM's page is ~50 kB, mostly histograms; parsing it whole takes ~10 ms of the
+    # vLLM's page is ~50 kB, mostly histograms; parsing it whole takes over 10 ms of the
     # event loop per replica per scrape. Only the lines of the wanted series are parsed,
     # unless none is there: then the whole text, to tell garbage from a foreign exporter.
     values = _collect(_wanted_lines(text)) or _collect(text)

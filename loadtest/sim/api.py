@@ -27,7 +27,9 @@ ERROR_TYPES = {
     422: "BadRequestError",
     429: "RateLimitError",
     500: "InternalServerError",
+    502: "BadGatewayError",
     503: "ServiceUnavailableError",
+    504: "GatewayTimeoutError",
 }
 
 

@@ -7,7 +7,7 @@ import typer
 import uvicorn
 
 from gateway.logs import configure_logging, get_logger
-from loadtest.sim.faults import Faults
+from loadtest.sim.faults import ERROR_STATUSES, Faults
 from loadtest.sim.profiles import PROFILES, UnknownProfile, load_profile
 from loadtest.sim.replica import ReplicaConfig
 from loadtest.sim.server import create_app
@@ -51,6 +51,7 @@ def serve(
     seed: int = typer.Option(0, help="Seed for output lengths, text and faults."),
     legacy_metrics: bool = typer.Option(False, help="Emit vLLM's pre-0.9 metric names."),
     fault_error_rate: float = typer.Option(0.0, min=0.0, max=1.0, help="Fraction answered 500."),
+    fault_error_status: int = typer.Option(500, help="Status of those errors (500/502/503/504)."),
     fault_429_rate: float = typer.Option(0.0, min=0.0, max=1.0, help="Fraction answered 429."),
     fault_drop_rate: float = typer.Option(0.0, min=0.0, max=1.0, help="Fraction dropped."),
     fault_slow: float = typer.Option(1.0, min=0.001, help="Step time multiplier."),
@@ -59,6 +60,7 @@ def serve(
     fault_health_fail: bool = typer.Option(False, help="/health answers 503."),
     fault_stall_after: int | None = typer.Option(None, min=0, help="Streams stall after N."),
     fault_stall_seconds: float | None = typer.Option(None, min=0.0, help="Stall length."),
+    fault_drop_after: int | None = typer.Option(None, min=0, help="Streams cut after N."),
     log_level: str = typer.Option("info", help="Log level."),
 ) -> None:
     """Serve one simulated vLLM replica."""
@@ -69,8 +71,11 @@ def serve(
         load_profile(profile)
     except UnknownProfile as exc:
         _fail(str(exc))
+    if fault_error_status not in ERROR_STATUSES:
+        _fail("--fault-error-status must be one of 500, 502, 503, 504")
     faults = Faults(
         error_rate=fault_error_rate,
+        error_status=fault_error_status,
         rate_limit_rate=fault_429_rate,
         drop_rate=fault_drop_rate,
         step_multiplier=fault_slow,
@@ -79,6 +84,7 @@ def serve(
         health_fail=fault_health_fail,
         stall_after=fault_stall_after,
         stall_seconds=fault_stall_seconds,
+        drop_after=fault_drop_after,
     )
     config = ReplicaConfig(
         model=model,

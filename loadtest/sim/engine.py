@@ -177,13 +177,14 @@ class EngineModel:
             budget = self.config.max_num_batched_tokens - len(self._decoding)
             self._admit(now, budget - sum(size for _, size in chunks), chunks)
         num_tokens = len(self._decoding)
-        kv_read = self._context
+        kv_read = pairs = self._context
         for seq, size in chunks:
             num_tokens += size
             kv_read += seq.computed
+            pairs += size * seq.computed + size * (size + 1) // 2
         if num_tokens == 0:
             return StepResult(IDLE_STEP_SECONDS, finished=tuple(self._take_aborted()))
-        duration = self.profile.step_time(num_tokens, kv_read)
+        duration = self.profile.step_time(num_tokens, kv_read, pairs)
         end = now + duration
         self._clock = end
         return self._finish_step(step, end, duration, num_tokens, chunks)

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
 Verdict = Literal["ok", "error", "rate_limit", "drop"]
+ERROR_STATUSES = (500, 502, 503, 504)
 
 
 class FaultsInvalid(ValueError):
@@ -25,10 +26,12 @@ class Faults:
     """The faults in force. All off by default.
 
     Rates are fractions of generation requests (0..1), drawn in this order: drop
-    (close the socket without any response), then 500, then 429.
+    (close the socket without any response), then `error_status` (500 unless told
+    502, 503 or 504), then 429.
     """
 
     error_rate: float = 0.0
+    error_status: int = 500  # the status of those errors: 500, 502, 503 or 504
     rate_limit_rate: float = 0.0
     drop_rate: float = 0.0
     step_multiplier: float = 1.0  # > 1: every engine step takes that much longer
@@ -37,6 +40,7 @@ class Faults:
     health_fail: bool = False  # /health answers 503
     stall_after: int | None = None  # a stream goes silent after this many tokens...
     stall_seconds: float | None = None  # ...for this long (None: until the client leaves)
+    drop_after: int | None = None  # a stream's connection is cut after this many tokens
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -45,7 +49,10 @@ class Faults:
         """A copy with `changes` (a parsed JSON object) applied; FaultsInvalid if bad."""
         if not isinstance(changes, dict):
             raise FaultsInvalid("the body must be a JSON object of fault fields")
-        base = Faults() if changes.get("reset") is True else self
+        reset = changes.get("reset", False)
+        if not isinstance(reset, bool):
+            raise FaultsInvalid("reset must be true or false", "reset")
+        base = Faults() if reset else self
         known = {spec.name: spec for spec in fields(Faults)}
         values: dict[str, Any] = {}
         for name, value in changes.items():
@@ -78,7 +85,11 @@ def _checked(name: str, value: Any) -> Any:
         if not isinstance(value, bool):
             raise FaultsInvalid(f"{name} must be true or false", name)
         return value
-    if name in ("stall_after", "stall_seconds") and value is None:
+    if name == "error_status":
+        if value not in ERROR_STATUSES or isinstance(value, bool):
+            raise FaultsInvalid("error_status must be one of 500, 502, 503, 504", name)
+        return int(value)
+    if name in ("stall_after", "stall_seconds", "drop_after") and value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise FaultsInvalid(f"{name} must be a number", name)
@@ -88,8 +99,8 @@ def _checked(name: str, value: Any) -> Any:
         raise FaultsInvalid("step_multiplier must be greater than 0", name)
     if value < 0:
         raise FaultsInvalid(f"{name} must not be negative", name)
-    if name == "stall_after":
+    if name in ("stall_after", "drop_after"):
         if value != int(value):
-            raise FaultsInvalid("stall_after must be a whole number of tokens", name)
+            raise FaultsInvalid(f"{name} must be a whole number of tokens", name)
         return int(value)
     return float(value)

@@ -140,7 +140,11 @@ def run_worker(spec: list[dict[str, Any]], host: str) -> None:
         apps[item["port"]] = create_app(config, pool)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, item["port"]))
+        try:
+            sock.bind((host, item["port"]))
+        except OSError as exc:
+            print(f"vllm-sim: cannot listen on {host}:{item['port']}: {exc}", file=sys.stderr)
+            sys.exit(1)
         sockets.append(sock)
     server = uvicorn.Server(uvicorn_config(PortDispatch(apps), host))
     server.run(sockets=sockets)

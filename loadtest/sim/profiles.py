@@ -48,6 +48,8 @@ class Profile:
     max_model_len: int
     # KV tokens when the whole GPU memory is on offer (KVCached); 0 = kv_capacity_tokens.
     kv_capacity_tokens_elastic: int = 0
+    # FLOPs of attention per (query token, context token) pair: 4 x layers x heads x head_dim.
+    attention_flops_per_pair: float = 0.0
     expert_weight_bytes: float = 0.0
     num_experts: int = 0
     experts_per_token: int = 0
@@ -61,20 +63,22 @@ class Profile:
         untouched = (1.0 - self.experts_per_token / self.num_experts) ** num_tokens
         return self.weight_bytes - self.expert_weight_bytes * untouched
 
-    def step_time(self, num_tokens: int, kv_tokens_read: int) -> float:
+    def step_time(self, num_tokens: int, kv_tokens_read: int, attention_pairs: int = 0) -> float:
         """Seconds for one engine step: overhead + max(memory time, compute time) + all-reduce.
 
         `num_tokens` is every token the step computes (one per decoding sequence
         plus prefill chunk tokens); `kv_tokens_read` is the context the step's
-        attention reads from the KV cache. Tensor parallelism splits both bytes and
-        FLOPs over the GPUs.
+        attention reads from the KV cache; `attention_pairs` counts (query, key)
+        pairs, which makes long prefills cost more than linear. Tensor parallelism
+        splits both bytes and FLOPs over the GPUs.
         """
         tp = self.tensor_parallel
         memory_bytes = self.weight_bytes_read(num_tokens) + kv_tokens_read * self.kv_bytes_per_token
         memory_time = memory_bytes / (tp * self.hbm_bandwidth * self.hbm_efficiency)
-        compute_time = (
-            2.0 * self.params_active * num_tokens / (tp * self.flops * self.flops_efficiency)
+        flops = (
+            2.0 * self.params_active * num_tokens + self.attention_flops_per_pair * attention_pairs
         )
+        compute_time = flops / (tp * self.flops * self.flops_efficiency)
         allreduce = self.allreduce_seconds if tp > 1 else 0.0
         return self.step_overhead_seconds + max(memory_time, compute_time) + allreduce
 
@@ -87,7 +91,7 @@ class Profile:
 
     def decode_itl(self, batch: int, context: int) -> float:
         """Inter-token latency of a pure decode step: `batch` sequences of `context` tokens."""
-        return self.step_time(batch, batch * context)
+        return self.step_time(batch, batch * context, batch * context)
 
 
 def _read_profiles() -> dict[str, Any]:

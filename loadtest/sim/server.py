@@ -1,9 +1,9 @@
 """The HTTP face of one simulated replica: vLLM's OpenAI server, as a plain ASGI app.
 
-Plain ASGI rather than FastAPI because every streamed token goes through here, and
-FastAPI's request objects and StreamingResponse cost about 13 us per chunk on this
-machine class (shared/BENCHMARKS.md), as much as this whole server spends per token
-(bench/sim_stream_bench.py). Routes: POST /v1/chat/completions,
+Plain ASGI rather than FastAPI because every streamed token goes through here: the
+same replica behind FastAPI's StreamingResponse spends 1.05-1.5x the CPU per token
+(bench/sim_stream_bench.py --compare-fastapi), and the raw ASGI `send` is what lets a
+fault close the socket without a response. Routes: POST /v1/chat/completions,
 /v1/completions; GET /v1/models, /health, /ping, /version, /metrics; GET, POST
 and DELETE /sim/faults.
 """
@@ -194,7 +194,8 @@ class SimServer:
                 await wait_disconnect(receive, 1.0)
                 return
             if verdict == "error":
-                raise ApiError(500, "simulated internal error (fault injection)")
+                status = replica.faults.error_status
+                raise ApiError(status, f"simulated {status} error (fault injection)")
             if verdict == "rate_limit":
                 error = ApiError(429, "simulated rate limit (fault injection)")
                 await respond_error(send, error, [(b"retry-after", b"1")])
@@ -238,7 +239,12 @@ class SimServer:
             await stream.wait(sent)
             if stream.disconnected:
                 return
-            stall = self.running.faults.stall_after
+            faults = self.running.faults
+            if faults.drop_after is not None and sent >= faults.drop_after:
+                drop_connection(send)
+                await asyncio.wait({watcher}, timeout=1.0)
+                return
+            stall = faults.stall_after
             if not stalled and stall is not None and sent >= stall:
                 stalled = True
                 await self._stall(watcher)

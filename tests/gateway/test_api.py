@@ -79,3 +79,16 @@ def test_metrics_pass_promtool(fake: Callable[..., Fake], gateway: Callable[...,
         ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_response_carries_the_gateway_headers(
+    fake: Callable[..., Fake], gateway: Callable[..., Proc]
+) -> None:
+    replica = fake("a")
+    gw = gateway(replicas=[replica.url])
+    for path in ("/v1/models", "/health", "/metrics", "/admin/replicas", "/nowhere"):
+        response = httpx.get(gw.url + path, headers={"x-request-id": "abc-1"}, timeout=5)
+        assert response.headers.get_list("x-request-id") == ["abc-1"], path
+        assert response.headers.get_list("x-switchyard-replica") == ["none"], path
+    generated = httpx.get(gw.url + "/health", timeout=5).headers["x-request-id"]
+    assert len(generated) == 32

@@ -148,3 +148,27 @@ def test_unknown_path_and_wrong_method(setup: tuple[Proc, Fake]) -> None:
     gw, _ = setup
     assert_openai_error(httpx.get(gw.url + "/v1/nothing", timeout=5), 404, "/v1/nothing")
     assert_openai_error(httpx.get(gw.url + "/v1/chat/completions", timeout=5), 405)
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (b"{}", ["strategy"]),
+        (b'{"strategy": 3}', ["strategy"]),
+        (b"not json", ["invalid request"]),
+        (b'{"strategy": "fastest"}', ["unknown strategy 'fastest'", "queue_depth, round_robin"]),
+    ],
+)
+def test_bad_strategy_switch(setup: tuple[Proc, Fake], body: bytes, words: list[str]) -> None:
+    gw, _ = setup
+    response = httpx.put(
+        gw.url + "/admin/strategy",
+        content=body,
+        headers={"authorization": f"Bearer {ADMIN}", "content-type": "application/json"},
+        timeout=5,
+    )
+    assert_openai_error(response, 400, *words)
+    replicas = httpx.get(
+        gw.url + "/admin/replicas", headers={"authorization": f"Bearer {ADMIN}"}, timeout=5
+    )
+    assert replicas.json()["strategy"] == "round_robin"

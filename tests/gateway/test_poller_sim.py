@@ -88,7 +88,7 @@ async def test_a_hanging_metrics_endpoint_delays_no_other_scrape(
         with pytest.raises(asyncio.CancelledError):
             await task
     # r0 is scraped every 0.2 s however long r1 hangs: its data never gets old.
-    assert all(age is not None and age < 0.5 for age in ages[2:]), ages
+    assert all(age is not None and age < 1.0 for age in ages[2:]), ages
     assert not pool.view(pool.get("r0")).metrics_stale
     assert pool.get("r1").metrics is None and pool.get("r1").scrape_failed
 

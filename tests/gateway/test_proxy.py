@@ -1,6 +1,7 @@
 """The relay end to end: fake replicas and a gateway as real processes, the openai SDK
 as the client."""
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from tests.gateway.conftest import SDK, Fake, admin_replicas, replicas_file
+from tests.gateway.conftest import SDK, Fake, admin_replicas, replicas_file, wait_until
 from tests.procs import Proc, free_port
 
 MESSAGES: Any = [{"role": "user", "content": "hello"}]
@@ -184,10 +185,26 @@ def test_broken_stream_ends_with_an_sse_error_event(
     assert other.state()["requests"] == 0
 
 
-def test_connect_timeout_setting_bounds_an_unreachable_replica(
+def test_stream_without_a_first_token_is_cut_at_the_first_byte_timeout(
+    fake: Callable[..., Fake], gateway: Callable[..., Proc]
+) -> None:
+    replica = fake("r0")
+    replica.configure(stall_after=0)
+    gw = gateway(replicas=[replica.url], first_byte_timeout=0.5, idle_timeout=60)
+    request = {"model": "m1", "messages": MESSAGES, "stream": True}
+    with httpx.stream("POST", gw.url + "/v1/chat/completions", json=request, timeout=10) as r:
+        body = b"".join(r.iter_raw())
+    assert body.startswith(b'data: {"error":')
+    assert b"sent nothing for 0.5 s" in body
+    wait_until(lambda: replica.state()["active"] == 0, 5, "replica freed")
+    metrics = httpx.get(gw.url + "/metrics", timeout=5).text
+    assert 'kind="first_byte_timeout"' in metrics
+
+
+def test_replica_down_at_start_up_means_503_with_retry_after(
     gateway: Callable[..., Proc], fake: Callable[..., Fake], tmp_path: Path
 ) -> None:
-    # A port nobody listens on: refused at once, answered 502 in OpenAI's shape.
+    # A port nobody listens on: the start-up health check takes the replica out.
     dead = f"http://127.0.0.1:{free_port()}"
     path = replicas_file(tmp_path, [{"url": dead, "name": "dead", "models": ["m1"]}])
     gw = gateway(replicas_file=path, health_interval=30)
@@ -196,3 +213,59 @@ def test_connect_timeout_setting_bounds_an_unreachable_replica(
     assert response.status_code == 503
     assert response.headers["retry-after"]
     assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_first_byte_timeout_answers_504_and_frees_the_replica(
+    fake: Callable[..., Fake], gateway: Callable[..., Proc]
+) -> None:
+    replica = fake("r0")
+    replica.configure(headers_delay=60)
+    gw = gateway(replicas=[replica.url], first_byte_timeout=0.5)
+    response = httpx.post(gw.url + "/v1/chat/completions", json={"model": "m1"}, timeout=10)
+    assert response.status_code == 504
+    assert response.json()["error"]["code"] == "upstream_timeout"
+    assert response.headers["x-switchyard-replica"] == "127.0.0.1:" + str(replica.proc.port)
+    wait_until(lambda: replica.state()["active"] == 0, 5, "replica freed")
+
+
+def test_one_structured_log_line_per_request(
+    fake: Callable[..., Fake], gateway: Callable[..., Proc]
+) -> None:
+    replica = fake("r0")
+    gw = gateway(replicas=[replica.url], log_level="info")
+    headers = {"x-request-id": "log-me"}
+    httpx.post(gw.url + "/v1/completions", json={"model": "m1"}, headers=headers, timeout=10)
+    httpx.post(gw.url + "/v1/completions", json={"model": "zz"}, timeout=10)
+
+    def finished() -> list[dict[str, Any]]:
+        lines = [line for line in gw.output().splitlines() if line.startswith("{")]
+        events = [json.loads(line) for line in lines]
+        return [e for e in events if e.get("event") == "request_finished"]
+
+    wait_until(lambda: len(finished()) == 2, 5, "two request lines")
+    ok, refused = finished()
+    assert ok["request_id"] == "log-me"
+    assert ok["model"] == "m1"
+    assert ok["replica"] == "127.0.0.1:" + str(replica.proc.port)
+    assert ok["strategy"] == "round_robin"
+    assert ok["status"] == 200
+    assert 0 < ok["ttfb"] <= ok["duration"] < 5
+    assert ok["logger"] == "gateway.proxy"
+    assert refused["status"] == 404
+    assert refused["replica"] == "none"
+
+
+def test_only_replica_unreachable_is_502_then_503(
+    fake: Callable[..., Fake], gateway: Callable[..., Proc]
+) -> None:
+    replica = fake("r0")
+    gw = gateway(replicas=[replica.url])
+    replica.proc.stop()
+    response = httpx.post(gw.url + "/v1/chat/completions", json={"model": "m1"}, timeout=10)
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "upstream_unreachable"
+    # Ejected by that failure: now the gateway knows before trying.
+    response = httpx.post(gw.url + "/v1/chat/completions", json={"model": "m1"}, timeout=10)
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "no_replica_available"
+    assert httpx.get(gw.url + "/health", timeout=5).status_code == 503

@@ -98,7 +98,7 @@ def test_a_burst_after_one_scrape_does_not_herd(
     sims = fleet(spawn, *[["--time-scale", "5"]] * 3)
     gw = start_gateway(gateway, tmp_path, sims, strategy="queue_depth", poll_interval=1.0)
     for sim in sims[1:]:
-        long_streams(sim, 1, max_tokens=2000)
+        long_streams(sim, 1, max_tokens=3500)  # ~10 s at this time scale: the whole test
 
     def scraped_busy() -> bool:
         replicas = by_name(gw)
@@ -130,12 +130,13 @@ def test_a_hanging_metrics_endpoint_does_not_delay_requests(
         slowest = max(slowest, time.monotonic() - started)
         seen[raw.headers["x-switchyard-replica"]] += 1
     # Requests never wait on a scrape: each takes milliseconds, not the hang.
-    assert slowest < 1.0, slowest
+    assert slowest < 2.0, slowest
     # r0's metrics are unknown, not idle: both replicas are used, by local counts.
     assert set(seen) == {"r0", "r1"}, seen
+    # r1 is scraped all the while; r0 never is.
+    wait_until(lambda: not by_name(gw)["r1"]["metrics_stale"], what="r1 scraped")
     replicas = by_name(gw)
     assert replicas["r0"]["metrics_stale"] and replicas["r0"]["waiting"] is None
-    assert not replicas["r1"]["metrics_stale"]
 
 
 def test_a_down_replica_is_ejected_and_restored_by_active_checks(
@@ -163,7 +164,8 @@ def test_a_down_replica_is_ejected_and_restored_by_active_checks(
     wait_until(lambda: not healthy("r0"), what="r0 ejected once stopped")
     assert {served(client) for _ in range(4)} == {"r1"}
     spawn(serve_argv(), port=port)
-    wait_until(lambda: healthy("r0"), timeout=20, what="r0 restored once restarted")
+    # Each failed check while it was gone doubled the backoff (at most 30 s).
+    wait_until(lambda: healthy("r0"), timeout=45, what="r0 restored once restarted")
     assert {served(client) for _ in range(4)} == {"r0", "r1"}
 
 

@@ -105,6 +105,17 @@ def test_rate_limited_replica_is_retried_elsewhere_and_500_is_not(
     assert caught.value.response.headers["x-switchyard-replica"] == "sim0"
 
 
+def test_dropped_connection_is_retried_elsewhere(
+    spawn: Callable[..., Proc], gateway: Callable[..., Proc], tmp_path: Path, sdk: SDK
+) -> None:
+    replicas = sims(spawn, 2)
+    gw = gateway_over(gateway, tmp_path, replicas, strategy="round_robin")
+    httpx.post(replicas[0].url + "/sim/faults", json={"drop_rate": 1.0}, timeout=5)
+    assert [served_by(sdk(gw)) for _ in range(2)] == ["sim1", "sim1"]
+    metrics = httpx.get(gw.url + "/metrics", timeout=5).text
+    assert 'switchyard_upstream_errors_total{kind="disconnected",replica="sim0"}' in metrics
+
+
 def test_no_healthy_replica_is_503_with_retry_after(
     spawn: Callable[..., Proc], gateway: Callable[..., Proc], tmp_path: Path, sdk: SDK
 ) -> None:

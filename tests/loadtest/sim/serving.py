@@ -33,8 +33,10 @@ def scrape(url: str) -> dict[str, float]:
     return samples
 
 
-def gauge(url: str, name: str, model: str = MODEL) -> float:
-    return scrape(url)[f'{name}{{engine="0",model_name="{model}"}}']
+def gauge(url: str, name: str, model: str = MODEL, *, legacy: bool = False) -> float:
+    """One gauge's value (pre-0.9 names carry no `engine` label)."""
+    engine = "" if legacy else 'engine="0",'
+    return scrape(url)[f'{name}{{{engine}model_name="{model}"}}']
 
 
 def wait_until(check: Callable[[], bool], timeout: float = 5.0) -> bool:

@@ -1,5 +1,7 @@
 """Step time: the roofline of the profile, and the calibration of the reference profiles."""
 
+import dataclasses
+
 import pytest
 
 from loadtest.sim.engine import EngineConfig, EngineModel
@@ -79,3 +81,21 @@ def test_the_reference_models_rank_as_expected_per_token() -> None:
     assert itl["qwen2.5-7b-h100"] < itl["llama-3.1-8b-h100"] < itl["mixtral-8x7b-h100-tp2"]
     crowded = {name: load_profile(name).decode_itl(128, 2000) for name in PROFILES}
     assert crowded["qwen2.5-7b-h100"] < crowded["llama-3.1-8b-h100"]
+
+
+def test_attention_makes_long_prefills_cost_more_than_linear() -> None:
+    # 1e8 FLOP per (query, key) pair at 1e15 FLOP/s: 0.1 us per pair.
+    profile = dataclasses.replace(TINY, attention_flops_per_pair=1e8)
+    model = EngineModel(profile, EngineConfig(max_num_batched_tokens=512, num_blocks=256))
+    model.add(request("long", 1024, max_tokens=2), 0.0)
+    clock = Clock(model)
+    first, second = clock.step(), clock.step()
+    # Chunk 1: 512 queries over themselves; chunk 2: 512 queries over 512 computed + themselves.
+    pairs_first = 512 * 513 // 2
+    pairs_second = 512 * 512 + 512 * 513 // 2
+    assert first.duration == pytest.approx(1e-4 + (2e9 * 512 + 1e8 * pairs_first) / 1e15)
+    assert second.duration == pytest.approx(
+        1e-4 + max(5e-4 + 512 * 1e-7, (2e9 * 512 + 1e8 * pairs_second) / 1e15)
+    )
+    assert second.duration > first.duration
+    assert second.first_token == ("long",)

@@ -46,6 +46,8 @@ def test_updates_merge_and_reset() -> None:
         {"health_fail": 1},
         {"metrics_delay": "1"},
         {"stall_after": 2.5},
+        {"error_status": 404},
+        {"reset": "yes"},
         [],
     ],
 )
@@ -73,6 +75,10 @@ def test_errors_rate_limits_and_reset(spawn: Callable[..., Proc], sdk: SdkFactor
     set_faults(proc, error_rate=1.0)
     with pytest.raises(openai.InternalServerError):
         sdk(proc).chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=3)
+    set_faults(proc, error_status=503)
+    response = httpx.post(proc.url + "/v1/completions", json={"model": MODEL, "prompt": "x"})
+    assert response.status_code == 503
+    assert response.json()["error"]["type"] == "ServiceUnavailableError"
     set_faults(proc, reset=True, rate_limit_rate=1.0)
     with pytest.raises(openai.RateLimitError):
         sdk(proc).chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=3)
@@ -94,9 +100,11 @@ def test_dropped_connections_get_no_response(spawn: Callable[..., Proc], sdk: Sd
 
 
 def test_health_fails_by_flag_and_recovers(spawn: Callable[..., Proc]) -> None:
-    proc = spawn(serve_argv("--fault-health-fail", "--fault-429-rate", "0.5"))
+    flags = ("--fault-health-fail", "--fault-429-rate", "0.5", "--fault-error-status", "502")
+    proc = spawn(serve_argv(*flags))
     shown = httpx.get(proc.url + "/sim/faults").json()
     assert shown["health_fail"] is True and shown["rate_limit_rate"] == 0.5
+    assert shown["error_status"] == 502
     response = httpx.get(proc.url + "/health")
     assert response.status_code == 503 and response.json()["error"]["code"] == 503
     set_faults(proc, health_fail=False)
@@ -161,3 +169,20 @@ def test_bad_fault_updates_get_openai_errors(spawn: Callable[..., Proc]) -> None
     response = httpx.post(proc.url + "/sim/faults", content=b"{oops")
     assert response.status_code == 400 and response.json()["error"]["message"]
     assert httpx.get(proc.url + "/sim/faults").json() == Faults().as_dict()
+
+
+def test_streams_cut_mid_way(spawn: Callable[..., Proc]) -> None:
+    proc = spawn(serve_argv("--fault-drop-after", "4"))
+    body = {"model": MODEL, "prompt": "x", "max_tokens": 50, "ignore_eos": True, "stream": True}
+    got: list[str] = []
+    with (
+        httpx.stream("POST", proc.url + "/v1/completions", json=body, timeout=5) as response,
+        pytest.raises(httpx.RemoteProtocolError),
+    ):
+        got.extend(line for line in response.iter_lines() if line)
+    assert response.status_code == 200
+    assert sum(line.count('"text":') for line in got) >= 4
+    assert "data: [DONE]" not in got
+    set_faults(proc, drop_after=None)
+    with httpx.stream("POST", proc.url + "/v1/completions", json=body, timeout=5) as response:
+        assert [line for line in response.iter_lines() if line][-1] == "data: [DONE]"

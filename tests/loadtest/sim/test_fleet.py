@@ -151,3 +151,30 @@ def test_reference_layout(name: str) -> None:
         assert len(set(pools)) == 6 and all(r.config.kv_mode == "elastic" for r in replicas)
     else:
         assert pools == [None] * 6 and all(r.config.prefix_caching for r in replicas)
+
+
+def test_a_busy_port_fails_the_fleet_with_a_clear_message() -> None:
+    base = free_base_port()
+    with socket.socket() as busy:
+        busy.bind((HOST, base + 3))
+        busy.listen()
+        result = subprocess.run(
+            [bin_path("vllm-sim"), "fleet", "baseline", "--base-port", str(base)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert f"cannot listen on {HOST}:{base + 3}" in result.stderr
+    assert "fleet ready" not in result.stdout
+
+    def all_free() -> bool:  # the other worker was stopped too
+        try:
+            for offset in (0, 1, 2, 4, 5):
+                with socket.socket() as sock:
+                    sock.bind((HOST, base + offset))
+        except OSError:
+            return False
+        return True
+
+    assert wait_for(all_free, 5)

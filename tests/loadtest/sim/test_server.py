@@ -1,5 +1,6 @@
 """`vllm-sim serve` end to end, through the real openai SDK and raw HTTP."""
 
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 
@@ -237,3 +238,29 @@ def test_time_scale_stretches_every_step(spawn: Callable[..., Proc], sdk: SdkFac
     labels = f'engine="0",model_name="{MODEL}"'
     e2e = scrape(proc.url)[f"vllm:e2e_request_latency_seconds_sum{{{labels}}}"]
     assert e2e >= 30 * 0.0006 * 25  # reported in wall-clock seconds
+
+
+def test_elastic_replica_reports_its_pool(spawn: Callable[..., Proc], sdk: SdkFactory) -> None:
+    proc = spawn(serve_argv("--kv-mode", "elastic", "--kv-pool", "gpu7", "--no-prefix-caching"))
+    version = httpx.get(proc.url + "/version").json()
+    assert (version["kv_mode"], version["kv_pool"], version["prefix_caching"]) == (
+        "elastic",
+        "gpu7",
+        False,
+    )
+    reply = sdk(proc).completions.create(model=MODEL, prompt="x", max_tokens=4)
+    assert reply.usage is not None and reply.usage.completion_tokens >= 1
+    assert gauge(proc.url, "vllm:kv_cache_usage_perc") == 0  # blocks went back to the pool
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--kv-mode", "shared"], "--kv-mode must be static or elastic"),
+        (["--profile", "gpt-5"], "unknown profile 'gpt-5'"),
+    ],
+)
+def test_bad_serve_flags_stop_with_one_line(flags: list[str], message: str) -> None:
+    argv = [arg.format(port=free_port()) for arg in serve_argv(*flags)]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 2 and message in result.stderr

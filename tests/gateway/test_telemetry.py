@@ -1,0 +1,51 @@
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway.pool import Replica, ReplicaPool
+from gateway.telemetry import Telemetry
+from routers import Metrics
+
+
+def samples(telemetry: Telemetry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = telemetry.render().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_requests_and_pool_gauges() -> None:
+    now = [100.0]
+    pool = ReplicaPool([Replica("a", "http://a:1", ("m",)), Replica("b", "http://b:1", ("m",))])
+    telemetry = Telemetry(pool, clock=lambda: now[0])
+    pool.acquire("a")
+    pool.mark_down("b", "test")
+    pool.record_metrics("a", Metrics(waiting=1, running=2), at=97.5)
+    telemetry.observe_request("m", "a", "round_robin", 200, 0.01, 0.02)
+    telemetry.observe_request("m", "a", "round_robin", 200, 0.01, 0.5)
+    telemetry.observe_request("none", "none", "round_robin", 404, None, 0.001)
+    telemetry.observe_retry("m")
+    telemetry.observe_upstream_error("b", "connect")
+    got = samples(telemetry)
+    labels = (("model", "m"), ("replica", "a"), ("status", "200"), ("strategy", "round_robin"))
+    assert got[("switchyard_requests_total", labels)] == 2
+    assert (
+        got[("switchyard_request_duration_seconds_count", (("model", "m"), ("replica", "a")))] == 2
+    )
+    assert (
+        "switchyard_request_duration_seconds_count",
+        (("model", "none"), ("replica", "none")),
+    ) not in got
+    assert got[("switchyard_in_flight", (("replica", "a"),))] == 1
+    assert got[("switchyard_replica_healthy", (("replica", "b"),))] == 0
+    assert got[("switchyard_replica_metrics_age_seconds", (("replica", "a"),))] == 2.5
+    assert ("switchyard_replica_metrics_age_seconds", (("replica", "b"),)) not in got
+    assert got[("switchyard_retries_total", (("model", "m"),))] == 1
+    assert got[("switchyard_upstream_errors_total", (("kind", "connect"), ("replica", "b")))] == 1
+
+
+def test_registries_are_per_app() -> None:
+    pool = ReplicaPool([Replica("a", "http://a:1")])
+    one, two = Telemetry(pool), Telemetry(pool)
+    one.observe_retry("m")
+    assert ("switchyard_retries_total", (("model", "m"),)) not in samples(two)
