@@ -31,12 +31,14 @@ def chat_mixed(requests: int, rate: float, seed: int) -> Iterator[Arrival]:
     names = [name for name, _ in MODELS]
     weights = [share for _, share in MODELS]
     system_prompts = [list(range(group * 1000, group * 1000 + 256)) for group in range(8)]
+    filler = list(range(100_000, 106_000))
     now = 0.0
     for index in range(requests):
         now += rng.expovariate(rate)
         length = max(8, min(6000, round(400 * math.exp(0.8 * rng.gauss(0.0, 1.0)))))
-        base = 1_000_000 + index * 8192  # unique tokens per request, made at C speed
-        prompt = list(range(base, base + length))
+        # One token unique to the request makes every block after it unique too (the
+        # block hashes chain), and the shared filler costs no new int objects.
+        prompt = [1_000_000 + index, *filler[: length - 1]]
         if rng.random() < 0.5:
             prompt = system_prompts[rng.randrange(8)] + prompt
         yield Arrival(
