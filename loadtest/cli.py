@@ -2,17 +2,14 @@
 
 import typer
 
+from loadtest import compare_command, run_command
+
 app = typer.Typer(add_completion=False, no_args_is_help=True)
 
-
-@app.command()
-def workloads() -> None:
-    """List the built-in workloads."""
-
-
-@app.command()
-def compare(a: str, b: str) -> None:
-    """Run one seeded schedule against environments A and B and compare them."""
+# Commands live in small modules; this file only registers them.
+app.command(name="run")(run_command.run)
+app.command(name="workloads")(run_command.workloads)
+app.command(name="compare")(compare_command.compare_command)
 
 
 def main() -> None:

@@ -1,0 +1,179 @@
+"""`loadtest compare` end to end: two local environments, each two tiny simulated replicas
+behind a gateway, started, driven with one short schedule, and torn down."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.procs import bin_path
+
+WORKLOAD = """\
+description: tiny schedule for tests
+models: {sim/tiny: 1.0}
+prompt_tokens: {dist: uniform, min: 16, max: 64}
+output_tokens: {dist: uniform, min: 4, max: 24}
+arrival: {process: poisson, rate: 25}
+requests: 50
+seed: 3
+slo: {ttft: 0.5, tpot: 0.05}
+"""
+
+REPLICA = "{model: sim/tiny, profile: tiny}"
+
+
+def environments(bad_second_replica: bool = False) -> str:
+    second = "{model: sim/tiny, profile: no-such-profile}" if bad_second_replica else REPLICA
+    return (
+        "environments:\n"
+        f"  tiny-rr: {{strategy: round_robin, replicas: [{REPLICA}, {REPLICA}]}}\n"
+        f"  tiny-qd: {{strategy: queue_depth, replicas: [{REPLICA}, {second}]}}\n"
+    )
+
+
+def marked_pids(marker: str) -> list[int]:
+    """Processes (other than this one) whose environment carries `marker`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            env = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if f"LT_TEST_MARKER={marker}".encode() in env.split(b"\0"):
+            found.append(int(entry.name))
+    return found
+
+
+def wait_no_marked(marker: str, timeout_s: float = 5.0) -> list[int]:
+    deadline = time.monotonic() + timeout_s
+    left = marked_pids(marker)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = marked_pids(marker)
+    return left
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> dict[str, object]:
+    (tmp_path / "tiny.yaml").write_text(WORKLOAD)
+    marker = uuid.uuid4().hex
+    env = {**os.environ, "LT_TEST_MARKER": marker, "COLUMNS": "160"}
+    return {"dir": tmp_path, "marker": marker, "env": env}
+
+
+def compare_argv(tmp_path: Path, envs_file: Path) -> list[str]:
+    return [
+        bin_path("loadtest"),
+        "compare",
+        "tiny-rr",
+        "tiny-qd",
+        "--workload",
+        str(tmp_path / "tiny.yaml"),
+        "--environments",
+        str(envs_file),
+        "--requests",
+        "50",
+        "--time-scale",
+        "1",
+        "--out",
+        str(tmp_path / "results"),
+        "--resamples",
+        "200",
+        "--no-progress",
+    ]
+
+
+def test_compare_two_tiny_fleets_end_to_end(setup: dict) -> None:  # type: ignore[type-arg]
+    tmp_path, marker = setup["dir"], setup["marker"]
+    envs_file = tmp_path / "envs.yaml"
+    envs_file.write_text(environments())
+    done = subprocess.run(
+        compare_argv(tmp_path, envs_file),
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env=setup["env"],
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "verdict:" in done.stdout
+    assert "ttft_p99_s" in done.stdout and "95% CI" in done.stdout
+    where = re.search(r"results written to (\S+)", done.stdout)
+    assert where is not None
+    root = Path(where.group(1))
+    assert root.name.startswith("compare-tiny-rr-vs-tiny-qd-")
+    document = json.loads((root / "compare.json").read_text())
+    assert document["verdict"]
+    assert document["requests"] == 50
+    figures = {d["figure"] for d in document["differences"]}
+    assert {"ttft_p99_s", "goodput_rps", "itl_p50_s"} <= figures
+    for side, name in (("a", "tiny-rr"), ("b", "tiny-qd")):
+        side_dir = root / document[side]["directory"]
+        assert side_dir.name == f"{side}-{name}"
+        records = (side_dir / "records.jsonl").read_text().splitlines()
+        assert len(records) == 50
+        assert all(json.loads(line)["error_kind"] is None for line in records)
+        summary = json.loads((side_dir / "summary.json").read_text())
+        assert summary["figures"]["ok"] > 0
+        # The gateway named the replica of every request; both replicas served.
+        assert len(summary["replicas"]) == 2
+        assert (side_dir / "replicas.jsonl").read_text().strip()  # sampled during the run
+    html = (root / "report.html").read_text()
+    assert html.count("<svg") >= 4
+    assert "r0 tiny" in html and "r1 tiny" in html  # replicas labelled alike on both sides
+    assert wait_no_marked(marker) == []
+
+
+def test_a_side_that_fails_to_start_is_reported_and_cleaned_up(setup: dict) -> None:  # type: ignore[type-arg]
+    tmp_path, marker = setup["dir"], setup["marker"]
+    envs_file = tmp_path / "envs.yaml"
+    envs_file.write_text(environments(bad_second_replica=True))
+    done = subprocess.run(
+        compare_argv(tmp_path, envs_file),
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env=setup["env"],
+        check=False,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "did not start" in done.stdout
+    assert "replica 1" in done.stdout  # names the process that failed
+    assert wait_no_marked(marker) == []
+
+
+def test_interrupt_during_a_run_stops_everything(setup: dict) -> None:  # type: ignore[type-arg]
+    tmp_path, marker = setup["dir"], setup["marker"]
+    envs_file = tmp_path / "envs.yaml"
+    envs_file.write_text(environments())
+    argv = compare_argv(tmp_path, envs_file)
+    argv[argv.index("--requests") + 1] = "2000"  # long enough to be interrupted
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=setup["env"]
+    )
+    try:
+        deadline = time.monotonic() + 30
+        gateway_logs: list[Path] = []
+        while not gateway_logs and time.monotonic() < deadline:
+            time.sleep(0.2)
+            gateway_logs = list((tmp_path / "results").glob("compare-*/a-*/logs/gateway.log"))
+        assert gateway_logs, "side A never started its gateway"
+        time.sleep(2.0)  # the environment is up and the run under way
+        assert len(marked_pids(marker)) >= 3  # two replicas and a gateway
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 130, output
+    assert "interrupted" in output
+    assert wait_no_marked(marker) == []
