@@ -9,5 +9,12 @@ ruff check .
 ruff format --check .
 echo "== mypy"
 mypy
+# tests/deploy need promtool and prometheus (Debian's `prometheus` package); they skip without.
+if ! command -v promtool >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "== apt-get install prometheus (promtool and server for tests/deploy)"
+  log="$(mktemp)"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      --no-install-recommends prometheus; } >"$log" 2>&1 || { cat "$log"; exit 1; }
+fi
 echo "== pytest"
 pytest "$@"
