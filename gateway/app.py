@@ -138,6 +138,8 @@ async def _running_gateway(
         strategy=routers.load(settings.strategy),
         log=get_logger("gateway.proxy"),
     )
+    pool.set_listener(gw.replica_changed)
+    gw.announce_replicas()
     health = HealthChecker(pool, checks, settings.health_interval)
     poller = MetricsPoller(pool, checks, settings.poll_interval)
     tasks: list[asyncio.Task[None]] = []

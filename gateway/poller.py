@@ -79,8 +79,7 @@ class MetricsPoller:
         # Requests sent while the scrape was in flight may not be in it: keep crediting
         # them, or a slow scrape would forget them and invite a herd.
         sent_during = max(0, replica.dispatched_since_scrape - dispatched_before)
-        self._pool.record_metrics(replica_id, metrics)
-        replica.dispatched_since_scrape += sent_during
+        self._pool.record_metrics(replica_id, metrics, sent_during_scrape=sent_during)
         self._note(replica_id, "ok")
 
     async def _fetch(self, base_url: str) -> Metrics | None:

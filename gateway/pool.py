@@ -50,6 +50,11 @@ class ReplicaPool:
         self._backoff_max = backoff_max
         self._errors_to_eject = errors_to_eject
         self._clock = clock
+        self._listener: Callable[[str, bool], None] | None = None
+
+    def set_listener(self, listener: Callable[[str, bool], None] | None) -> None:
+        """Called with (replica id, True) when a replica comes back, False when ejected."""
+        self._listener = listener
 
     def __iter__(self) -> Iterator[Replica]:
         return iter(self._replicas.values())
@@ -122,12 +127,21 @@ class ReplicaPool:
 
     # -- the poller and health checks ------------------------------------------------------
 
-    def record_metrics(self, replica_id: str, metrics: Metrics, at: float | None = None) -> None:
+    def record_metrics(
+        self,
+        replica_id: str,
+        metrics: Metrics,
+        at: float | None = None,
+        *,
+        sent_during_scrape: int = 0,
+    ) -> None:
+        """`sent_during_scrape`: requests dispatched while the scrape was on the wire, which
+        it may not count; they stay credited so a slow scrape cannot invite a herd."""
         r = self._replicas[replica_id]
         r.metrics = metrics
         r.scraped_at = self._clock() if at is None else at
         r.scrape_failed = False
-        r.dispatched_since_scrape = 0
+        r.dispatched_since_scrape = sent_during_scrape
 
     def record_scrape_failure(self, replica_id: str) -> None:
         # Keep the old values for /admin, but strategies must treat them as unknown.
@@ -155,6 +169,8 @@ class ReplicaPool:
         r.ejections += 1
         delay = min(self._backoff_base * 2 ** (r.ejections - 1), self._backoff_max)
         r.retry_at = self._clock() + delay
+        if was_healthy and self._listener is not None:
+            self._listener(replica_id, False)
         return was_healthy
 
     def mark_up(self, replica_id: str) -> bool:
@@ -165,4 +181,6 @@ class ReplicaPool:
         r.ejections = 0
         r.consecutive_errors = 0
         r.retry_at = 0.0
+        if was_down and self._listener is not None:
+            self._listener(replica_id, True)
         return was_down

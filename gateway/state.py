@@ -38,6 +38,24 @@ class Gateway:
         strategy = routers.load(name)
         self.strategy = strategy
         self.on_finished = getattr(strategy, "on_request_finished", None)
+        self.announce_replicas()
+
+    def announce_replicas(self) -> None:
+        """Tell the strategy about every replica it may route to now."""
+        for replica in self.pool:
+            if replica.healthy:
+                self.replica_changed(replica.id, True)
+
+    def replica_changed(self, replica_id: str, available: bool) -> None:
+        """The pool's listener: forward ejections and restorations to the strategy's hooks."""
+        hook_name = "on_replica_added" if available else "on_replica_removed"
+        hook = getattr(self.strategy, hook_name, None)
+        if hook is None:
+            return
+        try:
+            hook(replica_id)
+        except Exception:  # a plugin's bug must not stop health checks
+            self.log.exception("strategy_hook_failed", hook=hook_name, replica=replica_id)
 
 
 def gateway_of(state: Any) -> Gateway:
