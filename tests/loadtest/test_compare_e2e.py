@@ -91,18 +91,23 @@ def compare_argv(tmp_path: Path, envs_file: Path) -> list[str]:
     ]
 
 
-def test_compare_two_tiny_fleets_end_to_end(setup: dict) -> None:  # type: ignore[type-arg]
-    tmp_path, marker = setup["dir"], setup["marker"]
-    envs_file = tmp_path / "envs.yaml"
-    envs_file.write_text(environments())
-    done = subprocess.run(
-        compare_argv(tmp_path, envs_file),
+def run_compare(setup: dict, envs_text: str) -> subprocess.CompletedProcess[str]:  # type: ignore[type-arg]
+    """`loadtest compare` over the given environments file text, bounded at 90 s."""
+    envs_file = setup["dir"] / "envs.yaml"
+    envs_file.write_text(envs_text)
+    return subprocess.run(
+        compare_argv(setup["dir"], envs_file),
         capture_output=True,
         text=True,
         timeout=90,
         env=setup["env"],
         check=False,
     )
+
+
+def test_compare_two_tiny_fleets_end_to_end(setup: dict) -> None:  # type: ignore[type-arg]
+    marker = setup["marker"]
+    done = run_compare(setup, environments())
     assert done.returncode == 0, done.stdout + done.stderr
     assert "verdict:" in done.stdout
     assert "ttft_p99_s" in done.stdout and "95% CI" in done.stdout
@@ -133,17 +138,8 @@ def test_compare_two_tiny_fleets_end_to_end(setup: dict) -> None:  # type: ignor
 
 
 def test_a_side_that_fails_to_start_is_reported_and_cleaned_up(setup: dict) -> None:  # type: ignore[type-arg]
-    tmp_path, marker = setup["dir"], setup["marker"]
-    envs_file = tmp_path / "envs.yaml"
-    envs_file.write_text(environments(bad_second_replica=True))
-    done = subprocess.run(
-        compare_argv(tmp_path, envs_file),
-        capture_output=True,
-        text=True,
-        timeout=90,
-        env=setup["env"],
-        check=False,
-    )
+    marker = setup["marker"]
+    done = run_compare(setup, environments(bad_second_replica=True))
     assert done.returncode == 1, done.stdout + done.stderr
     assert "did not start" in done.stdout
     assert "replica 1" in done.stdout  # names the process that failed
