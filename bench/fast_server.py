@@ -22,7 +22,7 @@ _LENGTH = re.compile(rb"(?i)content-length:\s*(\d+)")
 _MAX_TOKENS = re.compile(rb'"max_tokens":\s*(\d+)')
 _HEAD = (
     b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n"
-    b"x-switchyard-replica: bench\r\n\r\n"
+    b"x-turnout-replica: bench\r\n\r\n"
 )
 _HEALTH = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: text/plain\r\n\r\nok"
 

@@ -1,1 +1,1 @@
-"""The Switchyard gateway: an OpenAI-compatible proxy over a fleet of replicas."""
+"""The Turnout gateway: an OpenAI-compatible proxy over a fleet of replicas."""

@@ -59,7 +59,7 @@ def models_body(gw: Gateway) -> dict[str, Any]:
             "id": model,
             "object": "model",
             "created": created,
-            "owned_by": "switchyard",
+            "owned_by": "turnout",
         }
         if lengths[model] is not None:
             entry["max_model_len"] = lengths[model]

@@ -37,7 +37,7 @@ class GatewayApp(FastAPI):
     """FastAPI, except that the relayed POST paths go straight to the plain-ASGI relay:
     FastAPI's middleware, routing and exception layers cost about as much as the relay.
     Everything else (wrong method on those paths included) takes the normal route, and
-    gets the same x-request-id and x-switchyard-replica headers as relayed answers."""
+    gets the same x-request-id and x-turnout-replica headers as relayed answers."""
 
     _relay = ProxyEndpoint()
 
@@ -57,10 +57,10 @@ class GatewayApp(FastAPI):
 
 def _tagged(scope: Scope, send: Send) -> Send:
     """`send` that adds x-request-id (the client's, or a new one) and
-    x-switchyard-replica: none to the response's headers."""
+    x-turnout-replica: none to the response's headers."""
     client_id = next((v for k, v in scope["headers"] if k == b"x-request-id"), None)
     extra = [
-        (b"x-switchyard-replica", b"none"),
+        (b"x-turnout-replica", b"none"),
         (b"x-request-id", request_id_from(client_id).encode()),
     ]
 
@@ -88,7 +88,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             yield {"gateway": gw}
 
     app = GatewayApp(
-        title="Switchyard gateway",
+        title="Turnout gateway",
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,

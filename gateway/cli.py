@@ -1,4 +1,4 @@
-"""`gateway`: run the Switchyard gateway.
+"""`gateway`: run the Turnout gateway.
 
 Every GatewaySettings field is an option here and a GATEWAY_* variable; an option given
 on the command line wins over the environment. A configuration that cannot work stops

@@ -96,7 +96,7 @@ class _Exchange:
 
     def response_headers(self) -> list[tuple[bytes, bytes]]:
         return [
-            (b"x-switchyard-replica", self.replica.encode()),
+            (b"x-turnout-replica", self.replica.encode()),
             (b"x-request-id", self.request_id.encode()),
         ]
 

@@ -27,15 +27,15 @@ class _PoolCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         in_flight = GaugeMetricFamily(
-            "switchyard_in_flight", "Requests open on the replica.", labels=["replica"]
+            "turnout_in_flight", "Requests open on the replica.", labels=["replica"]
         )
         healthy = GaugeMetricFamily(
-            "switchyard_replica_healthy",
+            "turnout_replica_healthy",
             "1 if the replica takes traffic, else 0.",
             labels=["replica"],
         )
         age = GaugeMetricFamily(
-            "switchyard_replica_metrics_age_seconds",
+            "turnout_replica_metrics_age_seconds",
             "Seconds since the replica's /metrics was last scraped.",
             labels=["replica"],
         )
@@ -52,33 +52,33 @@ class Telemetry:
     def __init__(self, pool: ReplicaPool, clock: Callable[[], float] = time.monotonic) -> None:
         self.registry = CollectorRegistry()
         self._requests = Counter(
-            "switchyard_requests",
+            "turnout_requests",
             "Requests answered, by model, replica, strategy and status.",
             ["model", "replica", "strategy", "status"],
             registry=self.registry,
         )
         self._ttfb = Histogram(
-            "switchyard_time_to_first_byte_seconds",
+            "turnout_time_to_first_byte_seconds",
             "Time from the request's arrival to the first response byte sent back.",
             ["model", "replica"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
         self._duration = Histogram(
-            "switchyard_request_duration_seconds",
+            "turnout_request_duration_seconds",
             "Time from the request's arrival to its last response byte.",
             ["model", "replica"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
         self._retries = Counter(
-            "switchyard_retries",
+            "turnout_retries",
             "Requests retried on another replica.",
             ["model"],
             registry=self.registry,
         )
         self._upstream_errors = Counter(
-            "switchyard_upstream_errors",
+            "turnout_upstream_errors",
             "Failures talking to a replica, by kind.",
             ["replica", "kind"],
             registry=self.registry,

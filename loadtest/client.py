@@ -19,7 +19,7 @@ from loadtest.http import ConnectionPool, Exchange, HttpError, Response
 from loadtest.records import ErrorKind, RequestRecord
 from loadtest.schedule import Schedule, ScheduledRequest
 
-REPLICA_HEADER = "x-switchyard-replica"
+REPLICA_HEADER = "x-turnout-replica"
 REPLICA_HEADER_BYTES = REPLICA_HEADER.encode()
 _DATA = b"data:"
 _DONE = b"[DONE]"

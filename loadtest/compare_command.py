@@ -94,7 +94,7 @@ def compare_command(
     ] = TIME_SCALE,
     environments: Annotated[
         Path | None,
-        typer.Option(help="Environments YAML (default: ./switchyard-environments.yaml if any)."),
+        typer.Option(help="Environments YAML (default: ./turnout-environments.yaml if any)."),
     ] = None,
     out: Annotated[Path, typer.Option(help="Directory for results.")] = Path("results"),
     resamples: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 1000,

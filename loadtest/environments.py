@@ -1,7 +1,7 @@
 """Named environments for `loadtest compare`: a running deployment's URL, or a local fleet.
 
 The project ships `environments.yaml` beside this module; a user's file (given explicitly,
-or ./switchyard-environments.yaml) adds entries and replaces those of the same name.
+or ./turnout-environments.yaml) adds entries and replaces those of the same name.
 """
 
 from dataclasses import dataclass, field, replace
@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-USER_FILE = "switchyard-environments.yaml"
+USER_FILE = "turnout-environments.yaml"
 FLEETS = ("baseline", "managed")
 
 
@@ -139,7 +139,7 @@ def load_environments(
 ) -> dict[str, Environment]:
     """The shipped environments, extended and overridden by the user's file.
 
-    `user_file` must exist when given; otherwise ./switchyard-environments.yaml is read
+    `user_file` must exist when given; otherwise ./turnout-environments.yaml is read
     when present.
     """
     environments = shipped_environments()

@@ -33,7 +33,7 @@ class RequestRecord:
     e2e_s: float | None = None
     prompt_tokens: int | None = None
     output_tokens: int | None = None
-    # The x-switchyard-replica header, when the target is a gateway.
+    # The x-turnout-replica header, when the target is a gateway.
     replica: str | None = None
 
     @property

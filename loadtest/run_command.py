@@ -136,7 +136,7 @@ def run(
 
 
 def target_sampler(target: str, admin_key: str | None = None) -> ReplicaSampler:
-    """A sampler for TARGET: its /admin/replicas when it is a Switchyard gateway, else its own
+    """A sampler for TARGET: its /admin/replicas when it is a Turnout gateway, else its own
     /metrics as one replica named host:port (the gateway's naming)."""
     base = target.rstrip("/").removesuffix("/v1")
     return ReplicaSampler(

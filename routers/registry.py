@@ -1,11 +1,11 @@
-"""Strategies come from the `switchyard.routers` entry-point group, built-ins included."""
+"""Strategies come from the `turnout.routers` entry-point group, built-ins included."""
 
 from importlib.metadata import entry_points
 from typing import Any
 
 from routers.types import Strategy
 
-GROUP = "switchyard.routers"
+GROUP = "turnout.routers"
 
 
 class StrategyNotFound(LookupError):

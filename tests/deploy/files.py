@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "compose"
 STACKS = ("baseline", "managed", "sim")
 FIXTURE_VLLM_METRICS = ROOT / "tests" / "fixtures" / "vllm-0.32.0-metrics.txt"
-DASHBOARD = COMPOSE / "grafana" / "dashboards" / "switchyard.json"
+DASHBOARD = COMPOSE / "grafana" / "dashboards" / "turnout.json"
 
 # ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?message}, ${VAR?message}
 _INTERPOLATION = re.compile(
@@ -89,8 +89,8 @@ def exported_names(exposition: str) -> set[str]:
 
 
 def queried_names(expr: str) -> set[str]:
-    """Metric names in a PromQL expression: switchyard_* and vllm:* identifiers."""
-    return set(re.findall(r"\b(?:switchyard_[a-z0-9_]+|vllm:[a-z0-9_:]+)", expr))
+    """Metric names in a PromQL expression: turnout_* and vllm:* identifiers."""
+    return set(re.findall(r"\b(?:turnout_[a-z0-9_]+|vllm:[a-z0-9_:]+)", expr))
 
 
 def load_dashboard() -> dict[str, Any]:

@@ -55,7 +55,7 @@ def command(service: dict[str, Any]) -> list[str]:
 @pytest.mark.parametrize("stack", STACKS)
 def test_compose_file_parses_with_services(stack: str) -> None:
     compose = load_compose(stack)
-    assert compose["name"] == f"switchyard-{stack}"
+    assert compose["name"] == f"turnout-{stack}"
     assert compose["services"]
     for name, service in compose["services"].items():
         assert isinstance(service, dict), name
@@ -103,7 +103,7 @@ def test_gateway_environment_is_valid_and_as_designed(stack: str) -> None:
         assert service["init"] is True
         published = [with_defaults(mapping) for mapping in service["ports"]]
         assert [mapping.split(":")[-1] for mapping in published] == [str(port)]
-        assert environment(service)["SWITCHYARD_HEALTH_URL"] == f"http://127.0.0.1:{port}/health"
+        assert environment(service)["TURNOUT_HEALTH_URL"] == f"http://127.0.0.1:{port}/health"
         hosts = {address.split(":")[0] for address in replica_addresses(service)}
         assert hosts <= set(compose["services"]), f"{name} points at unknown services {hosts}"
         for host in hosts:

@@ -49,8 +49,8 @@ def test_runs_as_a_non_root_user() -> None:
 
 def test_has_a_healthcheck_on_health() -> None:
     (healthcheck,) = instructions("HEALTHCHECK")
-    assert "CMD" in healthcheck and "SWITCHYARD_HEALTH_URL" in healthcheck
-    assert "SWITCHYARD_HEALTH_URL=http://127.0.0.1:8080/health" in " ".join(instructions("ENV"))
+    assert "CMD" in healthcheck and "TURNOUT_HEALTH_URL" in healthcheck
+    assert "TURNOUT_HEALTH_URL=http://127.0.0.1:8080/health" in " ".join(instructions("ENV"))
 
 
 def test_installs_from_the_lock() -> None:
@@ -89,7 +89,7 @@ def healthcheck_argv() -> list[str]:
 def run_healthcheck(url: str) -> int:
     argv = healthcheck_argv()
     assert argv[0] == "python"
-    env = {**os.environ, "SWITCHYARD_HEALTH_URL": url}
+    env = {**os.environ, "TURNOUT_HEALTH_URL": url}
     result = subprocess.run([sys.executable, *argv[1:]], env=env, timeout=30, check=False)
     return result.returncode
 

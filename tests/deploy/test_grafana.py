@@ -30,7 +30,7 @@ def test_datasource_is_the_stacks_prometheus() -> None:
 
 
 def test_dashboard_provider_loads_the_mounted_folder() -> None:
-    provisioning = yaml.safe_load((GRAFANA / "provisioning/dashboards/switchyard.yml").read_text())
+    provisioning = yaml.safe_load((GRAFANA / "provisioning/dashboards/turnout.yml").read_text())
     (provider,) = provisioning["providers"]
     assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
     grafana = yaml.safe_load((COMPOSE / "sim.yaml").read_text())["services"]["grafana"]
@@ -64,9 +64,9 @@ def test_every_panel_has_its_other_environment_beside_it() -> None:
 @pytest.mark.parametrize(
     "name",
     [
-        "switchyard_requests_total",
-        "switchyard_in_flight",
-        "switchyard_time_to_first_byte_seconds_bucket",
+        "turnout_requests_total",
+        "turnout_in_flight",
+        "turnout_time_to_first_byte_seconds_bucket",
         "vllm:num_requests_waiting",
         "vllm:num_requests_running",
         "vllm:kv_cache_usage_perc",
@@ -91,7 +91,7 @@ def test_name_check_catches_a_misspelling() -> None:
 
 def test_gateway_names_are_ones_the_gateway_exports(live_gateway: LiveGateway) -> None:
     exported = exported_names(live_gateway.metrics())
-    queried = {name for name in NAMES if name.startswith("switchyard_")}
+    queried = {name for name in NAMES if name.startswith("turnout_")}
     assert queried
     assert queried <= exported, f"not exported by the gateway: {sorted(queried - exported)}"
 

@@ -40,7 +40,7 @@ def test_non_editable_install_ships_every_package_file(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    (wheel,) = tmp_path.glob("switchyard-*.whl")
+    (wheel,) = tmp_path.glob("turnout-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     missing = package_files() - names
     assert not missing, f"a non-editable install (the image) would lack {sorted(missing)}"

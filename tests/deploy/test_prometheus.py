@@ -48,7 +48,7 @@ def test_promtool_rejects_a_broken_config(tmp_path: Path) -> None:
 def test_gateway_metrics_pass_promtool(live_gateway: LiveGateway) -> None:
     promtool = prometheus_tool("promtool")
     text = live_gateway.metrics()
-    assert "switchyard_requests_total{" in text
+    assert "turnout_requests_total{" in text
     result = subprocess.run(
         [promtool, "check", "metrics"],
         input=text,
@@ -65,7 +65,7 @@ def requests_counted(text: str) -> float:
         sample.value
         for family in text_string_to_metric_families(text)
         for sample in family.samples
-        if sample.name == "switchyard_requests_total"
+        if sample.name == "turnout_requests_total"
     )
 
 
@@ -131,7 +131,7 @@ def test_prometheus_reads_the_gateway_request_counter(
 ) -> None:
     expected = requests_counted(live_gateway.metrics())
     assert expected >= live_gateway.sent
-    promql = 'sum(switchyard_requests_total{job="gateway", env="baseline"})'
+    promql = 'sum(turnout_requests_total{job="gateway", env="baseline"})'
     series = wait_for(prometheus, promql)
     deadline = time.monotonic() + 15.0
     while float(series[0]["value"][1]) < expected and time.monotonic() < deadline:
@@ -152,7 +152,7 @@ def test_replica_and_gateway_series_share_the_replica_label(
     assert {series["metric"]["replica"] for series in up} == replicas
     waiting = wait_for(prometheus, "sum by (replica) (vllm:num_requests_waiting)")
     assert {series["metric"]["replica"] for series in waiting} == replicas
-    routed = wait_for(prometheus, "sum by (replica) (switchyard_requests_total)")
+    routed = wait_for(prometheus, "sum by (replica) (turnout_requests_total)")
     assert {series["metric"]["replica"] for series in routed} <= replicas
 
 

@@ -92,7 +92,7 @@ def sim_environment(request: pytest.FixtureRequest) -> Iterator[tuple[str, Proc]
         gateway_env["GATEWAY_REPLICAS"] = ",".join(f"http://{HOST}:{ports[r]}" for r in replicas)
         gateway_env["GATEWAY_HOST"] = HOST
         gateway_env["GATEWAY_PORT"] = str(free_port())
-        gateway_env["SWITCHYARD_HEALTH_URL"] = f"http://{HOST}:{gateway_env['GATEWAY_PORT']}/health"
+        gateway_env["TURNOUT_HEALTH_URL"] = f"http://{HOST}:{gateway_env['GATEWAY_PORT']}/health"
         cmd = image_cmd()
         gateway = start(
             [bin_path(cmd[0]), *cmd[1:]],
@@ -121,5 +121,5 @@ def test_sim_environment_serves_every_model_with_its_strategy(
             raw = client.chat.completions.with_raw_response.create(
                 model=model, messages=[{"role": "user", "content": "hello"}], max_tokens=4
             )
-            assert raw.headers["x-switchyard-replica"]
+            assert raw.headers["x-turnout-replica"]
             assert raw.parse().choices[0].message.content

@@ -65,16 +65,16 @@ def test_metrics_pass_promtool(fake: Callable[..., Fake], gateway: Callable[...,
         httpx.post(gw.url + "/v1/chat/completions", json=body, timeout=5)
     text = httpx.get(gw.url + "/metrics", timeout=5).text
     for name in (
-        "switchyard_requests_total",
-        "switchyard_in_flight",
-        "switchyard_time_to_first_byte_seconds_bucket",
-        "switchyard_request_duration_seconds_bucket",
-        "switchyard_replica_healthy",
-        "switchyard_replica_metrics_age_seconds",
+        "turnout_requests_total",
+        "turnout_in_flight",
+        "turnout_time_to_first_byte_seconds_bucket",
+        "turnout_request_duration_seconds_bucket",
+        "turnout_replica_healthy",
+        "turnout_replica_metrics_age_seconds",
     ):
         assert f"\n{name}{{" in text
-    assert "# TYPE switchyard_retries_total counter" in text
-    assert "# TYPE switchyard_upstream_errors_total counter" in text
+    assert "# TYPE turnout_retries_total counter" in text
+    assert "# TYPE turnout_upstream_errors_total counter" in text
     result = subprocess.run(
         ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
     )
@@ -89,6 +89,6 @@ def test_every_response_carries_the_gateway_headers(
     for path in ("/v1/models", "/health", "/metrics", "/admin/replicas", "/nowhere"):
         response = httpx.get(gw.url + path, headers={"x-request-id": "abc-1"}, timeout=5)
         assert response.headers.get_list("x-request-id") == ["abc-1"], path
-        assert response.headers.get_list("x-switchyard-replica") == ["none"], path
+        assert response.headers.get_list("x-turnout-replica") == ["none"], path
     generated = httpx.get(gw.url + "/health", timeout=5).headers["x-request-id"]
     assert len(generated) == 32

@@ -54,7 +54,7 @@ def assert_openai_error(response: httpx.Response, status: int, *words: str) -> d
     for word in words:
         assert word in body["error"]["message"]
     assert "x-request-id" in response.headers
-    assert "x-switchyard-replica" in response.headers
+    assert "x-turnout-replica" in response.headers
     return body["error"]
 
 

@@ -19,7 +19,7 @@ MESSAGES: Any = [{"role": "user", "content": "hello"}]
 def served_by(client: openai.OpenAI, model: str = "m1") -> str:
     raw = client.chat.completions.with_raw_response.create(model=model, messages=MESSAGES)
     raw.parse()
-    return raw.headers["x-switchyard-replica"]
+    return raw.headers["x-turnout-replica"]
 
 
 def test_round_robin_rotation_is_exact(
@@ -51,7 +51,7 @@ def test_body_is_forwarded_unchanged_with_request_id(
     )
     assert response.status_code == 200
     assert response.headers["x-request-id"] == "trace-123"
-    assert response.headers["x-switchyard-replica"] == "127.0.0.1:" + str(replica.proc.port)
+    assert response.headers["x-turnout-replica"] == "127.0.0.1:" + str(replica.proc.port)
     state = replica.state()
     assert state["last_body"].encode() == body
     assert state["last_headers"]["x-request-id"] == "trace-123"
@@ -107,9 +107,9 @@ def test_dead_replica_fails_over_then_is_ejected(
     # Ejected: every later request goes to r0 without trying r1.
     assert [served_by(client) for _ in range(4)] == ["r0"] * 4
     metrics = httpx.get(gw.url + "/metrics", timeout=5).text
-    assert 'switchyard_retries_total{model="m1"} 1.0' in metrics
-    assert 'switchyard_upstream_errors_total{kind="connect",replica="r1"} 1.0' in metrics
-    assert 'switchyard_replica_healthy{replica="r1"} 0.0' in metrics
+    assert 'turnout_retries_total{model="m1"} 1.0' in metrics
+    assert 'turnout_upstream_errors_total{kind="connect",replica="r1"} 1.0' in metrics
+    assert 'turnout_replica_healthy{replica="r1"} 0.0' in metrics
 
 
 @pytest.mark.parametrize("status", [503, 429])
@@ -128,8 +128,8 @@ def test_busy_replica_is_retried_once_elsewhere(
     assert busy.state()["requests"] == 1
     assert good.state()["requests"] == 1
     metrics = httpx.get(gw.url + "/metrics", timeout=5).text
-    assert 'switchyard_retries_total{model="m1"} 1.0' in metrics
-    assert f'switchyard_upstream_errors_total{{kind="http_{status}",replica="r0"}} 1.0' in metrics
+    assert 'turnout_retries_total{model="m1"} 1.0' in metrics
+    assert f'turnout_upstream_errors_total{{kind="http_{status}",replica="r0"}} 1.0' in metrics
 
 
 def test_retry_happens_once_only(
@@ -144,7 +144,7 @@ def test_retry_happens_once_only(
         sdk(gw).chat.completions.create(model="m1", messages=MESSAGES)
     # The second replica's own 503 is relayed as it was; the third was never tried.
     assert caught.value.status_code == 503
-    second = caught.value.response.headers["x-switchyard-replica"]
+    second = caught.value.response.headers["x-turnout-replica"]
     assert second != "r0"
     assert [f.state()["requests"] for f in fakes if f.name in ("r0", second)] == [1, 1]
     assert sum(f.state()["requests"] for f in fakes) == 2
@@ -224,7 +224,7 @@ def test_first_byte_timeout_answers_504_and_frees_the_replica(
     response = httpx.post(gw.url + "/v1/chat/completions", json={"model": "m1"}, timeout=10)
     assert response.status_code == 504
     assert response.json()["error"]["code"] == "upstream_timeout"
-    assert response.headers["x-switchyard-replica"] == "127.0.0.1:" + str(replica.proc.port)
+    assert response.headers["x-turnout-replica"] == "127.0.0.1:" + str(replica.proc.port)
     wait_until(lambda: replica.state()["active"] == 0, 5, "replica freed")
 
 

@@ -69,7 +69,7 @@ def burst(client: openai.OpenAI, n: int, max_tokens: int = 8) -> Counter[str]:
             model=MODEL, messages=MESSAGES, max_tokens=max_tokens, extra_body={"ignore_eos": True}
         )
         raw.parse()
-        return raw.headers["x-switchyard-replica"]
+        return raw.headers["x-turnout-replica"]
 
     with ThreadPoolExecutor(max_workers=n) as pool:
         return Counter(pool.map(one, range(n)))
@@ -128,7 +128,7 @@ def test_a_hanging_metrics_endpoint_does_not_delay_requests(
         )
         raw.parse()
         slowest = max(slowest, time.monotonic() - started)
-        seen[raw.headers["x-switchyard-replica"]] += 1
+        seen[raw.headers["x-turnout-replica"]] += 1
     # Requests never wait on a scrape: each takes milliseconds, not the hang.
     assert slowest < 2.0, slowest
     # r0's metrics are unknown, not idle: both replicas are used, by local counts.
@@ -174,4 +174,4 @@ def served(client: openai.OpenAI) -> str:
         model=MODEL, messages=MESSAGES, max_tokens=2
     )
     raw.parse()
-    return raw.headers["x-switchyard-replica"]
+    return raw.headers["x-turnout-replica"]

@@ -28,24 +28,24 @@ def test_requests_and_pool_gauges() -> None:
     telemetry.observe_upstream_error("b", "connect")
     got = samples(telemetry)
     labels = (("model", "m"), ("replica", "a"), ("status", "200"), ("strategy", "round_robin"))
-    assert got[("switchyard_requests_total", labels)] == 2
+    assert got[("turnout_requests_total", labels)] == 2
     assert (
-        got[("switchyard_request_duration_seconds_count", (("model", "m"), ("replica", "a")))] == 2
+        got[("turnout_request_duration_seconds_count", (("model", "m"), ("replica", "a")))] == 2
     )
     assert (
-        "switchyard_request_duration_seconds_count",
+        "turnout_request_duration_seconds_count",
         (("model", "none"), ("replica", "none")),
     ) not in got
-    assert got[("switchyard_in_flight", (("replica", "a"),))] == 1
-    assert got[("switchyard_replica_healthy", (("replica", "b"),))] == 0
-    assert got[("switchyard_replica_metrics_age_seconds", (("replica", "a"),))] == 2.5
-    assert ("switchyard_replica_metrics_age_seconds", (("replica", "b"),)) not in got
-    assert got[("switchyard_retries_total", (("model", "m"),))] == 1
-    assert got[("switchyard_upstream_errors_total", (("kind", "connect"), ("replica", "b")))] == 1
+    assert got[("turnout_in_flight", (("replica", "a"),))] == 1
+    assert got[("turnout_replica_healthy", (("replica", "b"),))] == 0
+    assert got[("turnout_replica_metrics_age_seconds", (("replica", "a"),))] == 2.5
+    assert ("turnout_replica_metrics_age_seconds", (("replica", "b"),)) not in got
+    assert got[("turnout_retries_total", (("model", "m"),))] == 1
+    assert got[("turnout_upstream_errors_total", (("kind", "connect"), ("replica", "b")))] == 1
 
 
 def test_registries_are_per_app() -> None:
     pool = ReplicaPool([Replica("a", "http://a:1")])
     one, two = Telemetry(pool), Telemetry(pool)
     one.observe_retry("m")
-    assert ("switchyard_retries_total", (("model", "m"),)) not in samples(two)
+    assert ("turnout_retries_total", (("model", "m"),)) not in samples(two)

@@ -13,7 +13,7 @@ from tests.gateway.conftest import SDK, admin_replicas, replicas_file, wait_unti
 from tests.loadtest.sim.serving import MODEL, gauge, serve_argv
 from tests.procs import Proc
 
-MESSAGES: Any = [{"role": "user", "content": "Tell me about switchyards."}]
+MESSAGES: Any = [{"role": "user", "content": "Tell me about turnouts."}]
 
 
 def sims(spawn: Callable[..., Proc], n: int, *flags: str, model: str = MODEL) -> list[Proc]:
@@ -32,7 +32,7 @@ def served_by(client: openai.OpenAI, **extra: Any) -> str:
         model=MODEL, messages=MESSAGES, max_tokens=4, **extra
     )
     assert raw.parse().choices[0].message.content
-    return raw.headers["x-switchyard-replica"]
+    return raw.headers["x-turnout-replica"]
 
 
 def running(replica: Proc) -> float:
@@ -95,14 +95,14 @@ def test_rate_limited_replica_is_retried_elsewhere_and_500_is_not(
     assert [served_by(client) for _ in range(4)] == ["sim1"] * 4
     metrics = httpx.get(gw.url + "/metrics", timeout=5).text
     # Every request's turn lands on sim0 (the retry takes the odd turns): four retries.
-    assert f'switchyard_retries_total{{model="{MODEL}"}} 4.0' in metrics
+    assert f'turnout_retries_total{{model="{MODEL}"}} 4.0' in metrics
 
     httpx.post(replicas[0].url + "/sim/faults", json={"reset": True, "error_rate": 1.0}, timeout=5)
     with pytest.raises(openai.InternalServerError) as caught:
         for _ in range(2):  # one of the two goes to sim0, whose 500 is relayed as is
             served_by(client)
     assert caught.value.status_code == 500
-    assert caught.value.response.headers["x-switchyard-replica"] == "sim0"
+    assert caught.value.response.headers["x-turnout-replica"] == "sim0"
 
 
 def test_dropped_connection_is_retried_elsewhere(
@@ -113,7 +113,7 @@ def test_dropped_connection_is_retried_elsewhere(
     httpx.post(replicas[0].url + "/sim/faults", json={"drop_rate": 1.0}, timeout=5)
     assert [served_by(sdk(gw)) for _ in range(2)] == ["sim1", "sim1"]
     metrics = httpx.get(gw.url + "/metrics", timeout=5).text
-    assert 'switchyard_upstream_errors_total{kind="disconnected",replica="sim0"}' in metrics
+    assert 'turnout_upstream_errors_total{kind="disconnected",replica="sim0"}' in metrics
 
 
 def test_no_healthy_replica_is_503_with_retry_after(

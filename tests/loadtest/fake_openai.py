@@ -5,7 +5,7 @@ seconds apart, then a usage chunk and [DONE]. --fail-every N answers every Nth r
 --fail-status (500);
 --break-every N cuts every Nth stream after two chunks; --garbage-every N streams a line that
 is not JSON in every Nth; --error-event-every N sends an error event instead of the 2nd chunk.
-Sets x-switchyard-replica to --replica. With --api-key K, requests without `Bearer K` get a 401.
+Sets x-turnout-replica to --replica. With --api-key K, requests without `Bearer K` get a 401.
 
     python -m tests.loadtest.fake_openai --port 8000 --ttft 0.05 --gap 0.01
 """
@@ -38,7 +38,7 @@ def make_app(
             return web.json_response({"error": {**error, "code": "invalid_api_key"}}, status=401)
         n = next(counter)
         body = await request.json()
-        headers = {"x-switchyard-replica": replica} if replica else {}
+        headers = {"x-turnout-replica": replica} if replica else {}
         if fail_every and n % fail_every == 0:
             error = {"message": "injected failure", "type": "server_error", "param": None}
             return web.json_response({"error": {**error, "code": fail_status}}, status=fail_status)

@@ -51,7 +51,7 @@ def plugin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def plugin_on_path(plugin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.syspath_prepend(str(plugin_dir))
     yield plugin_dir
-    sys.modules.pop("switchyard_plugin_demo", None)
+    sys.modules.pop("turnout_plugin_demo", None)
 
 
 def test_not_installed_means_not_available() -> None:
@@ -62,7 +62,7 @@ def test_installed_plugin_is_found_and_loaded_by_name(plugin_on_path: Path) -> N
     assert PLUGIN_NAME in routers.available()
     strategy = routers.load(PLUGIN_NAME)
     assert strategy.name == PLUGIN_NAME
-    assert type(strategy).__module__ == "switchyard_plugin_demo"
+    assert type(strategy).__module__ == "turnout_plugin_demo"
     # Its own rule, not a built-in's: fewest in flight, ties to the id that sorts last.
     request = RouteRequest(model="m")
     idle = [view("r0"), view("r1"), view("r2")]
@@ -98,7 +98,7 @@ def test_a_gateway_started_with_the_plugins_name_routes_with_it(
                 model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=2
             )
             raw.parse()
-            seen.append(raw.headers["x-switchyard-replica"])
+            seen.append(raw.headers["x-turnout-replica"])
     # Sequential requests on an idle fleet: the plugin's rule sends all to the last id
     # (round_robin would rotate, queue_depth would spread at random).
     assert seen == ["r2"] * 4

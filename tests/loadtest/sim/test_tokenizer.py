@@ -10,7 +10,7 @@ from loadtest.sim.tokenizer import (
 )
 
 PROSE = (
-    "Switchyard is an OpenAI-compatible gateway that fronts a fleet of LLM inference "
+    "Turnout is an OpenAI-compatible gateway that fronts a fleet of LLM inference "
     "replicas and picks a replica for every request through a pluggable routing strategy. "
     "Beside it ships a load generator that runs the same workload against two deployments."
 )

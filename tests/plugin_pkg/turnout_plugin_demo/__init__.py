@@ -1,4 +1,4 @@
-"""A strategy from outside Switchyard: fewest in-flight requests, ties to the last id.
+"""A strategy from outside Turnout: fewest in-flight requests, ties to the last id.
 
 The tie rule makes it easy to recognise from outside: an idle fleet always gets the
 replica whose id sorts last, which no built-in strategy does.
