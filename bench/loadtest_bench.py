@@ -230,7 +230,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.pin:
         os.sched_setaffinity(0, {0})
-    from gateway.logs import configure_logging
+    from turnout.logs import configure_logging
 
     configure_logging("error")
     load = os.getloadavg()[0]

@@ -13,7 +13,7 @@ sys.path.insert(0, str(ROOT))
 
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from gateway.scrape import parse_metrics  # noqa: E402
+from turnout.engine_metrics import parse_metrics  # noqa: E402
 
 
 def whole_page(text: str) -> int:

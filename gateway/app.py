@@ -18,7 +18,6 @@ from gateway.admin import build_admin
 from gateway.api import RELAYED_PATHS, build_api, mount_relay
 from gateway.errors import GatewayError, InvalidRequest, from_status
 from gateway.health import HealthChecker
-from gateway.logs import get_logger
 from gateway.poller import MetricsPoller
 from gateway.pool import ReplicaPool
 from gateway.proxy import ProxyEndpoint, request_id_from
@@ -27,6 +26,7 @@ from gateway.settings import GatewaySettings
 from gateway.state import Gateway
 from gateway.telemetry import Telemetry
 from gateway.types import Message, Receive, Scope, Send
+from turnout.logs import get_logger
 
 # vLLM (uvicorn) closes idle keep-alive connections after 5 s; reuse only younger ones,
 # so a request is never written onto a connection the replica is closing.

@@ -15,9 +15,9 @@ import uvicorn
 from pydantic import ValidationError
 
 from gateway.app import create_app
-from gateway.logs import configure_logging, get_logger
 from gateway.replicas_file import ConfigError
 from gateway.settings import GatewaySettings
+from turnout.logs import configure_logging, get_logger
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import httpx
 
-from gateway.logs import get_logger
 from gateway.pool import ReplicaPool
+from turnout.logs import get_logger
 
 # How often an ejected replica is looked at to see whether its backoff has ended.
 _BACKOFF_TICK = 0.25

@@ -11,10 +11,10 @@ import time
 
 import httpx
 
-from gateway.logs import get_logger
 from gateway.pool import ReplicaPool
-from gateway.scrape import parse_metrics
 from routers import Metrics
+from turnout.engine_metrics import parse_metrics
+from turnout.logs import get_logger
 
 
 class MetricsPoller:

@@ -12,12 +12,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from gateway.logs import configure_logging
 from loadtest.compare import CompareOptions, Comparison, compare, units
 from loadtest.environments import EnvironmentsError
 from loadtest.launcher import LaunchError
 from loadtest.progress import default_progress
 from loadtest.workload import WorkloadError
+from turnout.logs import configure_logging
 
 # Defaults for `loadtest compare baseline managed` on a 2-core machine (docs/compare.md): the
 # simulated fleet plays TIME_SCALE times slower than real hardware, so 25 req/s of wall time keep

@@ -23,8 +23,8 @@ from typing import Any
 
 import httpx
 
-from gateway.logs import get_logger
 from loadtest.environments import Environment
+from turnout.logs import get_logger
 
 
 def _log() -> Any:

@@ -15,7 +15,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from gateway.logs import configure_logging
 from loadtest.progress import ProgressSink, default_progress
 from loadtest.results import write_results
 from loadtest.runner import LAG_BUDGET_S, RunResult
@@ -23,6 +22,7 @@ from loadtest.sampler import ReplicaSampler, sampled_run, write_samples
 from loadtest.schedule import Schedule, build_schedule
 from loadtest.summary import Summary, summarize, summarize_by_model
 from loadtest.workload import WorkloadError, builtin_workloads, load_workload
+from turnout.logs import configure_logging
 
 T = TypeVar("T")
 

@@ -17,11 +17,11 @@ import httpx
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.logs import get_logger
-from gateway.scrape import MetricsParseError, parse_metrics
 from loadtest.progress import ProgressSink
 from loadtest.runner import RunResult, run_schedule
 from loadtest.schedule import Schedule
+from turnout.engine_metrics import MetricsParseError, parse_metrics
+from turnout.logs import get_logger
 
 
 def _log() -> Any:

@@ -6,11 +6,11 @@ import sys
 import typer
 import uvicorn
 
-from gateway.logs import configure_logging, get_logger
 from loadtest.sim.faults import ERROR_STATUSES, Faults
 from loadtest.sim.profiles import PROFILES, UnknownProfile, load_profile
 from loadtest.sim.replica import ReplicaConfig
 from loadtest.sim.server import create_app
+from turnout.logs import configure_logging, get_logger
 
 app = typer.Typer(add_completion=False, no_args_is_help=True)
 

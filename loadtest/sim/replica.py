@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from gateway.logs import get_logger
 from loadtest.sim.api import GenerationRequest
 from loadtest.sim.engine import EngineConfig, EngineModel
 from loadtest.sim.exposition import LatencyHistograms
@@ -21,6 +20,7 @@ from loadtest.sim.faults import Faults
 from loadtest.sim.kvcache import SharedKVPool
 from loadtest.sim.profiles import Profile, load_profile
 from loadtest.sim.types import SimRequest, StepResult
+from turnout.logs import get_logger
 
 # How far behind schedule the loop may run before it stops trying to catch up:
 # sleeps are rounded to 1 ms by the event loop, so small debts are paid back.

@@ -18,7 +18,6 @@ from typing import Any
 import orjson
 from prometheus_client import CollectorRegistry
 
-from gateway.logs import get_logger
 from loadtest.sim.api import (
     DONE,
     ApiError,
@@ -33,6 +32,7 @@ from loadtest.sim.faults import Faults, FaultsInvalid
 from loadtest.sim.kvcache import SharedKVPool
 from loadtest.sim.replica import Replica, ReplicaConfig, Stream
 from loadtest.sim.tokenizer import output_text, output_token_text
+from turnout.logs import get_logger
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

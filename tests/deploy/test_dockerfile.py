@@ -75,7 +75,14 @@ def test_dockerignore_keeps_the_context_small() -> None:
         if line.startswith("COPY ") and "--from" not in line
     ]
     copied = {path.rstrip("/") for paths in sources for path in paths}
-    assert {"pyproject.toml", "constraints.txt", "gateway", "routers", "loadtest"} <= copied
+    assert {
+        "pyproject.toml",
+        "constraints.txt",
+        "gateway",
+        "routers",
+        "loadtest",
+        "turnout",
+    } <= copied
     for path in copied:
         assert f"!{path}" in lines or f"!{path}/**" in lines, f"{path} is COPYed but ignored"
 

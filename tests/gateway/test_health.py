@@ -8,8 +8,8 @@ import orjson
 import pytest
 
 from gateway.health import HealthChecker, parse_models
-from gateway.logs import configure_logging
 from gateway.pool import Replica, ReplicaPool
+from turnout.logs import configure_logging
 
 Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]
 

@@ -12,9 +12,9 @@ import pytest
 from gateway.health import HealthChecker
 from gateway.poller import MetricsPoller
 from gateway.pool import Replica, ReplicaPool
-from gateway.scrape import parse_metrics
 from tests.loadtest.sim.serving import MODEL, serve_argv, wait_until
 from tests.procs import Proc
+from turnout.engine_metrics import parse_metrics
 
 
 def pool_of(*procs: Proc) -> ReplicaPool:

@@ -1,12 +1,12 @@
 from collections.abc import Sequence
 from typing import Any
 
-from gateway.logs import get_logger
 from gateway.pool import Replica, ReplicaPool
 from gateway.settings import GatewaySettings
 from gateway.state import Gateway
 from routers import Metrics, ReplicaView, RouteRequest
 from routers.types import StrategyBase
+from turnout.logs import get_logger
 
 
 class Clock:

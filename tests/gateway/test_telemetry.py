@@ -29,9 +29,7 @@ def test_requests_and_pool_gauges() -> None:
     got = samples(telemetry)
     labels = (("model", "m"), ("replica", "a"), ("status", "200"), ("strategy", "round_robin"))
     assert got[("turnout_requests_total", labels)] == 2
-    assert (
-        got[("turnout_request_duration_seconds_count", (("model", "m"), ("replica", "a")))] == 2
-    )
+    assert got[("turnout_request_duration_seconds_count", (("model", "m"), ("replica", "a")))] == 2
     assert (
         "turnout_request_duration_seconds_count",
         (("model", "none"), ("replica", "none")),

@@ -8,8 +8,8 @@ import pytest
 from tests.loadtest.sim.serving import MODEL, gauge, serve_argv, wait_until
 from tests.procs import Proc
 
-# gateway/scrape.py comes from the gw-poller branch; until it is merged this skips.
-scrape = pytest.importorskip("gateway.scrape")
+# turnout/engine_metrics.py comes from the gw-poller branch; until it is merged this skips.
+scrape = pytest.importorskip("turnout.engine_metrics")
 
 
 @pytest.mark.parametrize("legacy", [False, True])

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.scrape import MetricsParseError, _wanted_lines, parse_metrics
 from routers import Metrics
+from turnout.engine_metrics import MetricsParseError, _wanted_lines, parse_metrics
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 

@@ -1,6 +1,6 @@
 import orjson
 
-from gateway.logs import configure_logging, get_logger
+from turnout.logs import configure_logging, get_logger
 
 
 def test_json_lines_carry_logger_name_and_fields(capsys) -> None:  # type: ignore[no-untyped-def]
