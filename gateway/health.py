@@ -7,11 +7,11 @@ this checker is what brings those replicas back too.
 """
 
 import asyncio
-import contextlib
 from typing import Any
 
 import httpx
 
+from gateway.periodic import ProbeFailed, describe_error, every_replica
 from gateway.pool import ReplicaPool
 from turnout.logs import get_logger
 
@@ -37,9 +37,16 @@ class HealthChecker:
 
     async def run(self) -> None:
         """Check every replica forever; returns only when cancelled."""
-        async with asyncio.TaskGroup() as group:
-            for replica in self._pool:
-                group.create_task(self._loop(replica.id), name=f"health {replica.id}")
+        await every_replica(
+            self._pool, self.check_once, self._period, what="health_check", log=self._log
+        )
+
+    def _period(self, replica_id: str) -> float:
+        # An ejected replica is looked at often, so it is back as soon as its backoff
+        # ends; check_once skips it until then.
+        if self._pool.get(replica_id).healthy:
+            return self._interval
+        return min(_BACKOFF_TICK, self._interval)
 
     async def refresh_all(self) -> None:
         """Check every replica once, concurrently, and learn their models. For start-up,
@@ -47,18 +54,6 @@ class HealthChecker:
         most twice the timeout: /health, then /v1/models (which is also the probe where
         there is no /health)."""
         await asyncio.gather(*(self.check_once(r.id) for r in self._pool))
-
-    async def _loop(self, replica_id: str) -> None:
-        while True:
-            try:
-                await self.check_once(replica_id)
-            except Exception:  # even a failure to log must not end this replica's checks
-                with contextlib.suppress(Exception):
-                    self._log.exception("health_check_crashed", replica=replica_id)
-            # An ejected replica is looked at often, so it is back as soon as its
-            # backoff ends; check_once skips it until then.
-            healthy = self._pool.get(replica_id).healthy
-            await asyncio.sleep(self._interval if healthy else min(_BACKOFF_TICK, self._interval))
 
     async def check_once(self, replica_id: str) -> bool:
         """One check (skipped while an ejected replica's backoff lasts). True if the
@@ -74,9 +69,9 @@ class HealthChecker:
                 response = models = await self._get(f"{replica.url}/v1/models")
             if response.status_code != 200:
                 path = response.request.url.path
-                raise _Unhealthy(f"{path} answered HTTP {response.status_code}")
+                raise ProbeFailed(f"{path} answered HTTP {response.status_code}")
         except Exception as exc:
-            reason = _describe(exc)
+            reason = describe_error(exc)
             if self._pool.mark_down(replica_id, reason):
                 self._log.warning("replica_ejected", replica=replica_id, reason=reason, by="health")
             return False
@@ -95,7 +90,8 @@ class HealthChecker:
             response.raise_for_status()
             models, max_len = parse_models(response.json())
         except Exception as exc:
-            self._log.warning("models_refresh_failed", replica=replica_id, error=_describe(exc))
+            error = describe_error(exc)
+            self._log.warning("models_refresh_failed", replica=replica_id, error=error)
             return
         if set(models) != set(replica.models) and not replica.models_pinned:
             self._log.info("models_changed", replica=replica_id, models=sorted(models))
@@ -121,16 +117,3 @@ def parse_models(body: Any) -> tuple[list[str], dict[str, int]]:
         if isinstance(length, int) and not isinstance(length, bool) and length > 0:
             max_len[entry["id"]] = length
     return models, max_len
-
-
-class _Unhealthy(Exception):
-    pass
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError | httpx.TimeoutException):
-        return "timeout"
-    if isinstance(exc, _Unhealthy):
-        return str(exc)
-    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return text[:200]

@@ -6,11 +6,10 @@ and no request ever waits on a scrape. Each scrape is cut off before the next ti
 """
 
 import asyncio
-import contextlib
-import time
 
 import httpx
 
+from gateway.periodic import ProbeFailed, describe_error, every_replica
 from gateway.pool import ReplicaPool
 from routers import Metrics
 from turnout.engine_metrics import parse_metrics
@@ -40,24 +39,14 @@ class MetricsPoller:
         """Scrape every replica forever; returns only when cancelled."""
         # Loops start spread over one interval, so the replicas' scrapes (and their
         # parsing, on the event loop) do not all land in the same instant.
-        count = len(self._pool)
-        async with asyncio.TaskGroup() as group:
-            for i, replica in enumerate(self._pool):
-                offset = self._interval * i / count
-                group.create_task(self._loop(replica.id, offset), name=f"scrape {replica.id}")
-
-    async def _loop(self, replica_id: str, offset: float = 0.0) -> None:
-        await asyncio.sleep(offset)
-        next_at = time.monotonic()
-        while True:
-            try:
-                await self.scrape_once(replica_id)
-            except Exception:  # even a failure to log must not end this replica's scrapes
-                with contextlib.suppress(Exception):
-                    self._log.exception("scrape_crashed", replica=replica_id)
-            # Fixed ticks; a scrape never overruns one because of the timeout.
-            next_at = max(next_at + self._interval, time.monotonic())
-            await asyncio.sleep(next_at - time.monotonic())
+        await every_replica(
+            self._pool,
+            self.scrape_once,
+            lambda _replica_id: self._interval,
+            what="scrape",
+            log=self._log,
+            spread_over=self._interval,
+        )
 
     async def scrape_once(self, replica_id: str) -> None:
         """Scrape one replica and record the outcome in the pool."""
@@ -71,7 +60,7 @@ class MetricsPoller:
             return
         except Exception as exc:  # refused, timed out, HTTP error, garbage text
             self._pool.record_scrape_failure(replica_id)
-            self._note(replica_id, _describe(exc))
+            self._note(replica_id, describe_error(exc))
             return
         if metrics is None:
             self._note(replica_id, "absent")
@@ -87,7 +76,7 @@ class MetricsPoller:
         if response.status_code in (404, 405, 501):
             raise _Absent
         if response.status_code != 200:
-            raise _BadStatus(f"HTTP {response.status_code}")
+            raise ProbeFailed(f"HTTP {response.status_code}")
         return parse_metrics(response.text)
 
     def _note(self, replica_id: str, outcome: str) -> None:
@@ -107,14 +96,3 @@ class MetricsPoller:
 
 class _Absent(Exception):
     """The replica serves no /metrics (or none this gateway understands)."""
-
-
-class _BadStatus(Exception):
-    pass
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError | httpx.TimeoutException):
-        return "timeout"
-    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return text[:200]
