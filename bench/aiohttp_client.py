@@ -9,9 +9,9 @@ from typing import Any
 
 import aiohttp
 
-from loadtest.client import REPLICA_HEADER, StreamError, _Measure, endpoint_url, request_body
-from loadtest.records import ErrorKind, RequestRecord
-from loadtest.schedule import Schedule, ScheduledRequest
+from loadtest.drive.client import REPLICA_HEADER, StreamError, _Measure, endpoint_url, request_body
+from loadtest.drive.records import ErrorKind, RequestRecord
+from loadtest.workload.schedule import Schedule, ScheduledRequest
 
 
 class AiohttpClient:

@@ -1,7 +1,7 @@
 """How much one load-generator process sustains with its send lag p99 under 5 ms.
 
 Starts bench/fast_server.py (a streaming server that costs next to nothing) in its own process,
-then runs the real generator (`loadtest.runner.run_schedule`, on uvloop) in this one at rising
+then runs the real generator (`loadtest.drive.runner.run_schedule`, on uvloop) in this one at rising
 Poisson rates, two ways:
 
 - requests/s: short streams (--short-tokens chunks, written at once);
@@ -34,11 +34,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from loadtest.client import Client
-from loadtest.run_command import run_async
-from loadtest.runner import LAG_BUDGET_S, run_schedule
-from loadtest.schedule import Schedule, build_schedule
+from loadtest.drive.client import Client
+from loadtest.drive.runner import LAG_BUDGET_S, run_async, run_schedule
 from loadtest.workload import Arrival, LengthDist, Workload
+from loadtest.workload.schedule import Schedule, build_schedule
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

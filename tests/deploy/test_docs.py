@@ -85,7 +85,7 @@ def test_compose_environments_point_at_the_published_gateways() -> None:
 
 
 def test_compose_environments_load_in_loadtest() -> None:
-    environments = pytest.importorskip("loadtest.environments")
+    environments = pytest.importorskip("loadtest.environments.catalog")
     loaded = environments.load_environments(COMPOSE / "environments.yaml")
     assert loaded["compose-baseline"].url == "http://127.0.0.1:8080"
     assert loaded["compose-managed"].url == "http://127.0.0.1:8081"

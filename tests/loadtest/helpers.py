@@ -1,6 +1,9 @@
+import subprocess
 from dataclasses import replace
+from pathlib import Path
 
 from loadtest.workload import Arrival, LengthDist, Workload
+from tests.procs import bin_path
 
 
 def small_workload(**changes: object) -> Workload:
@@ -16,3 +19,15 @@ def small_workload(**changes: object) -> Workload:
         timeout_s=10.0,
     )
     return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def loadtest(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run the `loadtest` CLI in `cwd`; its output and exit code (a minute at most)."""
+    return subprocess.run(
+        [bin_path("loadtest"), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=cwd,
+    )

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import yaml
 
-from loadtest.results import read_records
-from loadtest.schedule import build_schedule
+from loadtest.analysis.results import read_records
 from loadtest.sim.tokenizer import encode
 from loadtest.workload import load_workload
-from tests.loadtest.test_run_command import loadtest
+from loadtest.workload.schedule import build_schedule
+from tests.loadtest.helpers import loadtest
 from tests.procs import Proc, bin_path
 
 WORKLOAD = {

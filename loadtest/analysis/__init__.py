@@ -1,0 +1,2 @@
+"""From records to answers: summaries, paired-bootstrap statistics, verdicts, reports and
+the results directory."""

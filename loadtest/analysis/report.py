@@ -1,0 +1,325 @@
+"""Self-contained HTML reports (plots as inline SVG) for one run or a comparison of two.
+
+Plots: latency CDFs, TTFT over time, requests per replica, and each replica's queue,
+running batch and KV-cache usage over time. A comparison overlays its two sides.
+"""
+
+import html
+import io
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib import rcParams
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from loadtest.analysis.stats import Difference
+from loadtest.analysis.summary import Summary, in_warmup
+from loadtest.drive.records import RequestRecord
+from loadtest.drive.runner import RunResult
+from loadtest.environments.sampler import ReplicaSample
+from loadtest.workload import Workload
+
+COLORS = ("#1f77b4", "#ff7f0e")
+_CDF_POINTS = 400
+_TIME_BIN_S = 5.0
+
+
+@dataclass
+class ReportSide:
+    """One run as a report shows it."""
+
+    label: str
+    # The run's records (warm-up included; `warmup` holds the excluded indices).
+    records: Sequence[RequestRecord]
+    figures: dict[str, Any]
+    samples: Sequence[ReplicaSample] = ()
+    # The run's start, seconds since the epoch (samples are placed relative to it).
+    started_at: float = 0.0
+    warmup: frozenset[int] = field(default_factory=frozenset)
+    description: str = ""
+
+    @property
+    def measured(self) -> list[RequestRecord]:
+        return [r for r in self.records if r.index not in self.warmup and r.ok]
+
+
+def _svg(fig: Figure) -> str:
+    buf = io.StringIO()
+    with rcParams_context():
+        fig.savefig(buf, format="svg", bbox_inches="tight")
+    text = buf.getvalue()
+    return text[text.index("<svg") :]
+
+
+class rcParams_context:
+    """Text as <text> (not paths) keeps the SVG small and searchable."""
+
+    def __enter__(self) -> None:
+        self.saved = rcParams["svg.fonttype"]
+        rcParams["svg.fonttype"] = "none"
+
+    def __exit__(self, *_: object) -> None:
+        rcParams["svg.fonttype"] = self.saved
+
+
+def _legend(ax: Axes, **options: Any) -> None:
+    # A run where every request failed has nothing to label; matplotlib would warn.
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**options)
+
+
+def _cdf(ax: Axes, values: Sequence[float], label: str, color: str) -> None:
+    data = np.sort(np.asarray(values, dtype=float)) * 1000
+    if data.size == 0:
+        return
+    q = np.linspace(0, 1, min(_CDF_POINTS, data.size))
+    ax.plot(np.quantile(data, q), q, label=label, color=color)
+
+
+def latency_cdfs(sides: Sequence[ReportSide]) -> str:
+    fig = Figure(figsize=(10, 6.5))
+    axes = fig.subplots(2, 2)
+    metrics = [("TTFT", "ttft_s"), ("ITL", "itl_s"), ("TPOT", "tpot_s"), ("E2E", "e2e_s")]
+    for ax, (title, attr) in zip(axes.flat, metrics, strict=True):
+        for side, color in zip(sides, COLORS, strict=False):
+            recs = side.measured
+            if attr == "itl_s":
+                values = [g for r in recs for g in r.itl_s]
+            else:
+                values = [getattr(r, attr) for r in recs if getattr(r, attr) is not None]
+            _cdf(ax, values, side.label, color)
+        ax.set_title(f"{title} CDF")
+        ax.set_xlabel("ms")
+        ax.set_xscale("log")
+        ax.set_ylim(0, 1.01)
+        ax.grid(True, alpha=0.3)
+        _legend(ax, loc="lower right")
+    fig.tight_layout()
+    return _svg(fig)
+
+
+def ttft_over_time(sides: Sequence[ReportSide]) -> str:
+    fig = Figure(figsize=(10, 4))
+    ax = fig.subplots()
+    for side, color in zip(sides, COLORS, strict=False):
+        recs = [r for r in side.records if r.ok and r.ttft_s is not None]
+        if not recs:
+            continue
+        sent = np.array([r.sent_s for r in recs])
+        ttft = np.array([r.ttft_s for r in recs], dtype=float) * 1000
+        ax.scatter(sent, ttft, s=4, alpha=0.35, color=color, rasterized=True)
+        edges = np.arange(0, sent.max() + _TIME_BIN_S, _TIME_BIN_S)
+        which = np.digitize(sent, edges)
+        centers, p99 = [], []
+        for b in np.unique(which):
+            chunk = ttft[which == b]
+            centers.append(edges[b - 1] + _TIME_BIN_S / 2)
+            p99.append(np.percentile(chunk, 99))
+        ax.plot(centers, p99, color=color, label=f"{side.label} p99 per {_TIME_BIN_S:g} s")
+    ax.set_yscale("log")
+    ax.set_xlabel("send time (s from start)")
+    ax.set_ylabel("TTFT (ms)")
+    ax.set_title("TTFT over time (dots: requests)")
+    ax.grid(True, alpha=0.3)
+    _legend(ax, loc="upper left")
+    fig.tight_layout()
+    return _svg(fig)
+
+
+def requests_per_replica(sides: Sequence[ReportSide]) -> str:
+    counts = [Counter(r.replica or "-" for r in side.measured) for side in sides]
+    names = sorted(set().union(*counts))
+    fig = Figure(figsize=(10, 3.5))
+    ax = fig.subplots()
+    width = 0.8 / max(1, len(sides))
+    x = np.arange(len(names))
+    for i, (side, count, color) in enumerate(zip(sides, counts, COLORS, strict=False)):
+        ax.bar(x + i * width, [count[n] for n in names], width, label=side.label, color=color)
+    ax.set_xticks(x + width * (len(sides) - 1) / 2, names, rotation=20, ha="right")
+    ax.set_ylabel("requests")
+    ax.set_title("Requests per replica (measured, successful)")
+    _legend(ax)
+    fig.tight_layout()
+    return _svg(fig)
+
+
+def replica_state_over_time(sides: Sequence[ReportSide]) -> str | None:
+    """Waiting, running and KV usage per replica over time; one row per side."""
+    with_samples = [s for s in sides if s.samples]
+    if not with_samples:
+        return None
+    fig = Figure(figsize=(12, 3.2 * len(with_samples)))
+    axes = np.atleast_2d(fig.subplots(len(with_samples), 3, squeeze=False))
+    fields = [
+        ("waiting", "waiting requests"),
+        ("running", "running requests"),
+        ("kv_usage", "KV-cache usage"),
+    ]
+    for row, side in zip(axes, with_samples, strict=True):
+        by_replica: dict[str, list[ReplicaSample]] = {}
+        for sample in side.samples:
+            by_replica.setdefault(sample.replica, []).append(sample)
+        for ax, (attr, title) in zip(row, fields, strict=True):
+            for name, samples in sorted(by_replica.items()):
+                points = [(s.at - side.started_at, getattr(s, attr)) for s in samples]
+                points = [(t, v) for t, v in points if v is not None]
+                if points:
+                    t, v = zip(*points, strict=True)
+                    ax.plot(t, v, label=name, linewidth=1)
+            ax.set_title(f"{side.label}: {title}")
+            ax.set_xlabel("s from start")
+            ax.grid(True, alpha=0.3)
+            if attr == "kv_usage":
+                ax.set_ylim(0, 1.02)
+        _legend(row[0], fontsize="x-small", loc="upper left")
+    fig.tight_layout()
+    return _svg(fig)
+
+
+def _fmt(value: Any, unit: str) -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "-"
+    if unit == "s":
+        return f"{value * 1000:.1f} ms"
+    if unit == "":
+        return f"{value:.2%}"
+    return f"{value:.2f} {unit}"
+
+
+def _difference_rows(diffs: Sequence[Difference], units: dict[str, str]) -> str:
+    rows = []
+    for d in diffs:
+        unit = units.get(d.figure, "")
+        sign = "+" if d.diff > 0 else ""
+        diff = f"{sign}{_fmt(d.diff, unit)}" if np.isfinite(d.diff) else "-"
+        ci = f"[{_fmt(d.low, unit)}, {_fmt(d.high, unit)}]" if np.isfinite(d.low) else "-"
+        mark = {"a": "A better", "b": "B better", None: "not significant"}[d.winner]
+        cls = {"a": "a", "b": "b", None: "ns"}[d.winner]
+        rows.append(
+            f"<tr><td>{html.escape(d.figure)}</td><td>{_fmt(d.a, unit)}</td>"
+            f"<td>{_fmt(d.b, unit)}</td><td>{diff}</td><td>{ci}</td>"
+            f'<td class="{cls}">{mark}</td></tr>'
+        )
+    return "\n".join(rows)
+
+
+def _summary_rows(side: ReportSide) -> str:
+    rows = []
+    for key, value in side.figures.items():
+        unit = "s" if key.endswith("_s") and key != "window_s" else "raw"
+        shown = _fmt(value, unit) if unit == "s" else html.escape(_plain(value))
+        rows.append(f"<tr><td>{html.escape(key)}</td><td>{shown}</td></tr>")
+    return "\n".join(rows)
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "-" if value is None else str(value)
+
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;
+text-align:right}td:first-child{text-align:left}.a{color:#1f77b4}.b{color:#ff7f0e}
+.ns{color:#888}.verdict{font-size:1.2em;padding:.6em;background:#f4f4f4;border-left:4px solid #444}
+svg{max-width:100%;height:auto}
+"""
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>"
+    )
+
+
+def _plots(sides: Sequence[ReportSide]) -> str:
+    parts = [
+        "<h2>Latency CDFs</h2>",
+        latency_cdfs(sides),
+        "<h2>TTFT over time</h2>",
+        ttft_over_time(sides),
+        "<h2>Requests per replica</h2>",
+        requests_per_replica(sides),
+    ]
+    state = replica_state_over_time(sides)
+    parts.append("<h2>Replica queue and KV usage over time</h2>")
+    parts.append(state or "<p>No replica samples (no /admin/replicas or /metrics to read).</p>")
+    return "\n".join(parts)
+
+
+def _notes(notes: Sequence[str]) -> str:
+    return "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>"
+
+
+def render_run(side: ReportSide, *, title: str, notes: Sequence[str] = ()) -> str:
+    """The HTML report of one run."""
+    body = (
+        _notes(notes)
+        + "<h2>Summary</h2><table><tr><th>figure</th><th>value</th></tr>"
+        + _summary_rows(side)
+        + "</table>"
+        + _plots([side])
+    )
+    return _page(title, body)
+
+
+def render_compare(
+    a: ReportSide,
+    b: ReportSide,
+    diffs: Sequence[Difference],
+    *,
+    units: dict[str, str],
+    verdict: str,
+    reasons: Sequence[str] = (),
+    notes: Sequence[str] = (),
+) -> str:
+    """The HTML report of a comparison: verdict, table with intervals, overlaid plots."""
+    why = _notes(reasons) if reasons else ""
+    body = (
+        f'<p class="verdict">{html.escape(verdict)}</p>{why}'
+        + _notes(notes)
+        + f'<h2>A = <span class="a">{html.escape(a.label)}</span>, '
+        f'B = <span class="b">{html.escape(b.label)}</span></h2>'
+        + "<table><tr><th>figure</th><th>A</th><th>B</th><th>B - A</th>"
+        "<th>95% CI (bootstrap)</th><th></th></tr>"
+        + _difference_rows(diffs, units)
+        + "</table>"
+        + _plots([a, b])
+    )
+    return _page(f"{a.label} vs {b.label}", body)
+
+
+def write_run_report(
+    directory: Path,
+    result: RunResult,
+    summary: Summary,
+    workload: Workload,
+    samples: Sequence[ReplicaSample] = (),
+) -> Path:
+    """report.html for one `loadtest run` in its results directory; returns its path.
+
+    For `loadtest run`: sample with `ReplicaSampler` (loadtest.environments.sampler) while
+    the run lasts and pass its samples here."""
+    side = ReportSide(
+        label=workload.name,
+        records=result.records,
+        figures=summary.to_dict(),
+        samples=samples,
+        started_at=result.started_at.timestamp(),
+        warmup=frozenset(in_warmup(result.records, workload)),
+    )
+    lag = result.lag
+    notes = [
+        f"{result.schedule.describe()} against {result.target_url}, seed {result.schedule.seed}",
+        f"generator lag p50 {lag.p50_s * 1000:.2f} ms, p99 {lag.p99_s * 1000:.2f} ms",
+    ]
+    path = directory / "report.html"
+    path.write_text(render_run(side, title=f"{workload.name} on {result.target_url}", notes=notes))
+    return path

@@ -1,0 +1,225 @@
+"""The one-line verdict of a comparison, and the observations that explain it.
+
+The verdict looks at two figures only: TTFT p99 (what the slowest users wait) and goodput
+(requests per second that meet the workload's targets). The observations come from the
+records (per model, per replica) and from the replicas' sampled queue and KV usage, so that
+"B is not better" always comes with a "because".
+"""
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from loadtest.analysis.stats import Difference
+from loadtest.drive.records import RequestRecord
+from loadtest.drive.runner import LAG_BUDGET_S
+from loadtest.environments.sampler import ReplicaSample
+
+KEY_FIGURES = ("ttft_p99_s", "goodput_rps")
+# Quoted when neither key figure differs significantly and one of these does, in this order.
+SECONDARY_FIGURES = ("ttft_p90_s", "ttft_p50_s", "ttft_mean_s", "tpot_p99_s", "e2e_p50_s")
+# Below these (most waiting on one replica, peak KV usage) a fleet counts as lightly loaded.
+LIGHT_QUEUE = 5
+LIGHT_KV = 0.5
+
+
+@dataclass(frozen=True)
+class SideFacts:
+    """What a side's run looked like, for explaining the verdict."""
+
+    name: str
+    records: Sequence[RequestRecord]  # measured ones
+    samples: Sequence[ReplicaSample]
+    lag_p99_s: float
+    replica_cv: float | None
+    # Share of measured requests meeting the workload's targets.
+    goodput_fraction: float | None = None
+    # Engine counters summed over replicas after the run (see sampler.engine_counters).
+    counters: dict[str, float] = field(default_factory=dict)
+
+    def ttft_p99_by_model(self) -> dict[str, float]:
+        by_model: dict[str, list[float]] = defaultdict(list)
+        for r in self.records:
+            if r.ok and r.ttft_s is not None:
+                by_model[r.model].append(r.ttft_s)
+        return {m: float(np.percentile(v, 99)) for m, v in sorted(by_model.items())}
+
+    def queue_state(self) -> dict[str, Any]:
+        """Mean and peak waiting requests per replica, and peak KV usage, over the run."""
+        if not self.samples:
+            return {}
+        waiting: dict[str, list[float]] = defaultdict(list)
+        kv: list[float] = []
+        for s in self.samples:
+            if s.waiting is not None:
+                waiting[s.replica].append(s.waiting)
+            if s.kv_usage is not None:
+                kv.append(s.kv_usage)
+        means = {name: float(np.mean(v)) for name, v in waiting.items()}
+        return {
+            "mean_waiting_total": float(sum(means.values())),
+            "max_waiting": float(max((max(v) for v in waiting.values()), default=0.0)),
+            "busiest_replica": max(means, key=lambda n: means[n]) if means else None,
+            "busiest_mean_waiting": max(means.values(), default=0.0),
+            "max_kv_usage": float(max(kv)) if kv else None,
+        }
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"
+
+
+def _describe(d: Difference) -> str:
+    if d.figure != "ttft_p99_s" and d.figure.endswith("_s"):
+        metric, stat, _ = d.figure.split("_")
+        return (
+            f"{metric.upper()} {stat} {_ms(d.a)} -> {_ms(d.b)} "
+            f"(95% CI {d.low * 1000:+.0f} .. {d.high * 1000:+.0f} ms)"
+        )
+    if d.figure == "goodput_rps":
+        return (
+            f"goodput {d.a:.2f} -> {d.b:.2f} req/s "
+            f"(95% CI of the difference {d.low:+.2f} .. {d.high:+.2f})"
+        )
+    rel = f", {d.relative:+.0%}" if d.relative is not None else ""
+    return (
+        f"TTFT p99 {_ms(d.a)} -> {_ms(d.b)}{rel} "
+        f"(95% CI {d.low * 1000:+.0f} .. {d.high * 1000:+.0f} ms)"
+    )
+
+
+def verdict(diffs: Sequence[Difference], a: str, b: str) -> tuple[str, str | None]:
+    """The one-line verdict, and the better side's name when both key figures agree."""
+    by_name = {d.figure: d for d in diffs}
+    ttft, good = by_name["ttft_p99_s"], by_name["goodput_rps"]
+    names = {"a": a, "b": b}
+    details = f"{_describe(ttft)}; {_describe(good)}"
+    winners = {w for w in (ttft.winner, good.winner) if w is not None}
+    if not winners:
+        line = f"no significant difference between {a} and {b} on TTFT p99 or goodput: {details}"
+        second = next(
+            (by_name[f] for f in SECONDARY_FIGURES if f in by_name and by_name[f].winner), None
+        )
+        if second is not None:
+            line += f"; but {names[str(second.winner)]} is better on {_describe(second)}"
+        return line, None
+    if len(winners) == 2:
+        return (
+            f"mixed: {names[str(ttft.winner)]} is better on TTFT p99, "
+            f"{names[str(good.winner)]} on goodput: {details}",
+            None,
+        )
+    best = names[winners.pop()]
+    if ttft.winner and good.winner:
+        return f"{best} is better on TTFT p99 and goodput: {details}", best
+    which = "TTFT p99" if ttft.winner else "goodput"
+    other = "goodput" if ttft.winner else "TTFT p99"
+    return f"{best} is better on {which} ({other} not significantly different): {details}", best
+
+
+def why_not_better(a: SideFacts, b: SideFacts) -> str:
+    """Why B (the candidate) did not beat A, from what the engines and queues showed."""
+    causes = []
+    hits_a = a.counters.get("prefix_cache_hit_rate")
+    hits_b = b.counters.get("prefix_cache_hit_rate")
+    if hits_a and (hits_b or 0.0) < hits_a / 2:
+        causes.append(
+            f"{a.name} served {hits_a:.0%} of prompt tokens from its prefix cache and "
+            f"{b.name} {hits_b or 0:.0%}, so {b.name} spends more time in prefill, which is "
+            "what TTFT waits for"
+        )
+    states = [s.queue_state() for s in (a, b)]
+    if all(states):
+        waiting = max(s["max_waiting"] for s in states)
+        kv = max((s["max_kv_usage"] or 0.0) for s in states)
+        if waiting < LIGHT_QUEUE and kv < LIGHT_KV:
+            causes.append(
+                f"queues stayed short (at most {waiting:.0f} waiting on one replica) and KV "
+                f"usage low (peak {kv:.0%}): routing by queue depth and an elastic KV cache "
+                "only pay off when queues form and KV runs short"
+            )
+    pre_a, pre_b = a.counters.get("preemptions", 0.0), b.counters.get("preemptions", 0.0)
+    if pre_b > pre_a:
+        causes.append(f"{b.name} preempted {pre_b:.0f} requests ({a.name} {pre_a:.0f})")
+    if max(a.lag_p99_s, b.lag_p99_s) > LAG_BUDGET_S:
+        causes.append("the generator lagged, so part of the difference may be the client's")
+    if not causes:
+        return f"why {b.name} is not better: no single cause stands out in the samples"
+    return f"why {b.name} is not better: " + "; ".join(causes) + "."
+
+
+def observations(diffs: Sequence[Difference], a: SideFacts, b: SideFacts) -> list[str]:
+    """Facts that explain the verdict: load, queues, KV pressure, per-model tails, lag."""
+    notes: list[str] = []
+    _, better = verdict(diffs, a.name, b.name) if _has_key_figures(diffs) else ("", None)
+    if _has_key_figures(diffs) and better != b.name:
+        notes.append(why_not_better(a, b))
+    by_name = {d.figure: d for d in diffs}
+    for side in (a, b):
+        if side.lag_p99_s > LAG_BUDGET_S:
+            notes.append(
+                f"{side.name}: generator lag p99 {side.lag_p99_s * 1000:.1f} ms exceeds "
+                f"{LAG_BUDGET_S * 1000:g} ms, so "
+                "its figures describe the load generator too; lower the rate."
+            )
+    for side in (a, b):
+        state = side.queue_state()
+        if not state:
+            continue
+        kv = state["max_kv_usage"]
+        kv_text = f", peak KV usage {kv:.0%}" if kv is not None else ""
+        notes.append(
+            f"{side.name}: {state['mean_waiting_total']:.1f} requests waiting on average over "
+            f"all replicas, at most {state['max_waiting']:.0f} on one; busiest "
+            f"{state['busiest_replica']} ({state['busiest_mean_waiting']:.1f} waiting on "
+            f"average){kv_text}; spread of requests over replicas (CV) "
+            f"{_cv(side.replica_cv)}."
+        )
+    states = [s.queue_state() for s in (a, b)]
+    if all(states) and max(s["max_waiting"] for s in states) < 1:
+        notes.append(
+            "no replica ever had a queue: the fleet was not loaded enough for routing or KV "
+            "management to matter; raise --rate to compare under load."
+        )
+    models_a, models_b = a.ttft_p99_by_model(), b.ttft_p99_by_model()
+    shared = [m for m in models_a if m in models_b]
+    if shared:
+        moves = sorted(shared, key=lambda m: models_b[m] - models_a[m])
+        parts = [f"{m.split('/')[-1]} {_ms(models_a[m])} -> {_ms(models_b[m])}" for m in moves]
+        notes.append(f"TTFT p99 by model ({a.name} -> {b.name}): " + ", ".join(parts) + ".")
+    if a.counters or b.counters:
+        notes.append(_engine_note(a, b))
+    errors = by_name.get("error_rate")
+    if errors is not None and (errors.a > 0 or errors.b > 0):
+        notes.append(f"error rate {errors.a:.1%} ({a.name}) vs {errors.b:.1%} ({b.name}).")
+    if a.goodput_fraction is not None and b.goodput_fraction is not None:
+        notes.append(
+            f"share of requests meeting the SLO: {a.goodput_fraction:.1%} ({a.name}) vs "
+            f"{b.goodput_fraction:.1%} ({b.name})."
+        )
+    return notes
+
+
+def _has_key_figures(diffs: Sequence[Difference]) -> bool:
+    return set(KEY_FIGURES) <= {d.figure for d in diffs}
+
+
+def _cv(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _engine_note(a: SideFacts, b: SideFacts) -> str:
+    def hits(side: SideFacts) -> str:
+        rate = side.counters.get("prefix_cache_hit_rate")
+        return "prefix caching off or unused" if rate is None else f"{rate:.0%} prefix-cache hits"
+
+    def preempted(side: SideFacts) -> str:
+        return f"{side.counters.get('preemptions', 0):.0f} preemptions"
+
+    return (
+        f"engines: {a.name} {hits(a)}, {preempted(a)}; {b.name} {hits(b)}, {preempted(b)} "
+        "(prefix-cache hits save prefill time and so TTFT; preemptions mean KV ran out)."
+    )

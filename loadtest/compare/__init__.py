@@ -1,0 +1,1 @@
+"""Comparing two environments on one seeded schedule."""

@@ -1,0 +1,175 @@
+"""Named environments for `loadtest compare`: a running deployment's URL, or a local fleet.
+
+The project ships `shipped.yaml` beside this module; a user's file (given explicitly,
+or ./turnout-environments.yaml) adds entries and replaces those of the same name.
+"""
+
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+USER_FILE = "turnout-environments.yaml"
+FLEETS = ("baseline", "managed")
+
+
+class EnvironmentsError(ValueError):
+    """An environments file or name that cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class ReplicaSpec:
+    """One `vllm-sim serve` replica of a local fleet."""
+
+    model: str
+    profile: str
+    args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Where requests go: `url` (already running) or a local fleet behind a gateway."""
+
+    name: str
+    description: str = ""
+    url: str | None = None
+    fleet: str | None = None
+    replicas: tuple[ReplicaSpec, ...] = ()
+    strategy: str = "round_robin"
+    time_scale: float | None = None
+    gateway_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_local(self) -> bool:
+        return self.url is None
+
+    def with_time_scale(self, default: float) -> "Environment":
+        """This environment with `default` as its time scale unless it names its own."""
+        if not self.is_local or self.time_scale is not None:
+            return self
+        return replace(self, time_scale=default)
+
+    def describe(self) -> str:
+        if self.url is not None:
+            return f"{self.name}: {self.url}"
+        fleet = self.fleet or f"{len(self.replicas)} replicas"
+        scale = f", time scale {self.time_scale:g}" if self.time_scale is not None else ""
+        return f"{self.name}: fleet {fleet} + gateway {self.strategy}{scale}"
+
+
+class _ReplicaModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str
+    profile: str = "tiny"
+    args: list[str] = Field(default_factory=list)
+
+
+class _EnvironmentModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    description: str = ""
+    url: str | None = None
+    fleet: str | None = None
+    replicas: list[_ReplicaModel] | None = None
+    strategy: str = "round_robin"
+    time_scale: float | None = Field(None, gt=0)
+    gateway_env: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "_EnvironmentModel":
+        kinds = [k for k in ("url", "fleet", "replicas") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError("give exactly one of url, fleet or replicas")
+        if self.fleet is not None and self.fleet not in FLEETS:
+            raise ValueError(f"fleet must be one of {', '.join(FLEETS)}")
+        if self.replicas is not None and not self.replicas:
+            raise ValueError("replicas must list at least one replica")
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ValueError("url must start with http:// or https://")
+        return self
+
+
+def _parse(text: str, source: str) -> dict[str, Environment]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise EnvironmentsError(f"{source}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("environments"), dict):
+        raise EnvironmentsError(f"{source}: expected a mapping `environments: {{name: ...}}`")
+    parsed: dict[str, Environment] = {}
+    for name, body in data["environments"].items():
+        try:
+            spec = _EnvironmentModel.model_validate(body or {})
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'entry'}: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise EnvironmentsError(f"{source}: environment {name!r}: {problems}") from None
+        parsed[str(name)] = _build(str(name), spec)
+    return parsed
+
+
+def _build(name: str, spec: _EnvironmentModel) -> Environment:
+    replicas = tuple(
+        ReplicaSpec(model=r.model, profile=r.profile, args=tuple(r.args))
+        for r in spec.replicas or ()
+    )
+    return Environment(
+        name=name,
+        description=spec.description,
+        url=spec.url.rstrip("/") if spec.url else None,
+        fleet=spec.fleet,
+        replicas=replicas,
+        strategy=spec.strategy,
+        time_scale=spec.time_scale,
+        gateway_env=dict(spec.gateway_env),
+    )
+
+
+def shipped_environments() -> dict[str, Environment]:
+    text = resources.files("loadtest.environments").joinpath("shipped.yaml").read_text()
+    return _parse(text, "loadtest/environments/shipped.yaml")
+
+
+def load_environments(
+    user_file: Path | None = None, *, cwd: Path | None = None
+) -> dict[str, Environment]:
+    """The shipped environments, extended and overridden by the user's file.
+
+    `user_file` must exist when given; otherwise ./turnout-environments.yaml is read
+    when present.
+    """
+    environments = shipped_environments()
+    if user_file is None:
+        candidate = (cwd or Path.cwd()) / USER_FILE
+        user_file = candidate if candidate.is_file() else None
+    elif not user_file.is_file():
+        raise EnvironmentsError(f"environments file not found: {user_file}")
+    if user_file is not None:
+        environments.update(_parse(user_file.read_text(), str(user_file)))
+    return environments
+
+
+def resolve(environments: dict[str, Environment], name: str) -> Environment:
+    """The environment called `name`, or an error that lists the known names."""
+    try:
+        return environments[name]
+    except KeyError:
+        known = ", ".join(sorted(environments))
+        raise EnvironmentsError(f"unknown environment {name!r}; known: {known}") from None
+
+
+def as_dict(env: Environment) -> dict[str, Any]:
+    """A JSON-ready description (for compare.json)."""
+    return {
+        "name": env.name,
+        "description": env.description,
+        "url": env.url,
+        "fleet": env.fleet,
+        "replicas": [r.__dict__ | {"args": list(r.args)} for r in env.replicas],
+        "strategy": env.strategy,
+        "time_scale": env.time_scale,
+    }

@@ -1,0 +1,137 @@
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from loadtest.analysis.stats import Side, block_indices, compare_sides, figures
+from loadtest.workload import Slo
+
+
+@dataclass(frozen=True)
+class Rec:
+    index: int
+    ttft_s: float | None
+    tpot_s: float | None = 0.01
+    e2e_s: float | None = 1.0
+    output_tokens: int | None = 100
+    itl_s: tuple[float, ...] = (0.01, 0.01)
+    error_kind: str | None = None
+
+
+def side_of(ttfts: np.ndarray, *, duration_s: float = 100.0, slo: Slo | None = None) -> Side:
+    return Side.of(
+        [Rec(i, float(t), e2e_s=float(t) + 1.0) for i, t in enumerate(ttfts)],
+        duration_s=duration_s,
+        slo=slo or Slo(),
+    )
+
+
+def by_name(diffs: list, name: str):  # type: ignore[no-untyped-def,type-arg]
+    return next(d for d in diffs if d.figure == name)
+
+
+def test_known_shift_is_inside_the_interval_and_significant() -> None:
+    rng = np.random.default_rng(1)
+    base = rng.lognormal(mean=np.log(0.2), sigma=0.5, size=2000)
+    noise = rng.normal(0.0, 0.01, size=2000)
+    a, b = side_of(base), side_of(base + 0.05 + noise)
+    diffs = compare_sides(a, b, resamples=500, seed=3)
+    for name in ("ttft_mean_s", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s"):
+        d = by_name(diffs, name)
+        assert d.low < 0.05 < d.high, (name, d)
+        assert d.significant and d.winner == "a", name
+    mean = by_name(diffs, "ttft_mean_s")
+    assert mean.diff == pytest.approx(0.05, abs=0.002)
+    assert mean.high - mean.low < 0.01  # paired: the request mix cancels out
+
+
+def test_independent_samples_with_a_known_mean_difference() -> None:
+    rng = np.random.default_rng(7)
+    a = side_of(rng.normal(1.0, 0.2, size=3000))
+    b = side_of(rng.normal(0.9, 0.2, size=3000))
+    d = by_name(compare_sides(a, b, resamples=500, seed=1), "ttft_mean_s")
+    assert d.low < -0.1 < d.high
+    assert d.significant and d.winner == "b"
+
+
+def test_identical_samples_are_not_significant() -> None:
+    rng = np.random.default_rng(2)
+    values = rng.exponential(0.3, size=1000)
+    diffs = compare_sides(side_of(values), side_of(values.copy()), resamples=300, seed=0)
+    assert all(d.diff == 0 for d in diffs if np.isfinite(d.diff))
+    assert not any(d.significant for d in diffs)
+    assert all(d.winner is None for d in diffs)
+
+
+def test_same_distribution_different_draws_is_not_significant() -> None:
+    rng = np.random.default_rng(11)
+    a, b = side_of(rng.exponential(0.3, 1500)), side_of(rng.exponential(0.3, 1500))
+    d = by_name(compare_sides(a, b, resamples=500, seed=5), "ttft_p50_s")
+    assert d.low < 0 < d.high and not d.significant
+
+
+def test_rates_goodput_and_errors() -> None:
+    recs = [Rec(i, 0.1) for i in range(80)]
+    recs += [Rec(80 + i, 2.0) for i in range(10)]  # misses the TTFT target
+    recs += [Rec(90 + i, 0.1, tpot_s=0.5) for i in range(5)]  # misses the TPOT target
+    recs += [Rec(95 + i, None, None, None, None, (), "http_5xx") for i in range(5)]
+    side = Side.of(recs, duration_s=10.0, slo=Slo(ttft_s=1.0, tpot_s=0.1))
+    diffs = compare_sides(side, side, resamples=50, seed=0)
+    assert by_name(diffs, "throughput_rps").a == pytest.approx(9.5)
+    assert by_name(diffs, "goodput_rps").a == pytest.approx(8.0)
+    assert by_name(diffs, "error_rate").a == pytest.approx(0.05)
+    assert by_name(diffs, "output_tokens_per_s").a == pytest.approx(950.0)
+    assert by_name(diffs, "ttft_max_s").a == pytest.approx(2.0)
+    assert by_name(diffs, "itl_p50_s").a == pytest.approx(0.01)
+
+
+def test_more_goodput_wins_for_the_higher_side() -> None:
+    slo = Slo(ttft_s=0.5)
+    a = side_of(np.full(500, 0.6), slo=slo, duration_s=50)  # nobody meets the target
+    b = side_of(np.full(500, 0.4), slo=slo, duration_s=50)
+    good = by_name(compare_sides(a, b, resamples=200, seed=0), "goodput_rps")
+    assert (good.a, good.b) == (0.0, 10.0)
+    assert good.winner == "b"
+
+
+def test_all_failed_side_gives_nan_not_a_crash() -> None:
+    failed = [Rec(i, None, None, None, None, (), "connect") for i in range(20)]
+    a = Side.of(failed, duration_s=5.0)
+    b = side_of(np.full(20, 0.1), duration_s=5.0)
+    diffs = compare_sides(a, b, resamples=50, seed=0)
+    ttft = by_name(diffs, "ttft_p99_s")
+    assert np.isnan(ttft.a) and not ttft.significant
+    assert by_name(diffs, "error_rate").winner == "b"
+    assert ttft.to_dict()["a"] is None
+
+
+def test_block_indices_are_runs_of_consecutive_requests() -> None:
+    idx = block_indices(10, 4, np.random.default_rng(0), block=3)
+    assert idx.shape == (4, 10)
+    steps = np.diff(idx, axis=1) % 10
+    # Within a block, indices advance by one (wrapping around).
+    assert (steps[:, [0, 1, 3, 4, 6, 7]] == 1).all()
+
+
+def test_figure_names_are_unique() -> None:
+    names = [f.name for f in figures()]
+    assert len(names) == len(set(names))
+    assert {"ttft_p99_s", "goodput_rps", "itl_p99_s"} <= set(names)
+
+
+def test_inter_token_gap_percentiles_find_a_known_slowdown() -> None:
+    rng = np.random.default_rng(4)
+
+    def run(scale: float) -> Side:
+        recs = [
+            Rec(i, 0.1, itl_s=tuple(rng.exponential(0.02 * scale, size=100))) for i in range(400)
+        ]
+        return Side.of(recs, duration_s=40.0)
+
+    a, b = run(1.0), run(1.2)  # every gap 20% slower in B
+    diffs = compare_sides(a, b, resamples=300, seed=2)
+    mean, p50 = by_name(diffs, "itl_mean_s"), by_name(diffs, "itl_p50_s")
+    assert mean.low < 0.004 < mean.high and mean.winner == "a"
+    assert p50.low < 0.02 * np.log(2) * 0.2 < p50.high and p50.winner == "a"
+    same = compare_sides(a, a, resamples=100, seed=2)
+    assert not by_name(same, "itl_p99_s").significant

@@ -1,0 +1,97 @@
+from pathlib import Path
+
+import pytest
+
+from loadtest.environments.catalog import (
+    USER_FILE,
+    EnvironmentsError,
+    ReplicaSpec,
+    load_environments,
+    resolve,
+)
+
+
+def test_shipped_environments_define_the_reference_pairs(tmp_path: Path) -> None:
+    envs = load_environments(cwd=tmp_path)
+    assert (envs["baseline"].fleet, envs["baseline"].strategy) == ("baseline", "round_robin")
+    assert (envs["managed"].fleet, envs["managed"].strategy) == ("managed", "queue_depth")
+    # rr and qd differ only in strategy, on the same fleet.
+    assert (envs["rr"].fleet, envs["rr"].strategy) == ("baseline", "round_robin")
+    assert (envs["qd"].fleet, envs["qd"].strategy) == ("baseline", "queue_depth")
+    assert all(env.is_local for env in envs.values())
+
+
+def test_user_file_overrides_and_extends(tmp_path: Path) -> None:
+    user = tmp_path / "envs.yaml"
+    user.write_text(
+        "environments:\n"
+        "  managed: {url: 'http://10.0.0.5:8081/'}\n"
+        "  pair:\n"
+        "    strategy: queue_depth\n"
+        "    time_scale: 4\n"
+        "    replicas:\n"
+        "      - {model: m, profile: tiny, args: ['--max-num-seqs', '8']}\n"
+        "      - {model: m}\n"
+    )
+    envs = load_environments(user, cwd=tmp_path)
+    assert envs["managed"].url == "http://10.0.0.5:8081"
+    assert not envs["managed"].is_local
+    assert envs["pair"].replicas == (
+        ReplicaSpec("m", "tiny", ("--max-num-seqs", "8")),
+        ReplicaSpec("m", "tiny"),
+    )
+    assert envs["pair"].time_scale == 4
+    assert envs["baseline"].fleet == "baseline"  # untouched entries stay
+
+
+def test_user_file_in_working_directory_is_read(tmp_path: Path) -> None:
+    (tmp_path / USER_FILE).write_text("environments:\n  prod: {url: 'http://127.0.0.1:9'}\n")
+    assert resolve(load_environments(cwd=tmp_path), "prod").url == "http://127.0.0.1:9"
+
+
+def test_unknown_name_lists_known_names(tmp_path: Path) -> None:
+    envs = load_environments(cwd=tmp_path)
+    with pytest.raises(EnvironmentsError) as err:
+        resolve(envs, "managd")
+    assert "unknown environment 'managd'" in str(err.value)
+    assert "baseline, managed, qd, rr" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("body", "complaint"),
+    [
+        ("  x: {url: 'http://a', fleet: baseline}", "exactly one of url, fleet or replicas"),
+        ("  x: {fleet: big}", "fleet must be one of baseline, managed"),
+        ("  x: {url: 'ftp://a'}", "url must start with http"),
+        ("  x: {replicas: []}", "at least one replica"),
+        ("  x: {fleet: baseline, time_scale: 0}", "time_scale"),
+        ("  x: {fleet: baseline, stratgy: qd}", "stratgy"),
+        ("  x: {replicas: [{profile: tiny}]}", "replicas.0.model"),
+    ],
+)
+def test_malformed_entry_names_environment_and_field(
+    tmp_path: Path, body: str, complaint: str
+) -> None:
+    user = tmp_path / "envs.yaml"
+    user.write_text("environments:\n" + body + "\n")
+    with pytest.raises(EnvironmentsError) as err:
+        load_environments(user, cwd=tmp_path)
+    assert "environment 'x'" in str(err.value)
+    assert complaint in str(err.value)
+
+
+def test_missing_or_shapeless_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(EnvironmentsError, match="not found"):
+        load_environments(tmp_path / "nope.yaml", cwd=tmp_path)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- just a list\n")
+    with pytest.raises(EnvironmentsError, match="expected a mapping"):
+        load_environments(bad, cwd=tmp_path)
+
+
+def test_default_time_scale_applies_only_where_unset(tmp_path: Path) -> None:
+    user = tmp_path / "envs.yaml"
+    user.write_text("environments:\n  slow: {fleet: baseline, time_scale: 3}\n")
+    envs = load_environments(user, cwd=tmp_path)
+    assert envs["baseline"].with_time_scale(10).time_scale == 10
+    assert envs["slow"].with_time_scale(10).time_scale == 3
