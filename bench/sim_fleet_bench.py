@@ -25,7 +25,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from loadtest.sim.fleet import REFERENCE  # noqa: E402
+from loadtest.sim.layout import REFERENCE  # noqa: E402
 from loadtest.sim.profiles import load_profile  # noqa: E402
 from tests.procs import HOST, free_port  # noqa: E402
 
@@ -67,7 +67,7 @@ async def drive(base: int, streams: int, tokens: int, seconds: float) -> tuple[i
             nonlocal total
             url = f"http://{HOST}:{base + index}"
             while time.perf_counter() < deadline:
-                times = await stream(session, url, REFERENCE[index][0], tokens)
+                times = await stream(session, url, REFERENCE[index].model, tokens)
                 total += tokens
                 gaps.extend(b - a for a, b in itertools.pairwise(times[1:]))
 
@@ -112,9 +112,9 @@ def main() -> None:
     parser.add_argument("--time-scale", type=float, default=1.0)
     args = parser.parse_args()
     context = 120 + args.tokens // 2
-    for model, profile, _ in REFERENCE[::2]:
-        itl = load_profile(profile).decode_itl(args.streams, context) * args.time_scale
-        print(f"profile ITL at batch {args.streams}: {1e3 * itl:5.1f} ms  ({model})")
+    for seat in REFERENCE[::2]:
+        itl = load_profile(seat.profile).decode_itl(args.streams, context) * args.time_scale
+        print(f"profile ITL at batch {args.streams}: {1e3 * itl:5.1f} ms  ({seat.model})")
     for processes in args.processes:
         run(processes, args)
 

@@ -15,7 +15,7 @@ import statistics
 import time
 from collections.abc import Iterator
 
-from loadtest.sim.virtual import Arrival, reference_replicas, run_virtual
+from loadtest.sim.virtual import VirtualRequest, reference_replicas, run_virtual
 from routers.registry import load
 
 MODELS = (
@@ -25,7 +25,7 @@ MODELS = (
 )
 
 
-def chat_mixed(requests: int, rate: float, seed: int) -> Iterator[Arrival]:
+def chat_mixed(requests: int, rate: float, seed: int) -> Iterator[VirtualRequest]:
     """Poisson arrivals; log-normal prompts (median 400) half of which share a system prompt."""
     rng = random.Random(seed)
     names = [name for name, _ in MODELS]
@@ -41,7 +41,7 @@ def chat_mixed(requests: int, rate: float, seed: int) -> Iterator[Arrival]:
         prompt = [1_000_000 + index, *filler[: length - 1]]
         if rng.random() < 0.5:
             prompt = system_prompts[rng.randrange(8)] + prompt
-        yield Arrival(
+        yield VirtualRequest(
             time=now,
             model=rng.choices(names, weights)[0],
             prompt_token_ids=prompt,

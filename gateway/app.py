@@ -21,7 +21,7 @@ from gateway.health import HealthChecker
 from gateway.poller import MetricsPoller
 from gateway.pool import ReplicaPool
 from gateway.proxy import ProxyEndpoint, request_id_from
-from gateway.replicas_file import ConfigError, ReplicaSpec, load_replica_specs
+from gateway.replicas_file import ConfigError, ReplicaEntry, load_replica_specs
 from gateway.settings import GatewaySettings
 from gateway.state import Gateway
 from gateway.telemetry import Telemetry
@@ -108,7 +108,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
 @contextlib.asynccontextmanager
 async def _running_gateway(
-    settings: GatewaySettings, specs: list[ReplicaSpec]
+    settings: GatewaySettings, specs: list[ReplicaEntry]
 ) -> AsyncIterator[Gateway]:
     log = get_logger("gateway")
     # Metrics older than three polls are unknown, not idle.

@@ -72,9 +72,6 @@ class ReplicaPool:
             {m for r in self._replicas.values() if r.healthy or not healthy_only for m in r.models}
         )
 
-    def any_healthy(self) -> bool:
-        return any(r.healthy for r in self._replicas.values())
-
     def candidates(self, model: str, exclude: Iterable[str] = ()) -> list[ReplicaView]:
         """Views of the healthy replicas serving `model`, by id, minus `exclude`."""
         now = self._clock()

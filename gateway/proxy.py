@@ -106,7 +106,7 @@ class ProxyEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         gw = gateway_of(scope["state"])
-        x, content_type, content_length, key = _scan_headers(gw, scope["headers"])
+        exchange, content_type, content_length, key = _scan_headers(gw, scope["headers"])
         path = scope["path"]
         if scope.get("query_string"):
             path += "?" + scope["query_string"].decode("latin-1")
@@ -117,27 +117,29 @@ class ProxyEndpoint:
             check_bearer(key, gw.api_keys, "API key")
             _check_content(gw, content_type, content_length)
             body = await _read_body(receive, gw.settings.max_body_bytes)
-            route = _parse(gw, x, body)
+            route = _parse(gw, exchange, body)
             watch = DisconnectWatch(receive, task)
-            await _dispatch(gw, x, route, path, body, send)
+            await _dispatch(gw, exchange, route, path, body, send)
         except GatewayError as err:
-            await _send_error(x, err, send)
+            await _send_error(exchange, err, send)
         except _ClientGone:
-            x.status = CLIENT_CLOSED
+            exchange.status = CLIENT_CLOSED
         except asyncio.CancelledError:
             if watch is None or not watch.gone:
                 raise
             task.uncancel()
-            x.status = CLIENT_CLOSED
-            x.error = x.error or "client_disconnected"
+            exchange.status = CLIENT_CLOSED
+            exchange.error = exchange.error or "client_disconnected"
         except Exception as exc:
             # A bug of ours: answer 500 in OpenAI's shape, keep the traceback in the log.
-            gw.log.exception("request_crashed", request_id=x.request_id)
-            await _send_error(x, GatewayError(f"internal error ({type(exc).__name__})"), send)
+            gw.log.exception("request_crashed", request_id=exchange.request_id)
+            await _send_error(
+                exchange, GatewayError(f"internal error ({type(exc).__name__})"), send
+            )
         finally:
             if watch is not None:
                 watch.stop()
-            _finish(gw, x)
+            _finish(gw, exchange)
 
 
 def _scan_headers(
@@ -165,9 +167,9 @@ def _scan_headers(
             forwarded.append((name.decode("latin-1"), value.decode("latin-1")))
     rid = request_id_from(request_id)
     forwarded.append(("x-request-id", rid))
-    x = _Exchange(rid)
-    x.headers = forwarded
-    return x, content_type, content_length, key
+    exchange = _Exchange(rid)
+    exchange.headers = forwarded
+    return exchange, content_type, content_length, key
 
 
 def request_id_from(value: bytes | None) -> str:
@@ -221,7 +223,7 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
             return b"".join(parts)
 
 
-def _parse(gw: Gateway, x: _Exchange, body: bytes) -> RouteRequest:
+def _parse(gw: Gateway, exchange: _Exchange, body: bytes) -> RouteRequest:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -231,7 +233,7 @@ def _parse(gw: Gateway, x: _Exchange, body: bytes) -> RouteRequest:
     model = data.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("missing 'model': name the model to use", param="model")
-    x.model = model
+    exchange.model = model
     replicas_serving = [r for r in gw.pool if model in r.models]
     if not replicas_serving:
         served = gw.pool.served_models(healthy_only=False)
@@ -239,7 +241,7 @@ def _parse(gw: Gateway, x: _Exchange, body: bytes) -> RouteRequest:
             f"model {model!r} is not served here; served models: {', '.join(served) or 'none'}",
             param="model",
         )
-    x.model_label = model
+    exchange.model_label = model
     max_tokens = data.get("max_tokens", data.get("max_completion_tokens"))
     return RouteRequest(
         model=model,
@@ -247,7 +249,7 @@ def _parse(gw: Gateway, x: _Exchange, body: bytes) -> RouteRequest:
         # About four bytes of JSON per token; strategies only need the order of magnitude.
         prompt_tokens_estimate=len(body) // 4,
         max_tokens=max_tokens if isinstance(max_tokens, int) else None,
-        request_id=x.request_id,
+        request_id=exchange.request_id,
     )
 
 
@@ -260,7 +262,7 @@ def _no_replica(gw: Gateway, model: str) -> NoReplicaAvailable:
 
 
 async def _dispatch(
-    gw: Gateway, x: _Exchange, route: RouteRequest, path: str, body: bytes, send: Send
+    gw: Gateway, exchange: _Exchange, route: RouteRequest, path: str, body: bytes, send: Send
 ) -> None:
     """Pick a replica and relay; once more on another replica if the first one fails early."""
     tried: list[str] = []
@@ -271,13 +273,13 @@ async def _dispatch(
         if view is None:
             raise last_error or _no_replica(gw, route.model)
         replica = gw.pool.get(view.id)
-        x.replica = replica.id
+        exchange.replica = replica.id
         if attempt:
-            x.retried = True
+            exchange.retried = True
             gw.telemetry.observe_retry(route.model)
         can_retry = attempt == 0 and len(candidates) > 1
         try:
-            if await _attempt(gw, x, route, replica, path, body, send, can_retry):
+            if await _attempt(gw, exchange, route, replica, path, body, send, can_retry):
                 return
         except UpstreamFailure as failure:
             if not (can_retry and failure.retryable):
@@ -288,7 +290,7 @@ async def _dispatch(
 
 async def _attempt(
     gw: Gateway,
-    x: _Exchange,
+    exchange: _Exchange,
     route: RouteRequest,
     replica: Replica,
     path: str,
@@ -304,42 +306,44 @@ async def _attempt(
     try:
         try:
             resp = await open_upstream(
-                gw.session, replica.url + path, body, x.headers, settings.first_byte_timeout
+                gw.session, replica.url + path, body, exchange.headers, settings.first_byte_timeout
             )
         except UpstreamFailure as failure:
-            _note_failure(gw, x, replica, failure.kind, fatal=failure.fatal)
+            _note_failure(gw, exchange, replica, failure.kind, fatal=failure.fatal)
             raise
         complete = False
         try:
             status = resp.status
             if status >= 500 or status == 429:
                 # 429 is load, not ill health: it counts as an error but ejects nothing.
-                _note_failure(gw, x, replica, f"http_{status}", fatal=False, health=status >= 500)
+                _note_failure(
+                    gw, exchange, replica, f"http_{status}", fatal=False, health=status >= 500
+                )
                 if can_retry and status in RETRY_STATUSES:
                     return False
             else:
                 pool.record_success(replica.id)
-                x.error = ""
+                exchange.error = ""
             result = RelayResult()
             try:
                 await relay_response(
                     resp,
                     send,
-                    x.response_headers(),
+                    exchange.response_headers(),
                     settings.idle_timeout,
                     result,
                     first_chunk_timeout=settings.first_byte_timeout,
                 )
             except UpstreamFailure as failure:
-                _note_failure(gw, x, replica, failure.kind, fatal=failure.fatal)
+                _note_failure(gw, exchange, replica, failure.kind, fatal=failure.fatal)
                 raise
             finally:
-                x.response_started = result.started
-                x.first_byte_at = result.first_byte_at
+                exchange.response_started = result.started
+                exchange.first_byte_at = result.first_byte_at
                 complete = result.complete
-            x.status = status
+            exchange.status = status
             if result.broken is not None:
-                _note_failure(gw, x, replica, result.broken[0], fatal=False)
+                _note_failure(gw, exchange, replica, result.broken[0], fatal=False)
             ok = status < 400 and result.broken is None
             return True
         finally:
@@ -356,23 +360,29 @@ async def _attempt(
 
 
 def _note_failure(
-    gw: Gateway, x: _Exchange, replica: Replica, kind: str, *, fatal: bool, health: bool = True
+    gw: Gateway,
+    exchange: _Exchange,
+    replica: Replica,
+    kind: str,
+    *,
+    fatal: bool,
+    health: bool = True,
 ) -> None:
     """Count a failure of `replica` and, for health-relevant ones, tell the pool."""
-    x.error = kind
+    exchange.error = kind
     gw.telemetry.observe_upstream_error(replica.id, kind)
     if health and gw.pool.record_error(replica.id, kind, fatal=fatal):
         gw.log.warning("replica_ejected", replica=replica.id, reason=kind, by="traffic")
 
 
-async def _send_error(x: _Exchange, err: GatewayError, send: Send) -> None:
-    x.status = err.status
-    x.error = x.error or type(err).__name__
-    if x.response_started:
+async def _send_error(exchange: _Exchange, err: GatewayError, send: Send) -> None:
+    exchange.status = err.status
+    exchange.error = exchange.error or type(err).__name__
+    if exchange.response_started:
         return
     body = err.body()
     headers = [
-        *x.response_headers(),
+        *exchange.response_headers(),
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
     ]
@@ -381,21 +391,23 @@ async def _send_error(x: _Exchange, err: GatewayError, send: Send) -> None:
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-def _finish(gw: Gateway, x: _Exchange) -> None:
+def _finish(gw: Gateway, exchange: _Exchange) -> None:
     now = time.perf_counter()
-    duration = now - x.started
-    ttfb = None if x.first_byte_at is None else x.first_byte_at - x.started
+    duration = now - exchange.started
+    ttfb = None if exchange.first_byte_at is None else exchange.first_byte_at - exchange.started
     strategy = gw.strategy.name
-    gw.telemetry.observe_request(x.model_label, x.replica, strategy, x.status, ttfb, duration)
+    gw.telemetry.observe_request(
+        exchange.model_label, exchange.replica, strategy, exchange.status, ttfb, duration
+    )
     gw.log.info(
         "request_finished",
-        request_id=x.request_id,
-        model=x.model,
-        replica=x.replica,
+        request_id=exchange.request_id,
+        model=exchange.model,
+        replica=exchange.replica,
         strategy=strategy,
-        status=x.status,
+        status=exchange.status,
         ttfb=None if ttfb is None else round(ttfb, 6),
         duration=round(duration, 6),
-        retried=x.retried,
-        error=x.error or None,
+        retried=exchange.retried,
+        error=exchange.error or None,
     )

@@ -26,7 +26,7 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
-class ReplicaSpec:
+class ReplicaEntry:
     name: str
     url: str
     models: tuple[str, ...] = ()
@@ -59,15 +59,15 @@ def normalize_url(url: str) -> tuple[str, str]:
     return base, f"{parts.hostname}:{port}"
 
 
-def _from_urls(urls: list[str]) -> list[ReplicaSpec]:
+def _from_urls(urls: list[str]) -> list[ReplicaEntry]:
     specs = []
     for url in urls:
         base, name = normalize_url(url)
-        specs.append(ReplicaSpec(name=name, url=base))
+        specs.append(ReplicaEntry(name=name, url=base))
     return specs
 
 
-def _from_file(path: Path) -> list[ReplicaSpec]:
+def _from_file(path: Path) -> list[ReplicaEntry]:
     try:
         data: Any = yaml.safe_load(path.read_text())
     except OSError as exc:
@@ -96,12 +96,14 @@ def _from_file(path: Path) -> list[ReplicaSpec]:
             ) from exc
         base, default_name = normalize_url(entry.url)
         specs.append(
-            ReplicaSpec(name=entry.name or default_name, url=base, models=tuple(entry.models or ()))
+            ReplicaEntry(
+                name=entry.name or default_name, url=base, models=tuple(entry.models or ())
+            )
         )
     return specs
 
 
-def load_replica_specs(settings: GatewaySettings) -> list[ReplicaSpec]:
+def load_replica_specs(settings: GatewaySettings) -> list[ReplicaEntry]:
     """The configured replicas (the file, when given, wins over the URL list)."""
     if settings.replicas_file is not None:
         specs = _from_file(settings.replicas_file)

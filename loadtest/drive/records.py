@@ -40,11 +40,6 @@ class RequestRecord:
     def ok(self) -> bool:
         return self.error_kind is None
 
-    @property
-    def end_s(self) -> float | None:
-        """When the response ended, relative to the start of the run."""
-        return None if self.e2e_s is None else self.sent_s + self.e2e_s
-
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["itl_s"] = list(self.itl_s)

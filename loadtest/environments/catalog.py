@@ -12,8 +12,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from loadtest.sim.layout import FLEETS
+
 USER_FILE = "turnout-environments.yaml"
-FLEETS = ("baseline", "managed")
 
 
 class EnvironmentsError(ValueError):
@@ -21,7 +22,7 @@ class EnvironmentsError(ValueError):
 
 
 @dataclass(frozen=True)
-class ReplicaSpec:
+class LocalReplica:
     """One `vllm-sim serve` replica of a local fleet."""
 
     model: str
@@ -37,7 +38,7 @@ class Environment:
     description: str = ""
     url: str | None = None
     fleet: str | None = None
-    replicas: tuple[ReplicaSpec, ...] = ()
+    replicas: tuple[LocalReplica, ...] = ()
     strategy: str = "round_robin"
     time_scale: float | None = None
     gateway_env: dict[str, str] = field(default_factory=dict)
@@ -114,7 +115,7 @@ def _parse(text: str, source: str) -> dict[str, Environment]:
 
 def _build(name: str, spec: _EnvironmentModel) -> Environment:
     replicas = tuple(
-        ReplicaSpec(model=r.model, profile=r.profile, args=tuple(r.args))
+        LocalReplica(model=r.model, profile=r.profile, args=tuple(r.args))
         for r in spec.replicas or ()
     )
     return Environment(

@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 
 from loadtest.environments.catalog import Environment
+from loadtest.sim.layout import REFERENCE
 from turnout.logs import get_logger
 
 
@@ -32,7 +33,6 @@ def _log() -> Any:
     return get_logger(__name__)
 
 
-FLEET_SIZE = 6
 # Started processes run at this niceness: when the machine is short of CPU, the load
 # generator (which must send on time) goes first and the servers are the ones that slow
 # down, as they would on their own hardware. Children inherit it.
@@ -228,7 +228,7 @@ def _start_fleet(
 ) -> list[Endpoint]:
     rng = random.Random()
     for attempt in range(3):
-        base = free_port_run(host, FLEET_SIZE, rng)
+        base = free_port_run(host, len(REFERENCE), rng)
         argv = [console_script("vllm-sim"), "fleet", str(env.fleet)]
         argv += ["--base-port", str(base), "--host", host, *_sim_flags(env)]
         proc = ManagedProcess(f"fleet {env.fleet}", argv, log_dir / "fleet.log", {})

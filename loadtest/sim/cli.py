@@ -126,7 +126,8 @@ def fleet(
     log_level: str = typer.Option("warning", help="Log level."),
 ) -> None:
     """Start the six reference replicas (baseline or managed); stop them on Ctrl-C/SIGTERM."""
-    from loadtest.sim.fleet import FLEETS, run_fleet
+    from loadtest.sim.fleet import run_fleet
+    from loadtest.sim.layout import FLEETS
 
     configure_logging(log_level)
     if name not in FLEETS:

@@ -1,4 +1,4 @@
-"""The reference fleet of DESIGN.md: six simulated replicas, in a few worker processes.
+"""The reference fleet over HTTP: six simulated replicas, in a few worker processes.
 
 Each worker runs one uvicorn server on several listening sockets, one per
 replica, and routes each connection to its replica's app by the local port.
@@ -22,23 +22,13 @@ import orjson
 import uvicorn
 
 from loadtest.sim.kvcache import SharedKVPool
+from loadtest.sim.layout import REFERENCE, deployment
 from loadtest.sim.profiles import load_profile
 from loadtest.sim.replica import ReplicaConfig, elastic_pool
 from loadtest.sim.server import Receive, Scope, Send, SimServer, create_app
 
-FLEETS = ("baseline", "managed")
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 5.0
-
-# (model, profile, simulated GPUs) of the six reference replicas.
-REFERENCE = (
-    ("meta-llama/Llama-3.1-8B-Instruct", "llama-3.1-8b-h100", "gpu0"),
-    ("meta-llama/Llama-3.1-8B-Instruct", "llama-3.1-8b-h100", "gpu1"),
-    ("Qwen/Qwen2.5-7B-Instruct", "qwen2.5-7b-h100", "gpu2"),
-    ("Qwen/Qwen2.5-7B-Instruct", "qwen2.5-7b-h100", "gpu3"),
-    ("mistralai/Mixtral-8x7B-Instruct-v0.1", "mixtral-8x7b-h100-tp2", "gpu4-5"),
-    ("mistralai/Mixtral-8x7B-Instruct-v0.1", "mixtral-8x7b-h100-tp2", "gpu6-7"),
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,19 +39,17 @@ class FleetReplica:
 
 
 def fleet_replicas(name: str, base_port: int, time_scale: float) -> list[FleetReplica]:
-    """baseline: static KV, prefix caching on. managed: elastic KV, one pool per GPU, no prefix
-    caching."""
-    if name not in FLEETS:
-        raise ValueError(f"unknown fleet {name!r}; available: {', '.join(FLEETS)}")
-    managed = name == "managed"
+    """The reference layout deployed as fleet `name` (loadtest.sim.layout); elastic replicas
+    share one pool per GPU (group)."""
+    deployed = deployment(name)
     replicas = []
-    for index, (model, profile, gpus) in enumerate(REFERENCE):
+    for index, seat in enumerate(REFERENCE):
         config = ReplicaConfig(
-            model=model,
-            profile=profile,
-            prefix_caching=not managed,
-            kv_mode="elastic" if managed else "static",
-            kv_pool=gpus if managed else None,
+            model=seat.model,
+            profile=seat.profile,
+            prefix_caching=deployed.prefix_caching,
+            kv_mode=deployed.kv_mode,
+            kv_pool=seat.gpus if deployed.elastic else None,
             time_scale=time_scale,
             seed=index,
         )

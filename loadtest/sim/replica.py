@@ -103,7 +103,7 @@ class Stream:
             self.waiter = None
 
 
-class Replica:
+class RealTimeEngine:
     """The engine, its loop task, the open streams, and the latency histograms."""
 
     def __init__(self, config: ReplicaConfig, pool: SharedKVPool | None = None) -> None:

@@ -30,7 +30,7 @@ from loadtest.sim.engine import RequestRejected
 from loadtest.sim.exposition import VllmCollector, metrics_registry, render
 from loadtest.sim.faults import Faults, FaultsInvalid
 from loadtest.sim.kvcache import SharedKVPool
-from loadtest.sim.replica import Replica, ReplicaConfig, Stream
+from loadtest.sim.replica import RealTimeEngine, ReplicaConfig, Stream
 from loadtest.sim.tokenizer import output_text, output_token_text
 from turnout.logs import get_logger
 
@@ -110,20 +110,20 @@ class SimServer:
     def __init__(self, config: ReplicaConfig, pool: SharedKVPool | None = None) -> None:
         self.config = config
         self.model = config.model
-        self.replica: Replica | None = None
+        self.replica: RealTimeEngine | None = None
         self._pool = pool
         self._rng = random.Random(config.seed)
         self._created = int(time.time())
         self._registry: CollectorRegistry | None = None
 
     @property
-    def running(self) -> Replica:
+    def running(self) -> RealTimeEngine:
         if self.replica is None:
             raise RuntimeError("the replica is not started (run the app's lifespan)")
         return self.replica
 
     async def startup(self) -> None:
-        self.replica = Replica(self.config, self._pool)
+        self.replica = RealTimeEngine(self.config, self._pool)
         collector = VllmCollector(
             self.model,
             self.replica.engine.stats,

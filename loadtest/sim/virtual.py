@@ -15,6 +15,7 @@ from typing import Literal
 
 from loadtest.sim.engine import EngineConfig, EngineModel, RequestRejected
 from loadtest.sim.kvcache import SharedKVPool
+from loadtest.sim.layout import REFERENCE, deployment
 from loadtest.sim.profiles import Profile, load_profile
 from loadtest.sim.types import FinishedRequest, SimRequest
 from routers.types import Metrics, ReplicaView, RouteRequest, Strategy
@@ -23,7 +24,7 @@ RecordStatus = Literal["ok", "rejected", "no_replica"]
 
 
 @dataclass(frozen=True, slots=True)
-class ReplicaSpec:
+class VirtualReplica:
     """One simulated replica. Replicas naming the same `pool` share its KV budget (elastic).
 
     Replicas sharing a pool should use the same profile: the pool counts blocks.
@@ -37,7 +38,7 @@ class ReplicaSpec:
 
 
 @dataclass(frozen=True, slots=True)
-class Arrival:
+class VirtualRequest:
     """One request of the workload, at `time` seconds of virtual time."""
 
     time: float
@@ -51,7 +52,7 @@ class Arrival:
 
 
 @dataclass(frozen=True, slots=True)
-class RequestRecord:
+class VirtualRecord:
     """What became of one arrival. Times in seconds; None where it never got that far."""
 
     id: str
@@ -73,12 +74,12 @@ class RequestRecord:
 class VirtualResult:
     """The records of a run, in arrival order, with how long it took in virtual time."""
 
-    records: list[RequestRecord]
+    records: list[VirtualRecord]
     sim_seconds: float  # virtual time from the first arrival to the last finish
     steps: int
 
 
-class _Replica:
+class _SimulatedReplica:
     __slots__ = (
         "busy",
         "dispatched",
@@ -126,7 +127,9 @@ class _Replica:
         )
 
 
-def build_engines(specs: Sequence[ReplicaSpec]) -> list[tuple[ReplicaSpec, Profile, EngineModel]]:
+def build_engines(
+    specs: Sequence[VirtualReplica],
+) -> list[tuple[VirtualReplica, Profile, EngineModel]]:
     """An engine per spec; elastic replicas naming one pool get one `SharedKVPool`."""
     pools: dict[str, SharedKVPool] = {}
     built = []
@@ -143,9 +146,9 @@ def build_engines(specs: Sequence[ReplicaSpec]) -> list[tuple[ReplicaSpec, Profi
 
 
 def run_virtual(
-    specs: Sequence[ReplicaSpec],
+    specs: Sequence[VirtualReplica],
     strategy: Strategy,
-    arrivals: Iterable[Arrival],
+    arrivals: Iterable[VirtualRequest],
     *,
     poll_interval: float = 1.0,
     stale_after: float | None = None,
@@ -156,7 +159,7 @@ def run_virtual(
     a scrape older than `stale_after` (default 3 poll intervals) is marked stale.
     """
     replicas = [
-        _Replica(spec.name, spec.model or profile.model, engine)
+        _SimulatedReplica(spec.name, spec.model or profile.model, engine)
         for spec, profile, engine in build_engines(specs)
     ]
     stale = 3.0 * poll_interval if stale_after is None else stale_after
@@ -167,7 +170,11 @@ class _FleetRun:
     """The event loop: arrivals, ends of replicas' steps and scrapes, in time order."""
 
     def __init__(
-        self, replicas: list[_Replica], strategy: Strategy, poll_interval: float, stale: float
+        self,
+        replicas: list[_SimulatedReplica],
+        strategy: Strategy,
+        poll_interval: float,
+        stale: float,
     ) -> None:
         self.replicas = replicas
         self.strategy = strategy
@@ -181,9 +188,9 @@ class _FleetRun:
         self.step_count = 0
         self.next_scrape = 0.0
         self.routed: dict[str, tuple[RouteRequest, str]] = {}
-        self.records: dict[str, RequestRecord] = {}
+        self.records: dict[str, VirtualRecord] = {}
 
-    def play(self, arrivals: Iterable[Arrival]) -> VirtualResult:
+    def play(self, arrivals: Iterable[VirtualRequest]) -> VirtualResult:
         steps = self.steps
         pending = iter(arrivals)  # may be a generator: 100k prompts need not sit in memory
         arrival = next(pending, None)
@@ -214,7 +221,7 @@ class _FleetRun:
             replica.scrape(due)
         self.next_scrape = due + interval
 
-    def _arrive(self, arrival: Arrival, now: float) -> None:
+    def _arrive(self, arrival: VirtualRequest, now: float) -> None:
         request_id = arrival.id or f"req-{len(self.records)}"
         route = RouteRequest(
             model=arrival.model,
@@ -228,7 +235,7 @@ class _FleetRun:
         chosen = self.strategy.choose(route, views)
         index = next((i for i, v in zip(indices, views, strict=True) if v is chosen), None)
         if index is None:
-            record = RequestRecord(request_id, arrival.model, now, None, "no_replica")
+            record = VirtualRecord(request_id, arrival.model, now, None, "no_replica")
             self.records[request_id] = record
             return
         replica = self.replicas[index]
@@ -262,7 +269,9 @@ class _FleetRun:
             replica.busy = False
 
 
-def _dispatch(replica: _Replica, arrival: Arrival, request_id: str, now: float) -> RequestRecord:
+def _dispatch(
+    replica: _SimulatedReplica, arrival: VirtualRequest, request_id: str, now: float
+) -> VirtualRecord:
     request = SimRequest(
         id=request_id,
         prompt_token_ids=arrival.prompt_token_ids,
@@ -275,14 +284,14 @@ def _dispatch(replica: _Replica, arrival: Arrival, request_id: str, now: float) 
     try:
         replica.engine.add(request, now)
     except RequestRejected:
-        return RequestRecord(request_id, arrival.model, now, replica.name, "rejected")
+        return VirtualRecord(request_id, arrival.model, now, replica.name, "rejected")
     replica.in_flight += 1
     replica.dispatched += 1
-    return RequestRecord(request_id, arrival.model, now, replica.name, "ok")
+    return VirtualRecord(request_id, arrival.model, now, replica.name, "ok")
 
 
-def _record(done: FinishedRequest, model: str, replica: str) -> RequestRecord:
-    return RequestRecord(
+def _record(done: FinishedRequest, model: str, replica: str) -> VirtualRecord:
+    return VirtualRecord(
         id=done.id,
         model=model,
         arrival=done.arrival,
@@ -299,17 +308,14 @@ def _record(done: FinishedRequest, model: str, replica: str) -> RequestRecord:
     )
 
 
-def reference_replicas(kind: Literal["baseline", "managed"]) -> list[ReplicaSpec]:
-    """The six replicas of DESIGN.md: Llama 8B x2, Qwen 7B x2, Mixtral TP2 x2.
-
-    baseline: static KV with prefix caching. managed: elastic KV, one pool per
-    replica's GPU(s), prefix caching off.
-    """
-    profiles = ["llama-3.1-8b-h100"] * 2 + ["qwen2.5-7b-h100"] * 2 + ["mixtral-8x7b-h100-tp2"] * 2
-    gpus = ["gpu0", "gpu1", "gpu2", "gpu3", "gpu4-5", "gpu6-7"]
-    managed = kind == "managed"
-    config = EngineConfig(prefix_caching=not managed, kv_mode="elastic" if managed else "static")
+def reference_replicas(fleet: str) -> list[VirtualReplica]:
+    """The reference layout deployed as `fleet` (loadtest.sim.layout), replicas named
+    replica-0..5; elastic ones share one pool per GPU (group)."""
+    deployed = deployment(fleet)
+    config = EngineConfig(prefix_caching=deployed.prefix_caching, kv_mode=deployed.kv_mode)
     return [
-        ReplicaSpec(f"replica-{index}", profile, config, gpu if managed else None)
-        for index, (profile, gpu) in enumerate(zip(profiles, gpus, strict=True))
+        VirtualReplica(
+            f"replica-{index}", seat.profile, config, seat.gpus if deployed.elastic else None
+        )
+        for index, seat in enumerate(REFERENCE)
     ]

@@ -2,15 +2,15 @@ from pathlib import Path
 
 import pytest
 
-from gateway.replicas_file import ConfigError, ReplicaSpec, load_replica_specs, normalize_url
+from gateway.replicas_file import ConfigError, ReplicaEntry, load_replica_specs, normalize_url
 from gateway.settings import GatewaySettings
 
 
 def test_urls_get_host_port_names() -> None:
     settings = GatewaySettings(replicas="http://10.0.0.1:8000/, https://gpu-2.internal")
     assert load_replica_specs(settings) == [
-        ReplicaSpec(name="10.0.0.1:8000", url="http://10.0.0.1:8000"),
-        ReplicaSpec(name="gpu-2.internal:443", url="https://gpu-2.internal"),
+        ReplicaEntry(name="10.0.0.1:8000", url="http://10.0.0.1:8000"),
+        ReplicaEntry(name="gpu-2.internal:443", url="https://gpu-2.internal"),
     ]
 
 
@@ -23,8 +23,8 @@ def test_file_gives_names_and_pinned_models(tmp_path: Path) -> None:
     )
     specs = load_replica_specs(GatewaySettings(replicas_file=path))
     assert specs == [
-        ReplicaSpec("llama-0", "http://a:1", ("meta-llama/Llama-3.1-8B-Instruct",)),
-        ReplicaSpec("b:2", "http://b:2/prefix"),
+        ReplicaEntry("llama-0", "http://a:1", ("meta-llama/Llama-3.1-8B-Instruct",)),
+        ReplicaEntry("b:2", "http://b:2/prefix"),
     ]
     pinned, discovered = (spec.to_replica() for spec in specs)
     assert pinned.models_pinned and not discovered.models_pinned

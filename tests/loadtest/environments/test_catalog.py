@@ -5,7 +5,7 @@ import pytest
 from loadtest.environments.catalog import (
     USER_FILE,
     EnvironmentsError,
-    ReplicaSpec,
+    LocalReplica,
     load_environments,
     resolve,
 )
@@ -37,8 +37,8 @@ def test_user_file_overrides_and_extends(tmp_path: Path) -> None:
     assert envs["managed"].url == "http://10.0.0.5:8081"
     assert not envs["managed"].is_local
     assert envs["pair"].replicas == (
-        ReplicaSpec("m", "tiny", ("--max-num-seqs", "8")),
-        ReplicaSpec("m", "tiny"),
+        LocalReplica("m", "tiny", ("--max-num-seqs", "8")),
+        LocalReplica("m", "tiny"),
     )
     assert envs["pair"].time_scale == 4
     assert envs["baseline"].fleet == "baseline"  # untouched entries stay

@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from loadtest.sim.fleet import REFERENCE, fleet_replicas, partition
+from loadtest.sim.fleet import fleet_replicas, partition
+from loadtest.sim.layout import REFERENCE
 from tests.procs import HOST, Proc, bin_path, free_port
 
 
@@ -90,18 +91,18 @@ def test_baseline_fleet_serves_and_stops_on_sigterm(spawn: Callable[..., Proc]) 
     assert len(lines) == 6
     workers = children(proc.popen.pid)
     assert workers
-    for index, (line, (model, profile, _)) in enumerate(zip(lines, REFERENCE, strict=True)):
+    for index, (line, seat) in enumerate(zip(lines, REFERENCE, strict=True)):
         _, number, served, url = line.split()
-        assert int(number) == index and served == model
+        assert int(number) == index and served == seat.model
         assert url == f"http://{HOST}:{proc.port + index}"
-        assert httpx.get(url + "/v1/models").json()["data"][0]["id"] == model
+        assert httpx.get(url + "/v1/models").json()["data"][0]["id"] == seat.model
         version = httpx.get(url + "/version").json()
-        assert version["profile"] == profile and version["time_scale"] == 2.0
+        assert version["profile"] == seat.profile and version["time_scale"] == 2.0
         assert version["kv_mode"] == "static" and version["prefix_caching"] is True
     reply = httpx.post(
         lines[4].split()[3] + "/v1/chat/completions",
         json={
-            "model": REFERENCE[4][0],
+            "model": REFERENCE[4].model,
             "messages": [{"role": "user", "content": "hi"}],
             "max_tokens": 3,
         },
@@ -145,7 +146,7 @@ def test_unknown_fleet_is_refused() -> None:
 def test_reference_layout(name: str) -> None:
     replicas = fleet_replicas(name, 8001, 1.0)
     assert [r.port for r in replicas] == list(range(8001, 8007))
-    assert [r.config.model for r in replicas] == [model for model, _, _ in REFERENCE]
+    assert [r.config.model for r in replicas] == [seat.model for seat in REFERENCE]
     pools = [r.config.kv_pool for r in replicas]
     if name == "managed":
         assert len(set(pools)) == 6 and all(r.config.kv_mode == "elastic" for r in replicas)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 import pytest
 
 from loadtest.sim.engine import EngineConfig
-from loadtest.sim.virtual import Arrival, ReplicaSpec, reference_replicas, run_virtual
+from loadtest.sim.virtual import VirtualReplica, VirtualRequest, reference_replicas, run_virtual
 from routers.queue_depth import QueueDepth
 from routers.round_robin import RoundRobin
 from routers.types import ReplicaView, RouteRequest, StrategyBase
@@ -14,15 +14,15 @@ from routers.types import ReplicaView, RouteRequest, StrategyBase
 CONFIG = EngineConfig(max_num_seqs=8, max_num_batched_tokens=256)
 
 
-def tiny_fleet(count: int, **overrides: object) -> list[ReplicaSpec]:
+def tiny_fleet(count: int, **overrides: object) -> list[VirtualReplica]:
     fields: dict[str, object] = {"profile": "tiny", "config": CONFIG, "model": "m"}
     fields.update(overrides)
-    return [ReplicaSpec(name=f"r{index}", **fields) for index in range(count)]  # type: ignore[arg-type]
+    return [VirtualReplica(name=f"r{index}", **fields) for index in range(count)]  # type: ignore[arg-type]
 
 
-def steady(count: int, gap: float, model: str = "m") -> list[Arrival]:
+def steady(count: int, gap: float, model: str = "m") -> list[VirtualRequest]:
     return [
-        Arrival(
+        VirtualRequest(
             time=index * gap,
             model=model,
             prompt_token_ids=list(range(index * 1000, index * 1000 + 20 + index % 50)),
@@ -54,13 +54,15 @@ def test_queue_depth_finishes_every_request() -> None:
 
 
 def test_queue_depth_credits_dispatches_since_the_scrape_so_a_burst_does_not_herd() -> None:
-    burst = [Arrival(0.5, "m", list(range(i * 100, i * 100 + 30)), 50, True) for i in range(60)]
+    burst = [
+        VirtualRequest(0.5, "m", list(range(i * 100, i * 100 + 30)), 50, True) for i in range(60)
+    ]
     result = run_virtual(tiny_fleet(3), QueueDepth(seed=1), burst, poll_interval=1.0)
     assert Counter(record.replica for record in result.records) == {"r0": 20, "r1": 20, "r2": 20}
 
 
 def test_requests_are_routed_only_to_replicas_of_their_model() -> None:
-    fleet = [*tiny_fleet(2), ReplicaSpec("other", "tiny", CONFIG, model="n")]
+    fleet = [*tiny_fleet(2), VirtualReplica("other", "tiny", CONFIG, model="n")]
     arrivals = sorted(
         steady(20, 0.01) + steady(10, 0.02, "n") + steady(3, 0.05, "x"), key=lambda a: a.time
     )
@@ -78,7 +80,7 @@ def test_elastic_replicas_share_one_pool_and_finish() -> None:
 
 
 def test_too_long_prompts_are_recorded_as_rejected() -> None:
-    arrivals = [Arrival(0.0, "m", list(range(5000)))]
+    arrivals = [VirtualRequest(0.0, "m", list(range(5000)))]
     assert run_virtual(tiny_fleet(1), RoundRobin(), arrivals).records[0].status == "rejected"
 
 
@@ -93,7 +95,7 @@ def test_the_reference_fleets_serve_their_three_models() -> None:
         models = ["meta-llama/Llama-3.1-8B-Instruct", "Qwen/Qwen2.5-7B-Instruct"]
         models.append("mistralai/Mixtral-8x7B-Instruct-v0.1")
         arrivals = [
-            Arrival(i * 0.01, models[i % 3], list(range(i * 1000, i * 1000 + 300)), 20, True)
+            VirtualRequest(i * 0.01, models[i % 3], list(range(i * 1000, i * 1000 + 300)), 20, True)
             for i in range(30)
         ]
         records = run_virtual(specs, RoundRobin(), arrivals).records
@@ -120,7 +122,7 @@ class Recorder(StrategyBase):
 
 def test_views_carry_scrape_age_dispatches_since_the_scrape_and_in_flight() -> None:
     # tiny decodes ~1,600 tokens/s per request: 2,000 tokens outlast the scrape at 1.0.
-    arrivals = [Arrival(t, "m", list(range(200)), 2000, True) for t in (0.2, 0.4, 1.3, 5.5)]
+    arrivals = [VirtualRequest(t, "m", list(range(200)), 2000, True) for t in (0.2, 0.4, 1.3, 5.5)]
     recorder = Recorder()
     run_virtual(tiny_fleet(1), recorder, arrivals, poll_interval=1.0, stale_after=2.0)
     first, second, third, fourth = recorder.seen
@@ -141,7 +143,7 @@ def test_views_carry_scrape_age_dispatches_since_the_scrape_and_in_flight() -> N
 
 
 def test_scrapes_older_than_stale_after_are_marked_stale() -> None:
-    arrivals = [Arrival(t, "m", list(range(20)), 5, True) for t in (0.1, 0.3)]
+    arrivals = [VirtualRequest(t, "m", list(range(20)), 5, True) for t in (0.1, 0.3)]
     recorder = Recorder()
     run_virtual(tiny_fleet(1), recorder, arrivals, poll_interval=1.0, stale_after=0.2)
     assert [view.metrics_stale for view in recorder.seen] == [False, True]
