@@ -1,5 +1,5 @@
 """The load generator's client written with aiohttp, kept only to compare against the lean
-client in loadtest/http.py (bench/loadtest_bench.py --compare-clients)."""
+client in loadtest/drive/http.py (bench/loadtest_bench.py --compare-clients)."""
 
 from __future__ import annotations
 

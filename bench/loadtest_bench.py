@@ -216,6 +216,9 @@ def report(name: str, ladder: Ladder, figure: str, unit: str, goal: str) -> None
         )
 
 
+CLIENTS = (("lean (loadtest/drive/http.py)", Client), ("aiohttp", AiohttpClient))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per trial")
@@ -243,7 +246,7 @@ def main() -> None:
     try:
         if args.compare_clients:
             print(f"clients compared: streams of {short} chunks at 500 req/s")
-            for name, client in (("lean (loadtest/http.py)", Client), ("aiohttp", AiohttpClient)):
+            for name, client in CLIENTS:
                 print(f"  {name}:")
                 print("  " + trial(url, 500, short, args.duration, 0.0, client).line())
         print(f"requests/s: streams of {short} chunks written at once")
@@ -256,7 +259,7 @@ def main() -> None:
     try:
         if args.compare_clients:
             print(f"clients compared: streams of {long_} chunks, 5,000 tokens/s")
-            for name, client in (("lean (loadtest/http.py)", Client), ("aiohttp", AiohttpClient)):
+            for name, client in CLIENTS:
                 print(f"  {name}:")
                 print("  " + trial(url, 5000 / long_, long_, args.duration, step_s, client).line())
         print(f"tokens/s: streams of {long_} chunks, one every {args.step_ms:g} ms")

@@ -109,7 +109,7 @@ def measure(kind: str, args: argparse.Namespace, server_cpu: int) -> float:
     print(f"[{kind}] streams {args.streams} x {args.tokens} tokens, {elapsed:.1f} s")
     print(f"[{kind}] streamed tokens/s: {rate:,.0f}  (SSE chunks/s {chunk_rate:,.0f})")
     print(f"[{kind}] server CPU: {busy:.0%} of one core, {per_token_us:.1f} us/token")
-    # As BENCHMARKS.md counts "per core": what one core would serve if the server had it all.
+    # "Per core" as docs/gateway.md counts it: what one core would serve if the server had it all.
     print(f"[{kind}] per-core capacity (1e6 / CPU us per token): {1e6 / per_token_us:,.0f}")
     if rate < 20_000:
         print(f"[{kind}] measured rate below the 20,000 tokens/s goal: client- or machine-bound?")

@@ -1,7 +1,8 @@
 """POST /v1/chat/completions, /v1/completions, /v1/embeddings as a plain ASGI app.
 
 FastAPI's request object, routing and response classes cost about as much as the relay
-itself (BENCHMARKS.md), so this path reads the ASGI messages directly. It checks the
+itself (~110 µs per request on a 2-core VM; docs/gateway.md, "What other proxies cost"),
+so this path reads the ASGI messages directly. It checks the
 request (key, content type, size, JSON, model) so that bad input never reaches a
 replica, lets the strategy pick a healthy replica, and relays the answer. A replica
 that cannot be reached or answers 429/502/503/504 before any byte went back is retried

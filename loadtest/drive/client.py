@@ -1,6 +1,6 @@
 """Send one scheduled request to an OpenAI-compatible endpoint and measure it.
 
-The HTTP side is loadtest/http.py, chosen by measurement (bench/loadtest_bench.py): at the
+The HTTP side is loadtest/drive/http.py, chosen by measurement (bench/loadtest_bench.py): at the
 generator's targets the client's CPU per request and per streamed chunk decides how late
 requests leave.
 """

@@ -1,6 +1,7 @@
 """vLLM's /metrics for one simulated replica: names, types, labels and buckets as vLLM's.
 
-Current names follow vLLM 0.32 (see /work/shared/fixtures and tests): every
+Current names follow vLLM 0.32 (tests/fixtures/vllm-0.32.0-metrics.txt is a real server's
+page, and tests/loadtest/sim/test_metrics.py checks against it): every
 series carries `model_name` and `engine="0"`. `legacy=True` emits the pre-0.9
 names instead (`vllm:gpu_cache_usage_perc`, `vllm:time_per_output_token_seconds`,
 `vllm:gpu_prefix_cache_hit_rate`, `vllm:num_requests_swapped`; no `engine`

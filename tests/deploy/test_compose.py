@@ -19,7 +19,7 @@ from tests.deploy.files import (
     with_defaults,
 )
 
-REFERENCE_LAYOUT = {  # service: (model, GPUs); DESIGN.md's six replicas on eight GPUs
+REFERENCE_LAYOUT = {  # service: (model, GPUs); the reference layout's six replicas on eight GPUs
     "llama-0": ("meta-llama/Llama-3.1-8B-Instruct", ["0"]),
     "llama-1": ("meta-llama/Llama-3.1-8B-Instruct", ["1"]),
     "qwen-0": ("Qwen/Qwen2.5-7B-Instruct", ["2"]),

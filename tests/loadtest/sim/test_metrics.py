@@ -21,7 +21,7 @@ from tests.loadtest.sim.serving import (
 )
 from tests.procs import Proc
 
-# /metrics of a real vLLM 0.32.0 server (a copy of /work/shared/fixtures' file).
+# /metrics of a real vLLM 0.32.0 server (tests/fixtures/README.md says how it was taken).
 FIXTURE_TEXT = (Path(__file__).parents[2] / "fixtures" / "vllm-0.32.0-metrics.txt").read_text()
 REQUIRED = {
     "vllm:num_requests_running": "gauge",
