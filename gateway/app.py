@@ -25,7 +25,7 @@ from gateway.replicas_file import ConfigError, ReplicaEntry, load_replica_specs
 from gateway.settings import GatewaySettings
 from gateway.state import Gateway
 from gateway.telemetry import Telemetry
-from gateway.types import Message, Receive, Scope, Send
+from turnout.asgi import Message, Receive, Scope, Send
 from turnout.logs import get_logger
 
 # vLLM (uvicorn) closes idle keep-alive connections after 5 s; reuse only younger ones,

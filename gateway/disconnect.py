@@ -14,7 +14,7 @@ earlier is noticed then, since `receive()` reports a past disconnect at once.
 import asyncio
 from typing import Any
 
-from gateway.types import Receive
+from turnout.asgi import Receive
 
 # Longest a disconnect may go unnoticed; negligible next to an LLM request's duration.
 WATCH_DELAY_S = 0.1

@@ -37,8 +37,8 @@ from gateway.relay import (
     relay_response,
 )
 from gateway.state import Gateway, gateway_of
-from gateway.types import Receive, Scope, Send
 from routers import RouteRequest
+from turnout.asgi import Receive, Scope, Send
 
 # Request headers never forwarded: per-hop, or recomputed for the upstream hop.
 _NOT_FORWARDED = frozenset(

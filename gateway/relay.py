@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from gateway.errors import GatewayError, UpstreamError, UpstreamTimeout, sse_error_event
-from gateway.types import Send
+from turnout.asgi import Send
 
 # Statuses that mean "this replica cannot take it now": try another one.
 RETRY_STATUSES = frozenset({429, 502, 503, 504})

@@ -25,7 +25,8 @@ from loadtest.sim.kvcache import SharedKVPool
 from loadtest.sim.layout import REFERENCE, deployment
 from loadtest.sim.profiles import load_profile
 from loadtest.sim.replica import ReplicaConfig, elastic_pool
-from loadtest.sim.server import Receive, Scope, Send, SimServer, create_app
+from loadtest.sim.server import SimServer, create_app
+from turnout.asgi import Receive, Scope, Send
 
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 5.0

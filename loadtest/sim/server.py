@@ -12,8 +12,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import orjson
 from prometheus_client import CollectorRegistry
@@ -32,12 +31,8 @@ from loadtest.sim.faults import Faults, FaultsInvalid
 from loadtest.sim.kvcache import SharedKVPool
 from loadtest.sim.replica import RealTimeEngine, ReplicaConfig, Stream
 from loadtest.sim.tokenizer import output_text, output_token_text
+from turnout.asgi import Receive, Scope, Send
 from turnout.logs import get_logger
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 VLLM_VERSION = "0.32.0"
 LEGACY_VLLM_VERSION = "0.8.5"

@@ -1,4 +1,4 @@
-"""ASGI type aliases shared by the plain-ASGI parts of the gateway."""
+"""ASGI type aliases for the plain-ASGI parts of the gateway and the simulator."""
 
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
