@@ -19,12 +19,12 @@ from gateway.api import RELAYED_PATHS, build_api, mount_relay
 from gateway.errors import GatewayError, InvalidRequest, from_status
 from gateway.health import HealthChecker
 from gateway.poller import MetricsPoller
-from gateway.pool import ReplicaPool
 from gateway.proxy import ProxyEndpoint, request_id_from
 from gateway.replicas_file import ConfigError, ReplicaEntry, load_replica_specs
 from gateway.settings import GatewaySettings
 from gateway.state import Gateway
 from gateway.telemetry import Telemetry
+from routers.pool import ReplicaPool
 from turnout.asgi import Message, Receive, Scope, Send
 from turnout.logs import get_logger
 

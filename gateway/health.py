@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from gateway.periodic import ProbeFailed, describe_error, every_replica
-from gateway.pool import ReplicaPool
+from routers.pool import ReplicaPool
 from turnout.logs import get_logger
 
 # How often an ejected replica is looked at to see whether its backoff has ended.

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from gateway.pool import ReplicaPool
+from routers.pool import ReplicaPool
 
 
 class ProbeFailed(Exception):

@@ -10,8 +10,8 @@ import asyncio
 import httpx
 
 from gateway.periodic import ProbeFailed, describe_error, every_replica
-from gateway.pool import ReplicaPool
 from routers import Metrics
+from routers.pool import ReplicaPool
 from turnout.engine_metrics import parse_metrics
 from turnout.logs import get_logger
 
@@ -51,7 +51,7 @@ class MetricsPoller:
     async def scrape_once(self, replica_id: str) -> None:
         """Scrape one replica and record the outcome in the pool."""
         replica = self._pool.get(replica_id)
-        dispatched_before = replica.dispatched_since_scrape
+        mark = self._pool.scrape_mark(replica_id)
         try:
             metrics = await asyncio.wait_for(self._fetch(replica.url), self._timeout)
         except _Absent:
@@ -65,10 +65,9 @@ class MetricsPoller:
         if metrics is None:
             self._note(replica_id, "absent")
             return
-        # Requests sent while the scrape was in flight may not be in it: keep crediting
-        # them, or a slow scrape would forget them and invite a herd.
-        sent_during = max(0, replica.dispatched_since_scrape - dispatched_before)
-        self._pool.record_metrics(replica_id, metrics, sent_during_scrape=sent_during)
+        # Requests sent while the scrape was in flight may not be in it: the mark keeps
+        # them credited, or a slow scrape would forget them and invite a herd.
+        self._pool.record_metrics(replica_id, metrics, mark=mark)
         self._note(replica_id, "ok")
 
     async def _fetch(self, base_url: str) -> Metrics | None:

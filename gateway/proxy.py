@@ -28,7 +28,6 @@ from gateway.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
-from gateway.pool import Replica
 from gateway.relay import (
     RETRY_STATUSES,
     RelayResult,
@@ -37,7 +36,8 @@ from gateway.relay import (
     relay_response,
 )
 from gateway.state import Gateway, gateway_of
-from routers import RouteRequest
+from routers import Outcome, RouteRequest, prompt
+from routers.pool import Replica
 from turnout.asgi import Receive, Scope, Send
 
 # Request headers never forwarded: per-hop, or recomputed for the upstream hop.
@@ -78,6 +78,7 @@ class _Exchange:
         "request_id",
         "response_started",
         "retried",
+        "session",
         "started",
         "status",
     )
@@ -91,6 +92,7 @@ class _Exchange:
         self.status = 0
         self.first_byte_at: float | None = None
         self.retried = False
+        self.session: str | None = None
         self.response_started = False
         self.error = ""
         self.headers: list[tuple[str, str]] = []
@@ -147,7 +149,7 @@ def _scan_headers(
     gw: Gateway, raw: list[tuple[bytes, bytes]]
 ) -> tuple[_Exchange, bytes | None, bytes | None, bytes | None]:
     """One pass over the request headers: what to check, and what to forward."""
-    content_type = content_length = key = request_id = None
+    content_type = content_length = key = request_id = session = None
     forwarded: list[tuple[str, str]] = []
     keep_authorization = not gw.api_keys
     for name, value in raw:
@@ -164,12 +166,15 @@ def _scan_headers(
         elif name == b"x-request-id":
             request_id = value
             continue
+        elif name == b"x-session-id":
+            session = value
         if name not in _NOT_FORWARDED:
             forwarded.append((name.decode("latin-1"), value.decode("latin-1")))
     rid = request_id_from(request_id)
     forwarded.append(("x-request-id", rid))
     exchange = _Exchange(rid)
     exchange.headers = forwarded
+    exchange.session = None if session is None else session.decode("latin-1")
     return exchange, content_type, content_length, key
 
 
@@ -244,13 +249,16 @@ def _parse(gw: Gateway, exchange: _Exchange, body: bytes) -> RouteRequest:
         )
     exchange.model_label = model
     max_tokens = data.get("max_tokens", data.get("max_completion_tokens"))
+    tokens, prefix = prompt.from_openai_body(data)
+    user = data.get("user")
     return RouteRequest(
         model=model,
         stream=data.get("stream") is True,
-        # About four bytes of JSON per token; strategies only need the order of magnitude.
-        prompt_tokens_estimate=len(body) // 4,
+        prompt_tokens_estimate=tokens,
         max_tokens=max_tokens if isinstance(max_tokens, int) else None,
         request_id=exchange.request_id,
+        prefix_hashes=prefix,
+        session=exchange.session or (user if isinstance(user, str) and user else None),
     )
 
 
@@ -302,8 +310,11 @@ async def _attempt(
     """One exchange with one replica. False: it answered 'not now' and we may retry."""
     settings = gw.settings
     pool = gw.pool
-    pool.acquire(replica.id)
+    tokens = route.prompt_tokens_estimate
+    pool.acquire(replica.id, tokens)
     ok = False
+    result = RelayResult(on_first_byte=lambda: pool.first_byte(replica.id, tokens))
+    sent_at = time.perf_counter()
     try:
         try:
             resp = await open_upstream(
@@ -325,7 +336,6 @@ async def _attempt(
             else:
                 pool.record_success(replica.id)
                 exchange.error = ""
-            result = RelayResult()
             try:
                 await relay_response(
                     resp,
@@ -355,9 +365,10 @@ async def _attempt(
             else:
                 resp.close()
     finally:
-        pool.release(replica.id)
+        pool.release(replica.id, tokens, answered=result.first_byte_at is not None)
         if gw.on_finished is not None:
-            gw.on_finished(route, replica.id, ok)
+            ttfb = None if result.first_byte_at is None else result.first_byte_at - sent_at
+            gw.on_finished(route, Outcome(replica.id, ok, ttfb))
 
 
 def _note_failure(

@@ -6,6 +6,7 @@ as the replica sent it, SSE chunks forwarded one by one as they arrive.
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -84,6 +85,8 @@ class RelayResult:
     complete: bool = False
     # Set when the exchange broke after the response started: (kind, message).
     broken: tuple[str, str] | None = None
+    # Called once, when the first body byte went to the client.
+    on_first_byte: Callable[[], None] | None = None
 
 
 async def relay_response(
@@ -129,6 +132,8 @@ async def relay_response(
     result.started = True
     await send({"type": "http.response.start", "status": resp.status, "headers": headers})
     result.first_byte_at = time.perf_counter()
+    if result.on_first_byte is not None:
+        result.on_first_byte()
     await send({"type": "http.response.body", "body": payload, "more_body": False})
     result.complete = True
 
@@ -157,6 +162,8 @@ async def _relay_stream(
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 if result.first_byte_at is None:
                     result.first_byte_at = time.perf_counter()
+                    if result.on_first_byte is not None:
+                        result.on_first_byte()
         result.complete = True
     except TimeoutError:
         kind = "idle_timeout" if result.first_byte_at else "first_byte_timeout"

@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from gateway.pool import Replica
 from gateway.settings import GatewaySettings
+from routers.pool import Replica
 
 
 class ConfigError(ValueError):

@@ -8,12 +8,12 @@ from typing import Any
 import aiohttp
 
 import routers
-from gateway.pool import ReplicaPool
 from gateway.settings import GatewaySettings
 from gateway.telemetry import Telemetry
-from routers import RouteRequest, Strategy
+from routers import Outcome, RouteRequest, Strategy
+from routers.pool import ReplicaPool
 
-FinishedHook = Callable[[RouteRequest, str, bool], None]
+FinishedHook = Callable[[RouteRequest, Outcome], None]
 
 
 @dataclass

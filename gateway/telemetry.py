@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from gateway.pool import ReplicaPool
+from routers.pool import ReplicaPool
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -1,10 +1,11 @@
 """Routing strategies: the protocol, the registry and the built-ins."""
 
 from routers.registry import StrategyNotFound, available, load
-from routers.types import Metrics, ReplicaView, RouteRequest, Strategy
+from routers.types import Metrics, Outcome, ReplicaView, RouteRequest, Strategy
 
 __all__ = [
     "Metrics",
+    "Outcome",
     "ReplicaView",
     "RouteRequest",
     "Strategy",

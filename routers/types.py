@@ -31,6 +31,9 @@ class ReplicaView:
     in_flight: int
     # Requests this gateway sent to the replica since `metrics` was scraped.
     dispatched_since_scrape: int = 0
+    # In-flight requests with no first byte back yet, and their estimated prompt tokens.
+    awaiting_first_byte: int = 0
+    awaiting_prompt_tokens: int = 0
     metrics: Metrics | None = None
     # Seconds since `metrics` was scraped; None when never scraped.
     metrics_age: float | None = None
@@ -44,9 +47,26 @@ class RouteRequest:
 
     model: str
     stream: bool = False
+    # Estimated from the prompt's text (the gateway) or its tokens (the simulator).
     prompt_tokens_estimate: int = 0
     max_tokens: int | None = None
     request_id: str = ""
+    # Chained hashes of the prompt's leading blocks: equal hashes at position i mean equal
+    # prompts up to the end of block i (see routers.prompt).
+    prefix_hashes: tuple[int, ...] = ()
+    # Who is talking: the request's `user` field or its x-session-id header.
+    session: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a routed request ended on the replica it was sent to."""
+
+    replica_id: str
+    # Answered with a success status and, for a stream, relayed to its end.
+    ok: bool
+    # Seconds from sending the request to the replica's first response byte, when one came.
+    ttfb_s: float | None = None
 
 
 @runtime_checkable
@@ -69,7 +89,7 @@ class StrategyBase:
 
     name = "base"
 
-    def on_request_finished(self, request: RouteRequest, replica_id: str, ok: bool) -> None:
+    def on_request_finished(self, request: RouteRequest, outcome: Outcome) -> None:
         return None
 
     def on_replica_added(self, replica_id: str) -> None:

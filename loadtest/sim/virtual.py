@@ -1,15 +1,18 @@
-"""A fleet of engine models in virtual time, routed by a real strategy object.
+"""A fleet of engine models in virtual time, routed by a real strategy through the real pool.
 
-No HTTP and no sleeping: the clock jumps from event to event (an arrival, the end
-of a replica's step, a metrics scrape). The strategy is the very object the
-gateway runs; it sees `ReplicaView`s built the way the gateway builds them:
-gateway-local in-flight counts, requests dispatched since the last scrape, and
-engine metrics scraped every `poll_interval` seconds, so the effects of stale
-metrics (herding) are reproduced.
+No HTTP and no sleeping: the clock jumps from event to event (an arrival, the end of a
+replica's step, the start or end of a metrics scrape). The routing state is the gateway's own
+`routers.pool.ReplicaPool` on a virtual clock, driven the way the gateway drives it: the
+proxy's acquire / first byte / release, and the poller's staggered scrapes (replica i of n
+first at i/n of an interval, then every interval), each taking `scrape_latency` seconds with
+what was sent meanwhile kept credited, and failing where `scrape_fails` says so. The strategy
+hears the same hooks as in the gateway. So a strategy judged here sees what it would see
+there, herding on stale metrics included.
 """
 
 import heapq
-from collections.abc import Iterable, Sequence
+from array import array
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -17,10 +20,16 @@ from loadtest.sim.engine import EngineConfig, EngineModel, RequestRejected
 from loadtest.sim.kvcache import SharedKVPool
 from loadtest.sim.layout import REFERENCE, deployment
 from loadtest.sim.profiles import Profile, load_profile
-from loadtest.sim.types import FinishedRequest, SimRequest
-from routers.types import Metrics, ReplicaView, RouteRequest, Strategy
+from loadtest.sim.types import EngineStats, FinishedRequest, SimRequest
+from routers import prompt
+from routers.pool import Replica, ReplicaPool
+from routers.types import Metrics, Outcome, RouteRequest, Strategy
 
 RecordStatus = Literal["ok", "rejected", "no_replica"]
+# Tokens per prefix-hash block: vLLM's default KV block.
+HASH_BLOCK_TOKENS = 16
+# Event kinds, in the order they run when they fall on the same instant.
+_STEP_END, _SCRAPE_END, _SCRAPE_BEGIN = 0, 1, 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +58,7 @@ class VirtualRequest:
     stop_length: int | None = None
     seed: int | None = None
     id: str | None = None
+    session: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,52 +89,33 @@ class VirtualResult:
     steps: int
 
 
-class _SimulatedReplica:
-    __slots__ = (
-        "busy",
-        "dispatched",
-        "engine",
-        "finishing",
-        "in_flight",
-        "metrics",
-        "models",
-        "name",
-        "scraped_at",
-        "url",
+def metrics_of(stats: EngineStats) -> Metrics:
+    """What the gateway's parser reads from this engine's /metrics page (the exposition in
+    loadtest.sim.exposition; a contract test checks the two agree)."""
+    queries = stats.prefix_queries
+    return Metrics(
+        waiting=float(stats.waiting),
+        running=float(stats.running),
+        kv_usage=stats.kv_usage,
+        prefix_hit_rate=stats.prefix_hits / queries if queries > 0 else None,
     )
 
-    def __init__(self, name: str, model: str, engine: EngineModel) -> None:
-        self.name = name
-        self.url = f"virtual://{name}"
-        self.models = (model,)
-        self.engine = engine
-        self.busy = False
-        self.finishing: tuple[FinishedRequest, ...] = ()
-        self.in_flight = 0
-        self.dispatched = 0
-        self.metrics: Metrics | None = None
-        self.scraped_at = 0.0
 
-    def scrape(self, now: float) -> None:
-        stats = self.engine.stats()
-        hit_rate = stats.prefix_hits / stats.prefix_queries if stats.prefix_queries else 0.0
-        self.metrics = Metrics(stats.waiting, stats.running, stats.kv_usage, hit_rate)
-        self.scraped_at = now
-        self.dispatched = 0
-
-    def view(self, now: float, stale_after: float) -> ReplicaView:
-        age = None if self.metrics is None else now - self.scraped_at
-        return ReplicaView(
-            id=self.name,
-            url=self.url,
-            models=self.models,
-            healthy=True,
-            in_flight=self.in_flight,
-            dispatched_since_scrape=self.dispatched,
-            metrics=self.metrics,
-            metrics_age=age,
-            metrics_stale=age is None or age > stale_after,
-        )
+def route_request(arrival: VirtualRequest, request_id: str) -> RouteRequest:
+    """The RouteRequest the gateway would build: size from the token count, prefix hashes
+    over 16-token blocks of the ids."""
+    ids = arrival.prompt_token_ids[: prompt.MAX_BLOCKS * HASH_BLOCK_TOKENS]
+    raw = array("q", ids).tobytes()
+    blocks = prompt.text_blocks(raw, HASH_BLOCK_TOKENS * 8)
+    return RouteRequest(
+        model=arrival.model,
+        stream=True,
+        prompt_tokens_estimate=len(arrival.prompt_token_ids),
+        max_tokens=arrival.max_tokens,
+        request_id=request_id,
+        prefix_hashes=prompt.chained_hashes(blocks),
+        session=arrival.session,
+    )
 
 
 def build_engines(
@@ -152,127 +143,205 @@ def run_virtual(
     *,
     poll_interval: float = 1.0,
     stale_after: float | None = None,
+    scrape_latency: float = 0.0,
+    scrape_fails: Callable[[str, float], bool] | None = None,
 ) -> VirtualResult:
     """Play `arrivals` (in time order; any iterable) through the fleet; a record per arrival.
 
-    Metrics are scraped from every replica at 0, poll_interval, 2*poll_interval...;
-    a scrape older than `stale_after` (default 3 poll intervals) is marked stale.
+    The pool marks a scrape older than `stale_after` (default 3 poll intervals, as the
+    gateway does) stale. `scrape_fails(replica, time)` says whether a scrape beginning then
+    fails (default: none do).
     """
-    replicas = [
-        _SimulatedReplica(spec.name, spec.model or profile.model, engine)
+    if poll_interval <= 0 or scrape_latency < 0 or scrape_latency >= poll_interval:
+        raise ValueError("need poll_interval > 0 and 0 <= scrape_latency < poll_interval")
+    engines = {
+        spec.name: (spec.model or profile.model, engine)
         for spec, profile, engine in build_engines(specs)
-    ]
+    }
     stale = 3.0 * poll_interval if stale_after is None else stale_after
-    return _FleetRun(replicas, strategy, poll_interval, stale).play(arrivals)
+    run = _FleetRun(engines, strategy, poll_interval, stale, scrape_latency, scrape_fails)
+    return run.play(arrivals)
+
+
+class VirtualScrapes:
+    """The gateway poller's dealings with the pool, on a virtual clock: a scrape takes the
+    pool's mark as it begins, and records what it read (or its failure) when it ends."""
+
+    def __init__(self, pool: ReplicaPool) -> None:
+        self.pool = pool
+        # Scrapes under way: replica -> (mark, what was read, None if the scrape fails).
+        self.under_way: dict[str, tuple[int, Metrics | None]] = {}
+
+    def begin(self, name: str, read: Metrics | None) -> None:
+        self.under_way[name] = (self.pool.scrape_mark(name), read)
+
+    def end(self, name: str) -> None:
+        mark, read = self.under_way.pop(name)
+        if read is None:
+            self.pool.record_scrape_failure(name)
+        else:
+            self.pool.record_metrics(name, read, mark=mark)
+
+
+class _Engine:
+    """One replica's engine and where its current step stands."""
+
+    __slots__ = ("busy", "engine", "finishing", "first", "name")
+
+    def __init__(self, name: str, engine: EngineModel) -> None:
+        self.name = name
+        self.engine = engine
+        self.busy = False
+        self.finishing: tuple[FinishedRequest, ...] = ()
+        self.first: tuple[str, ...] = ()
 
 
 class _FleetRun:
-    """The event loop: arrivals, ends of replicas' steps and scrapes, in time order."""
+    """The event loop: arrivals, step ends and scrapes, in time order."""
 
     def __init__(
         self,
-        replicas: list[_SimulatedReplica],
+        engines: dict[str, tuple[str, EngineModel]],
         strategy: Strategy,
         poll_interval: float,
         stale: float,
+        scrape_latency: float,
+        scrape_fails: Callable[[str, float], bool] | None,
     ) -> None:
-        self.replicas = replicas
+        self.now = 0.0
+        self.pool = ReplicaPool(
+            (
+                Replica(id=name, url=f"virtual://{name}", models=(model,))
+                for name, (model, _) in engines.items()
+            ),
+            stale_after=stale,
+            clock=lambda: self.now,
+        )
+        self.engines = {name: _Engine(name, engine) for name, (_, engine) in engines.items()}
         self.strategy = strategy
         self.on_finished = getattr(strategy, "on_request_finished", None)
         self.poll_interval = poll_interval
-        self.stale = stale
-        self.by_model: dict[str, list[int]] = {}
-        for index, replica in enumerate(replicas):
-            self.by_model.setdefault(replica.models[0], []).append(index)
-        self.steps: list[tuple[float, int]] = []  # (end time, replica index) of steps under way
+        self.scrape_latency = scrape_latency
+        self.scrape_fails = scrape_fails
+        # (time, kind, sequence, replica): sequence keeps the order stable and total.
+        self.events: list[tuple[float, int, int, str]] = []
+        self.sequence = 0
         self.step_count = 0
-        self.next_scrape = 0.0
+        self.scrapes = VirtualScrapes(self.pool)
         self.routed: dict[str, tuple[RouteRequest, str]] = {}
         self.records: dict[str, VirtualRecord] = {}
+        added = getattr(strategy, "on_replica_added", None)
+        names = [replica.id for replica in self.pool]
+        for i, name in enumerate(names):
+            if added is not None:
+                added(name)
+            self._push(poll_interval * i / len(names), _SCRAPE_BEGIN, name)
+
+    def _push(self, at: float, kind: int, name: str) -> None:
+        self.sequence += 1
+        heapq.heappush(self.events, (at, kind, self.sequence, name))
 
     def play(self, arrivals: Iterable[VirtualRequest]) -> VirtualResult:
-        steps = self.steps
+        events = self.events
         pending = iter(arrivals)  # may be a generator: 100k prompts need not sit in memory
         arrival = next(pending, None)
-        first = arrival.time if arrival is not None else 0.0
-        now = first
-        while arrival is not None or steps:
-            if steps and (arrival is None or steps[0][0] <= arrival.time):
-                now, index = heapq.heappop(steps)
-                if now >= self.next_scrape:
-                    self._scrape(now)
-                self._end_step(index, now)
+        first = last = arrival.time if arrival is not None else 0.0
+        while arrival is not None or self.routed:
+            if arrival is None or events[0][0] <= arrival.time:
+                at, kind, _, name = heapq.heappop(events)
+                self.now = at
+                if kind == _STEP_END:
+                    self._end_step(self.engines[name])
+                    last = at
+                elif kind == _SCRAPE_BEGIN:
+                    self._begin_scrape(name)
+                else:
+                    self.scrapes.end(name)
                 continue
-            assert arrival is not None
-            if arrival.time < now:
-                raise ValueError(f"arrivals must come in time order ({arrival.time} after {now})")
-            now = arrival.time
-            if now >= self.next_scrape:
-                self._scrape(now)
-            self._arrive(arrival, now)
+            if arrival.time < self.now:
+                raise ValueError(
+                    f"arrivals must come in time order ({arrival.time} after {self.now})"
+                )
+            self.now = arrival.time
+            self._arrive(arrival)
+            last = max(last, self.now)
             arrival = next(pending, None)
-        return VirtualResult(list(self.records.values()), now - first, self.step_count)
+        return VirtualResult(list(self.records.values()), last - first, self.step_count)
 
-    def _scrape(self, now: float) -> None:
-        """Run the scrapes due by `now`; after a long idle gap only the last one matters."""
-        interval = self.poll_interval
-        due = self.next_scrape + (now - self.next_scrape) // interval * interval
-        for replica in self.replicas:
-            replica.scrape(due)
-        self.next_scrape = due + interval
+    # -- the poller ------------------------------------------------------------------
 
-    def _arrive(self, arrival: VirtualRequest, now: float) -> None:
+    def _begin_scrape(self, name: str) -> None:
+        fails = self.scrape_fails is not None and self.scrape_fails(name, self.now)
+        self.scrapes.begin(name, None if fails else metrics_of(self.engines[name].engine.stats()))
+        if self.scrape_latency > 0:
+            self._push(self.now + self.scrape_latency, _SCRAPE_END, name)
+        else:
+            self.scrapes.end(name)
+        self._push(self.now + self.poll_interval, _SCRAPE_BEGIN, name)
+
+    # -- the proxy -------------------------------------------------------------------
+
+    def _arrive(self, arrival: VirtualRequest) -> None:
         request_id = arrival.id or f"req-{len(self.records)}"
-        route = RouteRequest(
-            model=arrival.model,
-            stream=True,
-            prompt_tokens_estimate=len(arrival.prompt_token_ids),
-            max_tokens=arrival.max_tokens,
-            request_id=request_id,
-        )
-        indices = self.by_model.get(arrival.model, [])
-        views = [self.replicas[index].view(now, self.stale) for index in indices]
-        chosen = self.strategy.choose(route, views)
-        index = next((i for i, v in zip(indices, views, strict=True) if v is chosen), None)
-        if index is None:
-            record = VirtualRecord(request_id, arrival.model, now, None, "no_replica")
+        route = route_request(arrival, request_id)
+        candidates = self.pool.candidates(arrival.model)
+        chosen = self.strategy.choose(route, candidates) if candidates else None
+        if chosen is None:
+            record = VirtualRecord(request_id, arrival.model, self.now, None, "no_replica")
             self.records[request_id] = record
             return
-        replica = self.replicas[index]
-        record = _dispatch(replica, arrival, request_id, now)
-        self.records[request_id] = record  # a placeholder until it finishes: keeps the order
-        if record.status == "ok":
-            self.routed[request_id] = (route, arrival.model)
-            if not replica.busy:
-                self._start_step(index, now)
-
-    def _start_step(self, index: int, now: float) -> None:
-        replica = self.replicas[index]
-        result = replica.engine.step(now)
-        self.step_count += 1
-        replica.busy = True
-        replica.finishing = result.finished
-        heapq.heappush(self.steps, (now + result.duration, index))
-
-    def _end_step(self, index: int, now: float) -> None:
-        replica = self.replicas[index]
-        for done in replica.finishing:
-            replica.in_flight -= 1
-            request, model = self.routed.pop(done.id)
-            self.records[done.id] = _record(done, model, replica.name)
+        name = chosen.id
+        tokens = route.prompt_tokens_estimate
+        self.pool.acquire(name, tokens)
+        try:
+            self.engines[name].engine.add(_sim_request(arrival, request_id, self.now), self.now)
+        except RequestRejected:
+            # The replica answers 400 at once: no first byte of a generation, not ok.
+            self.pool.release(name, tokens, answered=False)
+            self.records[request_id] = VirtualRecord(
+                request_id, arrival.model, self.now, name, "rejected"
+            )
             if self.on_finished is not None:
-                self.on_finished(request, replica.name, done.reason != "abort")
-        replica.finishing = ()
-        if replica.engine.has_work():
-            self._start_step(index, now)
+                self.on_finished(route, Outcome(name, False, None))
+            return
+        # A placeholder until it finishes: keeps the records in arrival order.
+        self.records[request_id] = VirtualRecord(request_id, arrival.model, self.now, name, "ok")
+        self.routed[request_id] = (route, arrival.model)
+        state = self.engines[name]
+        if not state.busy:
+            self._start_step(state)
+
+    def _start_step(self, state: _Engine) -> None:
+        result = state.engine.step(self.now)
+        self.step_count += 1
+        state.busy = True
+        state.finishing = result.finished
+        state.first = result.first_token
+        self._push(self.now + result.duration, _STEP_END, state.name)
+
+    def _end_step(self, state: _Engine) -> None:
+        pool = self.pool
+        for request_id in state.first:
+            route, _ = self.routed[request_id]
+            pool.first_byte(state.name, route.prompt_tokens_estimate)
+        for done in state.finishing:
+            route, model = self.routed.pop(done.id)
+            pool.release(
+                state.name, route.prompt_tokens_estimate, answered=done.first_token is not None
+            )
+            self.records[done.id] = _record(done, model, state.name)
+            if self.on_finished is not None:
+                ok = done.reason != "abort"
+                self.on_finished(route, Outcome(state.name, ok, done.ttft))
+        state.finishing = state.first = ()
+        if state.engine.has_work():
+            self._start_step(state)
         else:
-            replica.busy = False
+            state.busy = False
 
 
-def _dispatch(
-    replica: _SimulatedReplica, arrival: VirtualRequest, request_id: str, now: float
-) -> VirtualRecord:
-    request = SimRequest(
+def _sim_request(arrival: VirtualRequest, request_id: str, now: float) -> SimRequest:
+    return SimRequest(
         id=request_id,
         prompt_token_ids=arrival.prompt_token_ids,
         max_tokens=arrival.max_tokens,
@@ -281,13 +350,6 @@ def _dispatch(
         seed=arrival.seed,
         arrival=now,
     )
-    try:
-        replica.engine.add(request, now)
-    except RequestRejected:
-        return VirtualRecord(request_id, arrival.model, now, replica.name, "rejected")
-    replica.in_flight += 1
-    replica.dispatched += 1
-    return VirtualRecord(request_id, arrival.model, now, replica.name, "ok")
 
 
 def _record(done: FinishedRequest, model: str, replica: str) -> VirtualRecord:

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from gateway.health import HealthChecker, parse_models
-from gateway.pool import Replica, ReplicaPool
+from routers.pool import Replica, ReplicaPool
 from turnout.logs import configure_logging
 
 Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]

@@ -6,7 +6,7 @@ from typing import Any
 import httpx
 
 from gateway.periodic import ProbeFailed, describe_error, every_replica
-from gateway.pool import Replica, ReplicaPool
+from routers.pool import Replica, ReplicaPool
 
 
 class _Log:

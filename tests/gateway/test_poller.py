@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from gateway.poller import MetricsPoller
-from gateway.pool import Replica, ReplicaPool
 from routers import Metrics
+from routers.pool import Replica, ReplicaPool
 
 Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]
 

@@ -11,7 +11,7 @@ import pytest
 
 from gateway.health import HealthChecker
 from gateway.poller import MetricsPoller
-from gateway.pool import Replica, ReplicaPool
+from routers.pool import Replica, ReplicaPool
 from tests.loadtest.sim.serving import MODEL, serve_argv, wait_until
 from tests.procs import Proc
 from turnout.engine_metrics import parse_metrics

@@ -1,8 +1,8 @@
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.pool import Replica, ReplicaPool
 from gateway.telemetry import Telemetry
 from routers import Metrics
+from routers.pool import Replica, ReplicaPool
 
 
 def samples(telemetry: Telemetry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

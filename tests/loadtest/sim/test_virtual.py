@@ -9,7 +9,7 @@ from loadtest.sim.engine import EngineConfig
 from loadtest.sim.virtual import VirtualReplica, VirtualRequest, reference_replicas, run_virtual
 from routers.queue_depth import QueueDepth
 from routers.round_robin import RoundRobin
-from routers.types import ReplicaView, RouteRequest, StrategyBase
+from routers.types import Outcome, ReplicaView, RouteRequest, StrategyBase
 
 CONFIG = EngineConfig(max_num_seqs=8, max_num_batched_tokens=256)
 
@@ -147,3 +147,83 @@ def test_scrapes_older_than_stale_after_are_marked_stale() -> None:
     recorder = Recorder()
     run_virtual(tiny_fleet(1), recorder, arrivals, poll_interval=1.0, stale_after=0.2)
     assert [view.metrics_stale for view in recorder.seen] == [False, True]
+
+
+class Everything(StrategyBase):
+    """Keeps every candidate list it was shown and every hook it heard."""
+
+    name = "everything"
+
+    def __init__(self) -> None:
+        self.shown: list[tuple[float, list[ReplicaView]]] = []
+        self.hooks: list[tuple[str, object]] = []
+
+    def choose(self, request: RouteRequest, candidates: Sequence[ReplicaView]) -> ReplicaView:
+        self.shown.append((request.prompt_tokens_estimate, list(candidates)))
+        return candidates[-1]
+
+    def on_replica_added(self, replica_id: str) -> None:
+        self.hooks.append(("added", replica_id))
+
+    def on_request_finished(self, request: RouteRequest, outcome: Outcome) -> None:
+        self.hooks.append(("finished", outcome))
+
+
+def test_scrapes_are_staggered_over_the_interval_like_the_pollers() -> None:
+    # Four replicas, 1 s polls: replica i is first scraped at i/4 s, then every second.
+    probes = [VirtualRequest(t, "m", list(range(20)), 2, True) for t in (0.1, 0.3, 0.6, 0.9)]
+    strategy = Everything()
+    run_virtual(tiny_fleet(4), strategy, probes, poll_interval=1.0)
+    scraped = [[view.metrics is not None for view in views] for _, views in strategy.shown]
+    assert scraped == [
+        [True, False, False, False],
+        [True, True, False, False],
+        [True, True, True, False],
+        [True, True, True, True],
+    ]
+    # Candidates come in the pool's order (by name), whatever the spec order.
+    assert [view.id for view in strategy.shown[0][1]] == ["r0", "r1", "r2", "r3"]
+
+
+def test_a_slow_scrape_keeps_crediting_what_was_sent_while_it_ran() -> None:
+    # One replica, scrape at 0 taking 0.3 s: a request sent at 0.1 stays credited after it.
+    arrivals = [VirtualRequest(t, "m", list(range(20)), 2000, True) for t in (0.1, 0.5)]
+    strategy = Everything()
+    run_virtual(tiny_fleet(1), strategy, arrivals, poll_interval=1.0, scrape_latency=0.3)
+    first, second = (views[0] for _, views in strategy.shown)
+    assert first.metrics is None  # the scrape that began at 0 has not ended at 0.1
+    assert second.metrics is not None and second.metrics.running == 0  # read at 0
+    assert second.dispatched_since_scrape == 1 and second.in_flight == 1
+
+
+def test_failed_scrapes_leave_metrics_stale() -> None:
+    arrivals = [VirtualRequest(t, "m", list(range(20)), 5, True) for t in (0.5, 1.5, 2.5)]
+    strategy = Everything()
+    run_virtual(
+        tiny_fleet(1),
+        strategy,
+        arrivals,
+        poll_interval=1.0,
+        scrape_fails=lambda replica, at: at >= 1.0,
+    )
+    stale = [views[0].metrics_stale for _, views in strategy.shown]
+    assert stale == [False, True, True]
+    assert strategy.shown[1][1][0].metrics is not None  # the old values stay, marked stale
+
+
+def test_hooks_are_the_gateways_added_first_then_finished_with_time_to_first_byte() -> None:
+    arrivals = [
+        VirtualRequest(0.0, "m", list(range(40)), 5, True),
+        VirtualRequest(0.1, "m", list(range(5000)), 5, True),  # longer than tiny's context
+    ]
+    strategy = Everything()
+    result = run_virtual(tiny_fleet(2), strategy, arrivals)
+    assert strategy.hooks[:2] == [("added", "r0"), ("added", "r1")]
+    finished = [outcome for kind, outcome in strategy.hooks if kind == "finished"]
+    assert len(finished) == 2
+    rejected, served = sorted(finished, key=lambda o: o.ok)  # type: ignore[attr-defined]
+    assert rejected == Outcome("r1", False, None)
+    assert served.replica_id == "r1" and served.ok  # type: ignore[attr-defined]
+    assert served.ttfb_s == pytest.approx(result.records[0].ttft)  # type: ignore[attr-defined]
+    assert [r.status for r in result.records] == ["ok", "rejected"]
+    assert [size for size, _ in strategy.shown] == [40, 5000]

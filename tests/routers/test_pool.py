@@ -1,10 +1,10 @@
 from collections.abc import Sequence
 from typing import Any
 
-from gateway.pool import Replica, ReplicaPool
 from gateway.settings import GatewaySettings
 from gateway.state import Gateway
 from routers import Metrics, ReplicaView, RouteRequest
+from routers.pool import Replica, ReplicaPool
 from routers.types import StrategyBase
 from turnout.logs import get_logger
 
@@ -49,9 +49,12 @@ def test_backoff_doubles_up_to_its_cap() -> None:
 
 def test_a_scrape_keeps_crediting_what_was_sent_while_it_ran() -> None:
     pool = pool_of("a")
-    for _ in range(5):
+    for _ in range(3):
         pool.acquire("a")
-    pool.record_metrics("a", Metrics(waiting=1, running=2), sent_during_scrape=2)
+    mark = pool.scrape_mark("a")
+    pool.acquire("a")
+    pool.acquire("a")
+    pool.record_metrics("a", Metrics(waiting=1, running=2), mark=mark)
     view = pool.candidates("m")[0]
     assert view.dispatched_since_scrape == 2
     assert view.in_flight == 5

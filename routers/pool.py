@@ -1,7 +1,9 @@
 """The replica pool: every replica's live state, and read-only views of it for strategies.
 
-One pool per app, owned by the lifespan. The proxy acquires and releases in-flight
-slots; the metrics poller records scrapes; health checks and passive failures take
+Pure state on an injected clock, so that one routing model serves two clocks: the gateway
+drives it in real time (its lifespan owns one pool per app), and the simulator's virtual-time
+runner drives the very same class with a virtual clock. The proxy acquires and releases
+in-flight slots; the metrics poller records scrapes; health checks and passive failures take
 replicas out (with exponential backoff) and bring them back.
 """
 
@@ -22,7 +24,14 @@ class Replica:
     max_model_len: dict[str, int] = field(default_factory=dict)
     healthy: bool = True
     in_flight: int = 0
-    dispatched_since_scrape: int = 0
+    # In-flight requests still waiting for their first byte, and their estimated prompt
+    # tokens: prefill work queued on the replica, as far as this gateway knows.
+    awaiting_first_byte: int = 0
+    awaiting_prompt_tokens: int = 0
+    # Requests ever sent, and that count when the last recorded scrape began: the
+    # difference is what the scrape cannot have counted.
+    dispatched_total: int = 0
+    scrape_mark: int = 0
     metrics: Metrics | None = None
     scraped_at: float | None = None
     scrape_failed: bool = False
@@ -31,6 +40,10 @@ class Replica:
     ejections: int = 0
     retry_at: float = 0.0
     last_error: str = ""
+
+    @property
+    def dispatched_since_scrape(self) -> int:
+        return self.dispatched_total - self.scrape_mark
 
 
 class ReplicaPool:
@@ -92,7 +105,9 @@ class ReplicaPool:
             models=r.models,
             healthy=r.healthy,
             in_flight=r.in_flight,
-            dispatched_since_scrape=r.dispatched_since_scrape,
+            dispatched_since_scrape=r.dispatched_total - r.scrape_mark,
+            awaiting_first_byte=r.awaiting_first_byte,
+            awaiting_prompt_tokens=r.awaiting_prompt_tokens,
             metrics=r.metrics,
             metrics_age=age,
             metrics_stale=stale,
@@ -100,14 +115,26 @@ class ReplicaPool:
 
     # -- the proxy -------------------------------------------------------------------------
 
-    def acquire(self, replica_id: str) -> None:
+    def acquire(self, replica_id: str, prompt_tokens: int = 0) -> None:
+        """A request is being sent to the replica."""
         r = self._replicas[replica_id]
         r.in_flight += 1
-        r.dispatched_since_scrape += 1
+        r.dispatched_total += 1
+        r.awaiting_first_byte += 1
+        r.awaiting_prompt_tokens += prompt_tokens
 
-    def release(self, replica_id: str) -> None:
+    def first_byte(self, replica_id: str, prompt_tokens: int = 0) -> None:
+        """The replica started answering an acquired request (its prefill is done)."""
+        r = self._replicas[replica_id]
+        r.awaiting_first_byte = max(0, r.awaiting_first_byte - 1)
+        r.awaiting_prompt_tokens = max(0, r.awaiting_prompt_tokens - prompt_tokens)
+
+    def release(self, replica_id: str, prompt_tokens: int = 0, *, answered: bool = True) -> None:
+        """The request ended; `answered` says whether `first_byte` was called for it."""
         r = self._replicas[replica_id]
         r.in_flight = max(0, r.in_flight - 1)
+        if not answered:
+            self.first_byte(replica_id, prompt_tokens)
 
     def record_success(self, replica_id: str) -> None:
         self._replicas[replica_id].consecutive_errors = 0
@@ -124,21 +151,26 @@ class ReplicaPool:
 
     # -- the poller and health checks ------------------------------------------------------
 
+    def scrape_mark(self, replica_id: str) -> int:
+        """Call as a scrape begins; hand the result to `record_metrics` when it ends."""
+        return self._replicas[replica_id].dispatched_total
+
     def record_metrics(
         self,
         replica_id: str,
         metrics: Metrics,
         at: float | None = None,
         *,
-        sent_during_scrape: int = 0,
+        mark: int | None = None,
     ) -> None:
-        """`sent_during_scrape`: requests dispatched while the scrape was on the wire, which
-        it may not count; they stay credited so a slow scrape cannot invite a herd."""
+        """A scrape that began at `mark` (`scrape_mark`; None: just now) read `metrics`.
+        Requests sent since the mark may not be in them, so they stay credited: a slow
+        scrape cannot invite a herd."""
         r = self._replicas[replica_id]
         r.metrics = metrics
         r.scraped_at = self._clock() if at is None else at
         r.scrape_failed = False
-        r.dispatched_since_scrape = sent_during_scrape
+        r.scrape_mark = r.dispatched_total if mark is None else mark
 
     def record_scrape_failure(self, replica_id: str) -> None:
         # Keep the old values for /admin, but strategies must treat them as unknown.
