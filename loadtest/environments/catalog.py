@@ -42,6 +42,9 @@ class Environment:
     strategy: str = "round_robin"
     time_scale: float | None = None
     gateway_env: dict[str, str] = field(default_factory=dict)
+    # Share of GPU memory each simulated replica gets (vLLM's --gpu-memory-utilization);
+    # None: vLLM's default 0.9, the same for every fleet.
+    gpu_memory_utilization: float | None = None
 
     @property
     def is_local(self) -> bool:
@@ -77,6 +80,7 @@ class _EnvironmentModel(BaseModel):
     strategy: str = "round_robin"
     time_scale: float | None = Field(None, gt=0)
     gateway_env: dict[str, str] = Field(default_factory=dict)
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
 
     @model_validator(mode="after")
     def _one_kind(self) -> "_EnvironmentModel":
@@ -127,6 +131,7 @@ def _build(name: str, spec: _EnvironmentModel) -> Environment:
         strategy=spec.strategy,
         time_scale=spec.time_scale,
         gateway_env=dict(spec.gateway_env),
+        gpu_memory_utilization=spec.gpu_memory_utilization,
     )
 
 
@@ -173,4 +178,5 @@ def as_dict(env: Environment) -> dict[str, Any]:
         "replicas": [r.__dict__ | {"args": list(r.args)} for r in env.replicas],
         "strategy": env.strategy,
         "time_scale": env.time_scale,
+        "gpu_memory_utilization": env.gpu_memory_utilization,
     }

@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from gateway.settings import GatewaySettings
 from loadtest.environments.catalog import Environment
 from loadtest.sim.layout import REFERENCE
 from turnout.logs import get_logger
@@ -168,8 +169,24 @@ def free_port_run(host: str, count: int, rng: random.Random) -> int:
     raise LaunchError(f"found no {count} consecutive free ports on {host}")
 
 
-def _sim_flags(env: Environment) -> list[str]:
-    return ["--time-scale", f"{env.time_scale:g}"] if env.time_scale is not None else []
+def sim_flags(env: Environment) -> list[str]:
+    flags = ["--time-scale", f"{env.time_scale:g}"] if env.time_scale is not None else []
+    if env.gpu_memory_utilization is not None:
+        flags += ["--gpu-memory-utilization", f"{env.gpu_memory_utilization:g}"]
+    return flags
+
+
+def gateway_intervals(env: Environment) -> dict[str, str]:
+    """The gateway's poll and health intervals, stretched by the fleet's time scale: a
+    fleet F times slower than the hardware must be watched F times less often, or its
+    gateway would see fresher metrics than it would on GPUs."""
+    scale = env.time_scale or 1.0
+    defaults = GatewaySettings.model_fields
+    poll, health = defaults["poll_interval"].default, defaults["health_interval"].default
+    return {
+        "GATEWAY_POLL_INTERVAL": f"{poll * scale:g}",
+        "GATEWAY_HEALTH_INTERVAL": f"{health * scale:g}",
+    }
 
 
 def _wait_fleet(proc: ManagedProcess, deadline: float) -> list[Endpoint]:
@@ -230,7 +247,7 @@ def _start_fleet(
     for attempt in range(3):
         base = free_port_run(host, len(REFERENCE), rng)
         argv = [console_script("vllm-sim"), "fleet", str(env.fleet)]
-        argv += ["--base-port", str(base), "--host", host, *_sim_flags(env)]
+        argv += ["--base-port", str(base), "--host", host, *sim_flags(env)]
         proc = ManagedProcess(f"fleet {env.fleet}", argv, log_dir / "fleet.log", {})
         procs.append(proc)
         try:
@@ -252,7 +269,7 @@ def _start_replicas(
         port = free_port(host)
         argv = [console_script("vllm-sim"), "serve", "--model", spec.model]
         argv += ["--profile", spec.profile, "--host", host, "--port", str(port)]
-        argv += [*_sim_flags(env), *spec.args]
+        argv += [*sim_flags(env), *spec.args]
         proc = ManagedProcess(f"replica {i}", argv, log_dir / f"replica-{i}.log", {})
         procs.append(proc)
         started.append((proc, Endpoint(f"{host}:{port}", spec.model, f"http://{host}:{port}")))
@@ -275,6 +292,7 @@ def _start_gateway(
         "GATEWAY_STRATEGY": env.strategy,
         "GATEWAY_HOST": host,
         "GATEWAY_PORT": str(port),
+        **gateway_intervals(env),
         **env.gateway_env,
     }
     proc = ManagedProcess(

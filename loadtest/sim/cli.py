@@ -7,7 +7,12 @@ import typer
 import uvicorn
 
 from loadtest.sim.faults import ERROR_STATUSES, Faults
-from loadtest.sim.profiles import PROFILES, UnknownProfile, load_profile
+from loadtest.sim.profiles import (
+    DEFAULT_GPU_MEMORY_UTILIZATION,
+    PROFILES,
+    UnknownProfile,
+    load_profile,
+)
 from loadtest.sim.replica import ReplicaConfig
 from loadtest.sim.server import create_app
 from turnout.logs import configure_logging, get_logger
@@ -47,6 +52,12 @@ def serve(
     prefix_caching: bool = typer.Option(True, help="Reuse cached prompt blocks."),
     kv_mode: str = typer.Option("static", help="static (vLLM) or elastic (KVCached)."),
     kv_pool: str | None = typer.Option(None, help="Elastic pool name (shared in-process)."),
+    gpu_memory_utilization: float = typer.Option(
+        DEFAULT_GPU_MEMORY_UTILIZATION,
+        min=0.05,
+        max=1.0,
+        help="Share of GPU memory for weights, activations and KV (vLLM's flag).",
+    ),
     time_scale: float = typer.Option(1.0, min=0.0, help="Multiply every simulated duration."),
     seed: int = typer.Option(0, help="Seed for output lengths, text and faults."),
     legacy_metrics: bool = typer.Option(False, help="Emit vLLM's pre-0.9 metric names."),
@@ -95,6 +106,7 @@ def serve(
         prefix_caching=prefix_caching,
         kv_mode=kv_mode,  # type: ignore[arg-type]
         kv_pool=kv_pool,
+        gpu_memory_utilization=gpu_memory_utilization,
         time_scale=time_scale,
         seed=seed,
         legacy_metrics=legacy_metrics,
@@ -123,6 +135,12 @@ def fleet(
     time_scale: float = typer.Option(1.0, min=0.0, help="Multiply every simulated duration."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     processes: int = typer.Option(2, min=1, max=6, help="Processes to spread replicas over."),
+    gpu_memory_utilization: float = typer.Option(
+        DEFAULT_GPU_MEMORY_UTILIZATION,
+        min=0.05,
+        max=1.0,
+        help="Share of GPU memory for weights, activations and KV, on every replica.",
+    ),
     log_level: str = typer.Option("warning", help="Log level."),
 ) -> None:
     """Start the six reference replicas (baseline or managed); stop them on Ctrl-C/SIGTERM."""
@@ -132,7 +150,9 @@ def fleet(
     configure_logging(log_level)
     if name not in FLEETS:
         _fail(f"unknown fleet {name!r}; available: {', '.join(FLEETS)}")
-    code = asyncio.run(run_fleet(name, base_port, time_scale, host, processes))
+    code = asyncio.run(
+        run_fleet(name, base_port, time_scale, host, processes, gpu_memory_utilization)
+    )
     raise typer.Exit(code)
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from loadtest.sim.kvcache import KVCache, SharedKVPool, block_hashes
-from loadtest.sim.profiles import Profile
+from loadtest.sim.profiles import DEFAULT_GPU_MEMORY_UTILIZATION, Profile
 from loadtest.sim.sequence import DECODING, PREFILLING, WAITING, EngineRequest
 from loadtest.sim.types import (
     FINISH_REASONS,
@@ -58,6 +58,8 @@ class EngineConfig:
     num_blocks: int | None = None
     prefix_caching: bool = True
     kv_mode: Literal["static", "elastic"] = "static"
+    # vLLM's --gpu-memory-utilization: the share of GPU memory weights, activations and KV get.
+    gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION
 
 
 class EngineModel:
@@ -80,11 +82,15 @@ class EngineModel:
         if pool is not None:
             num_blocks = min(config.num_blocks or pool.total_blocks, pool.total_blocks)
         else:
-            num_blocks = config.num_blocks or profile.kv_blocks(config.block_size)
+            num_blocks = config.num_blocks or profile.kv_blocks(
+                config.block_size, config.gpu_memory_utilization
+            )
         self.profile = profile
         self.config = config
         self.kv = KVCache(num_blocks, prefix_caching=config.prefix_caching, pool=pool)
         self._block = config.block_size
+        # An elastic pool maps memory for every block it hands out, on the step's clock.
+        self._map_cost = profile.map_seconds_per_block(config.block_size) if pool else 0.0
         self._waiting: deque[EngineRequest] = deque()
         self._running: dict[str, EngineRequest] = {}  # admission order: the last is preempted first
         self._prefilling: list[EngineRequest] = []
@@ -168,6 +174,7 @@ class EngineModel:
     def step(self, now: float) -> StepResult:
         """Schedule and run one engine step starting at `now`; its tokens come at the end."""
         step = self._step_no = self._step_no + 1
+        mapped_before = self.kv.mapped_blocks
         preempted = self._grow_decoding(step) if step in self._grow_at else False
         chunks: _Chunks = []
         if self._prefilling:
@@ -185,6 +192,7 @@ class EngineModel:
         if num_tokens == 0:
             return StepResult(IDLE_STEP_SECONDS, finished=tuple(self._take_aborted()))
         duration = self.profile.step_time(num_tokens, kv_read, pairs)
+        duration += (self.kv.mapped_blocks - mapped_before) * self._map_cost
         end = now + duration
         self._clock = end
         return self._finish_step(step, end, duration, num_tokens, chunks)

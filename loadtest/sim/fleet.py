@@ -23,7 +23,7 @@ import uvicorn
 
 from loadtest.sim.kvcache import SharedKVPool
 from loadtest.sim.layout import REFERENCE, deployment
-from loadtest.sim.profiles import load_profile
+from loadtest.sim.profiles import DEFAULT_GPU_MEMORY_UTILIZATION, load_profile
 from loadtest.sim.replica import ReplicaConfig, elastic_pool
 from loadtest.sim.server import SimServer, create_app
 from turnout.asgi import Receive, Scope, Send
@@ -39,7 +39,12 @@ class FleetReplica:
     config: ReplicaConfig
 
 
-def fleet_replicas(name: str, base_port: int, time_scale: float) -> list[FleetReplica]:
+def fleet_replicas(
+    name: str,
+    base_port: int,
+    time_scale: float,
+    gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION,
+) -> list[FleetReplica]:
     """The reference layout deployed as fleet `name` (loadtest.sim.layout); elastic replicas
     share one pool per GPU (group)."""
     deployed = deployment(name)
@@ -51,6 +56,7 @@ def fleet_replicas(name: str, base_port: int, time_scale: float) -> list[FleetRe
             prefix_caching=deployed.prefix_caching,
             kv_mode=deployed.kv_mode,
             kv_pool=seat.gpus if deployed.elastic else None,
+            gpu_memory_utilization=gpu_memory_utilization,
             time_scale=time_scale,
             seed=index,
         )
@@ -175,9 +181,16 @@ async def _stop(workers: Sequence[asyncio.subprocess.Process]) -> None:
             await worker.wait()
 
 
-async def run_fleet(name: str, base_port: int, time_scale: float, host: str, processes: int) -> int:
+async def run_fleet(
+    name: str,
+    base_port: int,
+    time_scale: float,
+    host: str,
+    processes: int,
+    gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION,
+) -> int:
     """Start the fleet, print where it listens, serve until a signal; the exit code."""
-    replicas = fleet_replicas(name, base_port, time_scale)
+    replicas = fleet_replicas(name, base_port, time_scale, gpu_memory_utilization)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

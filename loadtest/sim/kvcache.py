@@ -79,6 +79,8 @@ class KVCache:
         self._free_plain = list(range(num_blocks - 1, -1, -1))
         self._free_cached: OrderedDict[int, None] = OrderedDict()
         self.used_blocks = 0
+        # Blocks taken from a shared pool so far (each one had its memory mapped).
+        self.mapped_blocks = 0
 
     @property
     def elastic(self) -> bool:
@@ -92,15 +94,15 @@ class KVCache:
         return min(local, self.pool.free_blocks)
 
     def usage(self) -> float:
-        """Fraction of the KV this replica can reach that its requests hold (0..1).
+        """Share of the GPU's KV memory this replica's requests hold (0..1).
 
-        Static: held / num_blocks, as vLLM's kv_cache_usage_perc (cached free
-        blocks count as free). Elastic: held / (held + free blocks in the pool).
+        Static: held / num_blocks, as vLLM's kv_cache_usage_perc (cached free blocks count as
+        free). Elastic: held / the pool's blocks, the same denominator (the KV memory of the
+        GPU) so that both kinds of fleet report usage on one scale.
         """
         if self.pool is None:
             return self.used_blocks / self.num_blocks
-        reachable = self.used_blocks + self.pool.free_blocks
-        return self.used_blocks / reachable if reachable else 1.0
+        return self.used_blocks / self.pool.total_blocks
 
     def allocate(self, count: int, out: list[int]) -> bool:
         """Append `count` fresh blocks to `out`, or change nothing and return False."""
@@ -108,8 +110,10 @@ class KVCache:
             return True
         if count > len(self._free_plain) + len(self._free_cached):
             return False
-        if self.pool is not None and not self.pool.take(count):
-            return False
+        if self.pool is not None:
+            if not self.pool.take(count):
+                return False
+            self.mapped_blocks += count
         refs, plain = self._refs, self._free_plain
         fresh = plain[-count:] if count <= len(plain) else plain[:]
         del plain[len(plain) - len(fresh) :]
@@ -195,8 +199,10 @@ class KVCache:
         """Share the cached `hits` with a new request; False (no change) if the pool is short."""
         refs = self._refs
         revived = [block for block in hits if refs[block] == 0]
-        if revived and self.pool is not None and not self.pool.take(len(revived)):
-            return False
+        if revived and self.pool is not None:
+            if not self.pool.take(len(revived)):
+                return False
+            self.mapped_blocks += len(revived)
         for block in revived:
             del self._free_cached[block]
         for block in hits:

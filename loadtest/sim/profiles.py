@@ -19,6 +19,11 @@ PROFILES: tuple[str, ...] = (
 )
 
 
+GIB = 1024**3
+# vLLM's default share of GPU memory for weights, activations and KV cache.
+DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
+
+
 class UnknownProfile(LookupError):
     """The profile name is not one that ships with the simulator."""
 
@@ -37,7 +42,6 @@ class Profile:
     params_active: float
     weight_bytes: float
     kv_bytes_per_token: float
-    kv_capacity_tokens: int
     hbm_bandwidth: float
     hbm_efficiency: float
     flops: float
@@ -46,8 +50,15 @@ class Profile:
     allreduce_seconds: float
     step_overhead_seconds: float
     max_model_len: int
-    # KV tokens when the whole GPU memory is on offer (KVCached); 0 = kv_capacity_tokens.
-    kv_capacity_tokens_elastic: int = 0
+    # GPU memory per GPU and what the engine keeps besides weights and KV (activations, CUDA
+    # graphs, non-torch memory), in GiB: the KV capacity follows from them and vLLM's
+    # gpu_memory_utilization. A fixed `kv_capacity_tokens` (test profiles) overrides them.
+    gpu_memory_gib: float = 0.0
+    reserved_gib: float = 0.0
+    kv_capacity_tokens: int = 0
+    # KVCached maps KV memory in pages on demand: seconds to map one fresh page, and its size.
+    elastic_map_seconds_per_page: float = 0.0
+    elastic_page_bytes: float = 2 * 1024 * 1024
     # FLOPs of attention per (query token, context token) pair: 4 x layers x heads x head_dim.
     attention_flops_per_pair: float = 0.0
     expert_weight_bytes: float = 0.0
@@ -82,12 +93,28 @@ class Profile:
         allreduce = self.allreduce_seconds if tp > 1 else 0.0
         return self.step_overhead_seconds + max(memory_time, compute_time) + allreduce
 
-    def kv_blocks(self, block_size: int, *, elastic: bool = False) -> int:
-        """KV capacity in blocks: static (90% of memory) or elastic (all of it)."""
-        tokens = self.kv_capacity_tokens
-        if elastic and self.kv_capacity_tokens_elastic:
-            tokens = self.kv_capacity_tokens_elastic
-        return tokens // block_size
+    def kv_tokens(self, gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION) -> int:
+        """KV capacity in tokens when the engine may use this fraction of GPU memory:
+        (fraction x memory - weights - reserved) per GPU over the KV bytes per token per GPU.
+        The same for a static cache (vLLM reserves it at start) and an elastic pool (KVCached
+        maps it on demand), so that both kinds of fleet get the same memory."""
+        if self.kv_capacity_tokens:
+            return self.kv_capacity_tokens
+        tp = self.tensor_parallel
+        free = gpu_memory_utilization * self.gpu_memory_gib - self.reserved_gib
+        kv_bytes = free * GIB - self.weight_bytes / tp
+        return max(0, int(kv_bytes / (self.kv_bytes_per_token / tp)))
+
+    def kv_blocks(
+        self, block_size: int, gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION
+    ) -> int:
+        """KV capacity in blocks of `block_size` tokens."""
+        return self.kv_tokens(gpu_memory_utilization) // block_size
+
+    def map_seconds_per_block(self, block_size: int) -> float:
+        """What an elastic pool pays to map one block's memory (pages pro rata)."""
+        block_bytes = block_size * self.kv_bytes_per_token / self.tensor_parallel
+        return self.elastic_map_seconds_per_page * block_bytes / self.elastic_page_bytes
 
     def decode_itl(self, batch: int, context: int) -> float:
         """Inter-token latency of a pure decode step: `batch` sequences of `context` tokens."""

@@ -18,7 +18,7 @@ from loadtest.sim.engine import EngineConfig, EngineModel
 from loadtest.sim.exposition import LatencyHistograms
 from loadtest.sim.faults import Faults
 from loadtest.sim.kvcache import SharedKVPool
-from loadtest.sim.profiles import Profile, load_profile
+from loadtest.sim.profiles import DEFAULT_GPU_MEMORY_UTILIZATION, Profile, load_profile
 from loadtest.sim.types import SimRequest, StepResult
 from turnout.logs import get_logger
 
@@ -40,6 +40,7 @@ class ReplicaConfig:
     prefix_caching: bool = True
     kv_mode: Literal["static", "elastic"] = "static"
     kv_pool: str | None = None
+    gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION
     time_scale: float = 1.0
     seed: int = 0
     legacy_metrics: bool = False
@@ -52,12 +53,15 @@ class ReplicaConfig:
             num_blocks=self.kv_blocks,
             prefix_caching=self.prefix_caching,
             kv_mode=self.kv_mode,
+            gpu_memory_utilization=self.gpu_memory_utilization,
         )
 
 
 def elastic_pool(config: ReplicaConfig, profile: Profile) -> SharedKVPool:
-    """A KVCached pool for `config`: the whole GPU's KV memory (no per-replica fraction)."""
-    blocks = config.kv_blocks or profile.kv_blocks(config.engine_config().block_size, elastic=True)
+    """A KVCached pool for `config`: the GPU's KV memory at its memory utilization, shared by
+    the replicas on that GPU (no fixed partition per replica)."""
+    engine = config.engine_config()
+    blocks = config.kv_blocks or profile.kv_blocks(engine.block_size, engine.gpu_memory_utilization)
     return SharedKVPool(config.kv_pool or config.model, blocks)
 
 

@@ -129,7 +129,8 @@ def build_engines(
         pool = None
         if spec.pool is not None:
             if spec.pool not in pools:
-                blocks = profile.kv_blocks(spec.config.block_size, elastic=True)
+                config = spec.config
+                blocks = profile.kv_blocks(config.block_size, config.gpu_memory_utilization)
                 pools[spec.pool] = SharedKVPool(spec.pool, blocks)
             pool = pools[spec.pool]
         built.append((spec, profile, EngineModel(profile, spec.config, pool)))

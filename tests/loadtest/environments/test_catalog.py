@@ -9,6 +9,7 @@ from loadtest.environments.catalog import (
     load_environments,
     resolve,
 )
+from loadtest.environments.launcher import gateway_intervals, sim_flags
 
 
 def test_shipped_environments_define_the_reference_pairs(tmp_path: Path) -> None:
@@ -95,3 +96,25 @@ def test_default_time_scale_applies_only_where_unset(tmp_path: Path) -> None:
     envs = load_environments(user, cwd=tmp_path)
     assert envs["baseline"].with_time_scale(10).time_scale == 10
     assert envs["slow"].with_time_scale(10).time_scale == 3
+
+
+def test_memory_share_and_gateway_intervals_follow_the_environment(tmp_path: Path) -> None:
+    path = tmp_path / "envs.yaml"
+    path.write_text(
+        "environments:\n"
+        "  roomy: {fleet: managed, strategy: queue_depth, gpu_memory_utilization: 0.95}\n"
+        "  bad: {fleet: managed, gpu_memory_utilization: 1.5}\n"
+    )
+    with pytest.raises(EnvironmentsError, match="gpu_memory_utilization"):
+        load_environments(path)
+    path.write_text("environments:\n  roomy: {fleet: managed, gpu_memory_utilization: 0.95}\n")
+    roomy = resolve(load_environments(path), "roomy").with_time_scale(4.0)
+    assert roomy.gpu_memory_utilization == 0.95
+    assert sim_flags(roomy) == ["--time-scale", "4", "--gpu-memory-utilization", "0.95"]
+    # A fleet four times slower than the hardware is polled four times less often.
+    assert gateway_intervals(roomy) == {
+        "GATEWAY_POLL_INTERVAL": "4",
+        "GATEWAY_HEALTH_INTERVAL": "8",
+    }
+    baseline = resolve(load_environments(), "baseline")
+    assert baseline.gpu_memory_utilization is None and sim_flags(baseline) == []

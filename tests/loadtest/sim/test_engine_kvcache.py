@@ -1,6 +1,10 @@
 """KV blocks: prefix caching with chained hashes, LRU eviction, the elastic shared pool."""
 
+import pytest
+
+from loadtest.sim.engine import EngineConfig, EngineModel
 from loadtest.sim.kvcache import KVCache, SharedKVPool, block_hashes
+from loadtest.sim.profiles import load_profile
 from tests.loadtest.sim.helpers import Clock, engine, request, tokens
 
 
@@ -127,3 +131,27 @@ def test_one_elastic_replica_can_grow_to_the_whole_pool() -> None:
     assert pool.free_blocks == 0 and alone.stats().kv_usage == 1.0
     clock.run()
     assert pool.free_blocks == 8
+
+
+def test_an_elastic_step_pays_for_the_blocks_it_maps() -> None:
+    llama = load_profile("llama-3.1-8b-h100")
+    static = EngineModel(llama, EngineConfig())
+    pool = SharedKVPool("gpu0", llama.kv_blocks(16))
+    elastic = EngineModel(llama, EngineConfig(kv_mode="elastic"), pool)
+    for each in (static, elastic):
+        each.add(request("r", 160, max_tokens=2), 0.0)
+    first_static, first_elastic = static.step(0.0), elastic.step(0.0)
+    # A 160-token prefill maps ten 2 MiB blocks at 140 us each; nothing else differs.
+    assert first_elastic.duration - first_static.duration == pytest.approx(10 * 140e-6)
+    assert elastic.kv.mapped_blocks == 10 and static.kv.mapped_blocks == 0
+
+
+def test_elastic_usage_is_a_share_of_the_gpus_kv_memory() -> None:
+    pool = SharedKVPool("gpu0", total_blocks=10)
+    one, two = engine(pool, max_num_batched_tokens=256), engine(pool, max_num_batched_tokens=256)
+    one.add(request("a", 64, max_tokens=20), 0.0)
+    two.add(request("b", 32, max_tokens=20), 0.0)
+    Clock(one).step()
+    Clock(two).step()
+    # Both on the pool's ten blocks, as a static cache reports on its own blocks.
+    assert (one.stats().kv_usage, two.stats().kv_usage) == (0.4, 0.2)  # 4 and 2 blocks

@@ -28,7 +28,7 @@ def decode_step(profile: Profile, batch: int, prompt: int) -> float:
 def test_every_shipped_profile_loads_with_its_sources() -> None:
     for name in PROFILES:
         profile = load_profile(name)
-        assert profile.name == name and profile.kv_capacity_tokens > 0
+        assert profile.name == name and profile.kv_tokens() > 0
         assert name == "tiny" or profile.sources
     with pytest.raises(UnknownProfile, match=r"available: llama-3\.1-8b-h100"):
         load_profile("gpt-5")
@@ -72,8 +72,35 @@ def test_llama_8b_matches_its_calibration_targets() -> None:
     llama = load_profile("llama-3.1-8b-h100")
     assert decode_step(llama, 1, 1199) == pytest.approx(0.007, rel=0.05)
     assert decode_step(llama, 256, 1199) == pytest.approx(0.022, rel=0.05)
-    assert 410_000 <= llama.kv_capacity_tokens <= 450_000
-    assert llama.kv_blocks(16) == 27_500
+    assert 410_000 <= llama.kv_tokens() <= 450_000
+    assert llama.kv_blocks(16) == llama.kv_tokens() // 16
+
+
+def test_kv_capacity_follows_the_memory_share_the_same_way_for_every_fleet() -> None:
+    """(share x 79.65 GiB - weights per GPU - 3 GiB) / KV bytes per token per GPU: vLLM's
+    default share gives the capacities derived by hand in profiles.yaml's comments."""
+    by_hand = {  # (0.9 * 79.65 - weights GiB per GPU - 3) GiB / KV bytes per token per GPU
+        "llama-3.1-8b-h100": (71.685 - 14.957 - 3.0) * 2**30 / 131072,
+        "qwen2.5-7b-h100": (71.685 - 14.184 - 3.0) * 2**30 / 57344,
+        "mixtral-8x7b-h100-tp2": (71.685 - 43.492 - 3.0) * 2**30 / 65536,
+    }
+    for name, tokens in by_hand.items():
+        profile = load_profile(name)
+        assert profile.kv_tokens() == pytest.approx(tokens, rel=0.002)
+        more = profile.kv_tokens(1.0)  # all of the memory: ~8 GiB more per GPU
+        extra_gib = 0.1 * 79.65 * profile.tensor_parallel
+        assert (more - profile.kv_tokens()) * profile.kv_bytes_per_token == pytest.approx(
+            extra_gib * 2**30, rel=0.01
+        )
+    assert load_profile("tiny").kv_tokens(0.5) == load_profile("tiny").kv_tokens() == 8192
+
+
+def test_an_elastic_block_costs_its_share_of_a_mapped_page() -> None:
+    llama, qwen = load_profile("llama-3.1-8b-h100"), load_profile("qwen2.5-7b-h100")
+    # Llama's 16-token block is 2 MiB (one page); Qwen's 896 KiB (0.4375 of one).
+    assert llama.map_seconds_per_block(16) == pytest.approx(140e-6)
+    assert qwen.map_seconds_per_block(16) == pytest.approx(140e-6 * 0.4375)
+    assert load_profile("tiny").map_seconds_per_block(16) == 0.0
 
 
 def test_the_reference_models_rank_as_expected_per_token() -> None:
