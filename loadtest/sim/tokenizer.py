@@ -70,11 +70,18 @@ def encode_chat(messages: Iterable[Mapping[str, object]]) -> list[int]:
 
     Content given as a list of parts (OpenAI's multi-part form) counts its text parts.
     """
+    return chat_ids(
+        (str(message.get("role", "user")), encode(_message_text(message.get("content"))))
+        for message in messages
+    )
+
+
+def chat_ids(messages: Iterable[tuple[str, list[int]]]) -> list[int]:
+    """The chat template around (role, content ids) pairs, already encoded."""
     ids = [token_id("<|begin_of_text|>")]
-    for message in messages:
-        role = str(message.get("role", "user"))
+    for role, content in messages:
         ids.extend(token_id(f"<|{role}|>") for _ in range(MESSAGE_OVERHEAD_TOKENS))
-        ids.extend(encode(_message_text(message.get("content"))))
+        ids.extend(content)
     ids.extend(token_id("<|assistant|>") for _ in range(CHAT_PROMPT_TOKENS - 1))
     return ids
 

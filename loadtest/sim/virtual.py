@@ -81,12 +81,24 @@ class VirtualRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ScrapeSample:
+    """What one scrape read (kept when `run_virtual(keep_samples=True)`)."""
+
+    at: float
+    replica: str
+    metrics: Metrics
+
+
+@dataclass(frozen=True, slots=True)
 class VirtualResult:
     """The records of a run, in arrival order, with how long it took in virtual time."""
 
     records: list[VirtualRecord]
     sim_seconds: float  # virtual time from the first arrival to the last finish
     steps: int
+    # Each replica's engine counters at the end (prefix cache, preemptions, tokens).
+    engines: dict[str, EngineStats] = field(default_factory=dict)
+    samples: list[ScrapeSample] = field(default_factory=list)
 
 
 def metrics_of(stats: EngineStats) -> Metrics:
@@ -146,6 +158,7 @@ def run_virtual(
     stale_after: float | None = None,
     scrape_latency: float = 0.0,
     scrape_fails: Callable[[str, float], bool] | None = None,
+    keep_samples: bool = False,
 ) -> VirtualResult:
     """Play `arrivals` (in time order; any iterable) through the fleet; a record per arrival.
 
@@ -161,6 +174,7 @@ def run_virtual(
     }
     stale = 3.0 * poll_interval if stale_after is None else stale_after
     run = _FleetRun(engines, strategy, poll_interval, stale, scrape_latency, scrape_fails)
+    run.samples = [] if keep_samples else None
     return run.play(arrivals)
 
 
@@ -229,6 +243,7 @@ class _FleetRun:
         self.sequence = 0
         self.step_count = 0
         self.scrapes = VirtualScrapes(self.pool)
+        self.samples: list[ScrapeSample] | None = None
         self.routed: dict[str, tuple[RouteRequest, str]] = {}
         self.records: dict[str, VirtualRecord] = {}
         added = getattr(strategy, "on_replica_added", None)
@@ -267,13 +282,22 @@ class _FleetRun:
             self._arrive(arrival)
             last = max(last, self.now)
             arrival = next(pending, None)
-        return VirtualResult(list(self.records.values()), last - first, self.step_count)
+        return VirtualResult(
+            list(self.records.values()),
+            last - first,
+            self.step_count,
+            {name: state.engine.stats() for name, state in self.engines.items()},
+            self.samples or [],
+        )
 
     # -- the poller ------------------------------------------------------------------
 
     def _begin_scrape(self, name: str) -> None:
         fails = self.scrape_fails is not None and self.scrape_fails(name, self.now)
-        self.scrapes.begin(name, None if fails else metrics_of(self.engines[name].engine.stats()))
+        read = None if fails else metrics_of(self.engines[name].engine.stats())
+        if read is not None and self.samples is not None:
+            self.samples.append(ScrapeSample(self.now, name, read))
+        self.scrapes.begin(name, read)
         if self.scrape_latency > 0:
             self._push(self.now + self.scrape_latency, _SCRAPE_END, name)
         else:

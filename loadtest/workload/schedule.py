@@ -12,6 +12,7 @@ spawned from the seed, so overriding the rate changes the send times and nothing
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -73,6 +74,26 @@ class Schedule:
         start = request.text_offset * CHARS_PER_TOKEN
         body = self.corpus[start : start + max(own_tokens - 2, 0) * CHARS_PER_TOKEN]
         return prefix + (marker(request.index) + body)[: own_tokens * CHARS_PER_TOKEN]
+
+    def prompt_encoder(
+        self, encode: Callable[[str], list[int]]
+    ) -> Callable[[ScheduledRequest], list[int]]:
+        """A fast `lambda r: encode(self.prompt(r))` for word-level tokenizers (one token per
+        corpus word, as the simulator's): the corpus and prefixes are encoded once and each
+        prompt is sliced from them. Any other tokenizer gets the plain composition."""
+        corpus_ids = encode(self.corpus)
+        if len(corpus_ids) * CHARS_PER_TOKEN != len(self.corpus):
+            return lambda request: encode(self.prompt(request))
+        prefix_ids = [encode(prefix) for prefix in self.prefixes]
+
+        def ids(request: ScheduledRequest) -> list[int]:
+            head = prefix_ids[request.prefix_group] if request.prefix_group >= 0 else []
+            own = request.prompt_tokens - len(head)
+            start = request.text_offset
+            body = corpus_ids[start : start + max(own - 2, 0)]
+            return head + (encode(marker(request.index)) + body)[: max(own, 0)]
+
+        return ids
 
     def describe(self) -> str:
         mode = self.arrival.describe()

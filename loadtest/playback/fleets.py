@@ -1,0 +1,101 @@
+"""An environment as a fleet in virtual time: its replicas' engines, its strategy, its poll.
+
+Local fleets play in both clocks: a named fleet (`fleet: baseline`) is the reference layout
+deployed that way; a replica list (`replicas: [{model, profile, args}]`) takes the engine
+settings of each replica's `vllm-sim serve` arguments. URL environments run only live.
+"""
+
+import argparse
+import inspect
+from dataclasses import dataclass, replace
+
+import routers
+from gateway.settings import GatewaySettings
+from loadtest.environments.catalog import Environment, EnvironmentsError
+from loadtest.sim.engine import EngineConfig
+from loadtest.sim.profiles import DEFAULT_GPU_MEMORY_UTILIZATION
+from loadtest.sim.virtual import VirtualReplica, reference_replicas
+from routers import Strategy
+
+
+@dataclass(frozen=True)
+class VirtualFleet:
+    """What `run_virtual` needs to play an environment."""
+
+    name: str
+    replicas: tuple[VirtualReplica, ...]
+    strategy: str
+    poll_interval: float
+
+    def new_strategy(self, seed: int) -> Strategy:
+        """A fresh strategy object, seeded when it takes a seed (same seed, same run)."""
+        factory = routers.registry.factory(self.strategy)
+        accepts_seed = "seed" in inspect.signature(factory).parameters
+        return routers.load(self.strategy, **({"seed": seed} if accepts_seed else {}))
+
+
+def virtual_fleet(env: Environment) -> VirtualFleet:
+    """`env` in virtual time, or EnvironmentsError saying why it cannot be."""
+    if env.url is not None:
+        raise EnvironmentsError(
+            f"environment {env.name!r} is a URL ({env.url}): it runs only live, not in "
+            "virtual time; give a local fleet, or drop --virtual"
+        )
+    share = env.gpu_memory_utilization or DEFAULT_GPU_MEMORY_UTILIZATION
+    if env.fleet is not None:
+        replicas = tuple(
+            replace(r, config=replace(r.config, gpu_memory_utilization=share))
+            for r in reference_replicas(env.fleet)
+        )
+    else:
+        replicas = tuple(
+            _replica(env.name, f"replica-{index}", spec.model, spec.profile, spec.args, share)
+            for index, spec in enumerate(env.replicas)
+        )
+    default_poll = GatewaySettings.model_fields["poll_interval"].default
+    poll = float(env.gateway_env.get("GATEWAY_POLL_INTERVAL", default_poll))
+    return VirtualFleet(env.name, replicas, env.strategy, poll)
+
+
+def _parser() -> argparse.ArgumentParser:
+    # The `vllm-sim serve` options that shape the engine; the rest are refused below.
+    parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    parser.add_argument("--max-num-seqs", type=int, default=256)
+    parser.add_argument("--max-num-batched-tokens", type=int, default=8192)
+    parser.add_argument("--kv-blocks", type=int)
+    parser.add_argument("--prefix-caching", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--kv-mode", choices=("static", "elastic"), default="static")
+    parser.add_argument("--kv-pool")  # pools are per process: nothing to share
+    parser.add_argument("--gpu-memory-utilization", type=float)
+    parser.add_argument("--seed", type=int)
+    return parser
+
+
+def _parse(env: str, args: tuple[str, ...]) -> argparse.Namespace:
+    try:
+        known, unknown = _parser().parse_known_args(list(args))
+    except argparse.ArgumentError as exc:
+        raise EnvironmentsError(f"environment {env!r}: replica args: {exc}") from None
+    if unknown:
+        raise EnvironmentsError(
+            f"environment {env!r}: replica args {' '.join(unknown)} cannot be played in "
+            "virtual time (faults and servers only exist live); drop --virtual"
+        )
+    return known
+
+
+def _replica(
+    env: str, name: str, model: str, profile: str, args: tuple[str, ...], share: float
+) -> VirtualReplica:
+    known = _parse(env, args)
+    config = EngineConfig(
+        max_num_seqs=known.max_num_seqs,
+        max_num_batched_tokens=max(known.max_num_batched_tokens, known.max_num_seqs),
+        num_blocks=known.kv_blocks,
+        prefix_caching=known.prefix_caching,
+        kv_mode=known.kv_mode,
+        gpu_memory_utilization=known.gpu_memory_utilization or share,
+    )
+    # Each `vllm-sim serve` is its own process, so an elastic replica has a pool of its own.
+    pool = name if known.kv_mode == "elastic" else None
+    return VirtualReplica(name=name, profile=profile, config=config, pool=pool, model=model)
