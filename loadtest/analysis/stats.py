@@ -1,22 +1,38 @@
 """Bootstrap confidence intervals for the difference (B - A) of every summary figure.
 
-Both sides of a comparison run the same schedule, so request i is the same request on
-each side: resampling picks the same request indices on both sides (a paired bootstrap),
-which removes the noise of the request mix from the difference. Requests in one run are
-not independent (a queue that builds up delays its neighbours), so indices are drawn in
-circular blocks of consecutive requests rather than one by one.
+- Paired: both sides ran the same schedule, so request i is the same request on each side;
+  resampling draws the same request positions on both sides, which removes the noise of the
+  request mix from the difference.
+- Repeats: a side may hold several runs of the schedule (A B B A). A resample first draws
+  runs (the same run numbers on both sides), then blocks of requests inside each, and a figure
+  is computed over the pooled requests. With few runs that bootstrap understates how much
+  runs differ (two runs resampled have half the spread of two runs drawn anew), so the
+  interval is widened to at least the t-interval of the per-run differences (K - 1 degrees
+  of freedom: with two runs, 12.7 standard errors): it holds the sampling noise inside a run
+  and the spread between runs.
+- Dependence: requests of one run are not independent (a queue, or a noisy neighbour on the
+  machine, slows many in a row). Resampling blocks of consecutive requests understates that
+  when the dependence is long next to the run (an A/A test with noise correlated over ~50 of
+  1,500 requests called a winner on p50 a quarter of the time with blocks of 100), so the
+  bootstrap draws requests one by one and each figure's interval is widened by the square
+  root of the integrated autocorrelation time of its influence series (for a percentile,
+  whether each request is below it on B minus on A; for a mean or a rate, B's value minus
+  A's), measured on the run with Sokal's automatic window (`inflation`).
+- Failures count against their side: a failed or cut request is infinitely slow in latency
+  percentiles (censored), so a side cannot look faster by failing its slow requests. Means and
+  maxima are over successful requests.
+- A side is better on a figure only when the interval excludes 0 and the difference is at
+  least `min_effect` (5%) of A's value; a percentile with fewer than 10 requests beyond it is
+  flagged imprecise. Maxima get no interval: a resample never holds a value above the observed
+  maximum, so the bootstrap cannot bound it.
 
-Inter-token gaps are resampled with their requests too. There are hundreds of thousands
-of them, so each request's gaps are kept as a histogram over fine logarithmic bins
-(0.25% wide) and a resample's gaps are the multiplicity-weighted sum of those histograms:
-one matrix product instead of a sort per resample. Point estimates use the exact gaps.
-
-A difference is significant when its 95% interval excludes 0. Maxima get no interval: a
-resample never holds a value above the observed maximum, so the bootstrap cannot bound it.
+Inter-token gaps are resampled with their requests: each request's gaps are kept as a
+histogram over fine logarithmic bins (0.25% wide), so a resample's gaps are a weighted sum of
+histograms (one matrix product). Point estimates use the exact gaps.
 """
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -32,6 +48,11 @@ Indices = NDArray[np.int64]
 _CHUNK_ELEMENTS = 4_000_000
 _GAP_BINS_PER_DECADE = 920  # bins 0.25% wide
 _STATS = ("mean", "p50", "p90", "p99", "max")
+MIN_EFFECT = 0.05
+# A percentile with fewer requests than this beyond it is imprecise (p99 needs 1,000).
+TAIL_MIN = 10
+# Student's t, 97.5th percentile, by degrees of freedom (1..10; 30 and more ~ 2.04).
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
 
 
 class Record(Protocol):
@@ -39,6 +60,8 @@ class Record(Protocol):
 
     @property
     def index(self) -> int: ...
+    @property
+    def scheduled_s(self) -> float: ...
     @property
     def error_kind(self) -> str | None: ...
     @property
@@ -55,53 +78,93 @@ class Record(Protocol):
 
 @dataclass(frozen=True)
 class Side:
-    """One run's records as arrays, ordered by request index; NaN where not measured."""
+    """A side's runs of one schedule as (runs x requests) arrays, requests by index.
+
+    Latencies are +inf where a request failed (or is missing from a run)."""
 
     index: Indices
+    scheduled_s: Floats
     ok: NDArray[np.bool_]
     good: NDArray[np.bool_]
     ttft: Floats
     tpot: Floats
     e2e: Floats
     output_tokens: Floats
-    # Every inter-token gap of successful requests, and the position of its request.
+    # Every inter-token gap of successful requests, and its request's flat position
+    # (run * requests + position).
     itl: Floats
     itl_owner: Indices
+    # Seconds each run's rates are divided by.
     duration_s: float
 
     @classmethod
     def of(cls, records: Sequence[Record], *, duration_s: float, slo: Slo | None = None) -> "Side":
+        """One run."""
+        return cls.of_runs([records], duration_s=duration_s, slo=slo)
+
+    @classmethod
+    def of_runs(
+        cls, runs: Sequence[Sequence[Record]], *, duration_s: float, slo: Slo | None = None
+    ) -> "Side":
+        """Several runs of one schedule; a request missing from a run counts as failed."""
         slo = slo or Slo()
-        recs = sorted(records, key=lambda r: r.index)
-
-        def col(name: str) -> Floats:
-            values = [getattr(r, name) for r in recs]
-            return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-
-        ok = np.array([r.error_kind is None for r in recs], dtype=bool)
-        ttft, tpot = col("ttft_s"), col("tpot_s")
+        indices = sorted({r.index for run in runs for r in run})
+        where = {index: pos for pos, index in enumerate(indices)}
+        shape = (len(runs), len(indices))
+        ok = np.zeros(shape, dtype=bool)
+        cols = {name: np.full(shape, np.nan) for name in ("ttft", "tpot", "e2e", "tokens")}
+        scheduled = np.zeros(len(indices))
+        gaps: list[float] = []
+        owners: list[int] = []
+        for k, run in enumerate(runs):
+            for r in run:
+                pos = where[r.index]
+                scheduled[pos] = r.scheduled_s
+                if r.error_kind is not None:
+                    continue
+                ok[k, pos] = True
+                for name, value in (
+                    ("ttft", r.ttft_s),
+                    ("tpot", r.tpot_s),
+                    ("e2e", r.e2e_s),
+                    ("tokens", r.output_tokens),
+                ):
+                    if value is not None:
+                        cols[name][k, pos] = value
+                gaps.extend(r.itl_s)
+                owners.extend([k * len(indices) + pos] * len(r.itl_s))
+        ttft, tpot = _censor(cols["ttft"], ok), _censor(cols["tpot"], ok)
         good = ok.copy()
         # A request without a TPOT (one output token) cannot miss the TPOT target.
         if slo.ttft_s is not None:
             good &= ttft <= slo.ttft_s
         if slo.tpot_s is not None:
             good &= np.isnan(tpot) | (tpot <= slo.tpot_s)
-        gaps = [(pos, g) for pos, r in enumerate(recs) if r.error_kind is None for g in r.itl_s]
         return cls(
-            index=np.array([r.index for r in recs], dtype=np.int64),
+            index=np.array(indices, dtype=np.int64),
+            scheduled_s=scheduled,
             ok=ok,
             good=good,
-            ttft=np.where(ok, ttft, np.nan),
-            tpot=np.where(ok, tpot, np.nan),
-            e2e=np.where(ok, col("e2e_s"), np.nan),
-            output_tokens=np.where(ok, np.nan_to_num(col("output_tokens")), 0.0),
-            itl=np.array([g for _, g in gaps], dtype=np.float64),
-            itl_owner=np.array([pos for pos, _ in gaps], dtype=np.int64),
+            ttft=ttft,
+            tpot=tpot,
+            e2e=_censor(cols["e2e"], ok),
+            output_tokens=np.where(ok, np.nan_to_num(cols["tokens"]), 0.0),
+            itl=np.array(gaps, dtype=np.float64),
+            itl_owner=np.array(owners, dtype=np.int64),
             duration_s=duration_s,
         )
 
+    @property
+    def runs(self) -> int:
+        return int(self.ok.shape[0])
+
     def __len__(self) -> int:
         return len(self.index)
+
+
+def _censor(values: Floats, ok: NDArray[np.bool_]) -> Floats:
+    """+inf where the request failed; NaN stays where a success has no such figure."""
+    return np.where(ok, values, np.inf)
 
 
 @dataclass(frozen=True)
@@ -114,6 +177,10 @@ class Figure:
     metric: str
     stat: str = ""
 
+    @property
+    def quantile(self) -> float | None:
+        return float(self.stat[1:]) / 100 if self.stat.startswith("p") else None
+
 
 @dataclass(frozen=True)
 class Difference:
@@ -124,6 +191,9 @@ class Difference:
     low: float
     high: float
     better: Better
+    min_effect: float = MIN_EFFECT
+    # Fewest requests beyond this percentile on either side (pooled); None: not a percentile.
+    tail: int | None = None
 
     @property
     def significant(self) -> bool:
@@ -131,14 +201,26 @@ class Difference:
 
     @property
     def relative(self) -> float | None:
-        if not np.isfinite(self.a) or self.a == 0:
+        if not np.isfinite(self.a) or self.a == 0 or np.isnan(self.diff):
             return None
-        return self.diff / self.a
+        return self.diff / abs(self.a)
+
+    @property
+    def imprecise(self) -> bool:
+        return self.tail is not None and self.tail < TAIL_MIN
+
+    @property
+    def large_enough(self) -> bool:
+        """At least `min_effect` of A's value (an infinite difference always is)."""
+        if np.isinf(self.diff) or (self.a == 0 and self.diff != 0):
+            return True
+        rel = self.relative
+        return rel is not None and abs(rel) >= self.min_effect
 
     @property
     def winner(self) -> Literal["a", "b"] | None:
-        """The better side when the difference is significant."""
-        if not self.significant:
+        """The better side: the interval excludes 0 and the effect is large enough."""
+        if not self.significant or not self.large_enough:
             return None
         return "b" if (self.diff > 0) == (self.better == "higher") else "a"
 
@@ -153,6 +235,9 @@ class Difference:
             "significant": self.significant,
             "better": self.better,
             "winner": self.winner,
+            "censored": bool(np.isinf(self.a) or np.isinf(self.b)),
+            "tail_requests": self.tail,
+            "imprecise": self.imprecise,
         }
 
 
@@ -176,41 +261,57 @@ def figures() -> list[Figure]:
     return out
 
 
-def _rows(fig: Figure, side: Side, idx: Indices) -> Floats:
-    """The figure on each row of resampled request positions."""
-    if fig.metric in ("ok", "good"):
-        return np.asarray(getattr(side, fig.metric)[idx].sum(axis=1) / side.duration_s)
-    if fig.metric == "tokens":
-        return np.asarray(side.output_tokens[idx].sum(axis=1) / side.duration_s)
-    if fig.metric == "errors":
-        return np.asarray(1.0 - side.ok[idx].mean(axis=1))
-    values = getattr(side, fig.metric)[idx]
-    finite = ~np.isnan(values)
-    if not finite.any():
-        return np.full(len(idx), np.nan)
+class _Flat:
+    """A side's columns flattened over runs, indexed by flat positions."""
+
+    def __init__(self, side: Side) -> None:
+        self.side = side
+        self.cols = {
+            name: np.asarray(getattr(side, name)).reshape(-1)
+            for name in ("ok", "good", "ttft", "tpot", "e2e", "output_tokens")
+        }
+
+    def rows(self, fig: Figure, idx: Indices) -> Floats:
+        """The figure on each row of resampled flat positions."""
+        side, cols = self.side, self.cols
+        seconds = side.duration_s * idx.shape[1] / max(len(side), 1)
+        if fig.metric in ("ok", "good"):
+            return np.asarray(cols[fig.metric][idx].sum(axis=1) / seconds)
+        if fig.metric == "tokens":
+            return np.asarray(cols["output_tokens"][idx].sum(axis=1) / seconds)
+        if fig.metric == "errors":
+            return np.asarray(1.0 - cols["ok"][idx].mean(axis=1))
+        return _latency(cols[fig.metric][idx], fig)
+
+
+def _latency(values: Floats, fig: Figure) -> Floats:
+    """A latency statistic per row; percentiles count failures (+inf), means and maxima
+    are over successes (finite values)."""
     with warnings.catch_warnings():  # a resample may hold only failed requests
         warnings.simplefilter("ignore", RuntimeWarning)
-        if fig.stat == "mean":
-            return np.asarray(np.nanmean(values, axis=1))
-        if fig.stat == "max":
-            return np.asarray(np.nanmax(values, axis=1))
+        if fig.stat in ("mean", "max"):
+            finite = np.where(np.isfinite(values), values, np.nan)
+            reduce = np.nanmean if fig.stat == "mean" else np.nanmax
+            return np.asarray(reduce(finite, axis=1))
         q = float(fig.stat[1:])
-        if finite.all():  # much faster than nanpercentile
-            return np.asarray(np.percentile(values, q, axis=1))
-        return np.asarray(np.nanpercentile(values, q, axis=1))
+        present = ~np.isnan(values)  # NaN: a success without this figure
+        if present.all():
+            out = np.percentile(values, q, axis=1)
+            censored = np.isinf(values).any(axis=1)
+            if censored.any():  # interpolating towards +inf is undefined: use the sample
+                out[censored] = np.percentile(values[censored], q, axis=1, method="inverted_cdf")
+            return np.asarray(out)
+        return np.asarray(np.nanpercentile(values, q, axis=1, method="inverted_cdf"))
 
 
-def _exact(fig: Figure, side: Side) -> float:
-    """The figure on the whole run (inter-token gaps taken exactly)."""
-    if fig.metric != "itl":
-        return float(_rows(fig, side, np.arange(len(side), dtype=np.int64)[None, :])[0])
-    if len(side.itl) == 0:
-        return float("nan")
-    if fig.stat == "mean":
-        return float(side.itl.mean())
-    if fig.stat == "max":
-        return float(side.itl.max())
-    return float(np.percentile(side.itl, float(fig.stat[1:])))
+def _tail(side: Side, fig: Figure) -> int | None:
+    """Requests (pooled over runs) beyond the figure's percentile."""
+    q = fig.quantile
+    if q is None or fig.metric not in ("ttft", "tpot", "e2e"):
+        return None
+    values = np.asarray(getattr(side, fig.metric))
+    count = int((~np.isnan(values)).sum())
+    return int(count * (1 - q))
 
 
 @dataclass(frozen=True)
@@ -218,15 +319,16 @@ class _GapHistograms:
     """Per-request histograms of inter-token gaps over bins shared by both sides."""
 
     centers: Floats
-    per_request: NDArray[np.float32]  # (requests, bins)
+    per_request: NDArray[np.float32]  # (flat positions, bins)
 
     @classmethod
     def of(cls, side: Side, edges: Floats) -> "_GapHistograms":
         bins = len(edges) - 1
+        flat = side.ok.size
         where = np.clip(np.searchsorted(edges, side.itl, side="right") - 1, 0, bins - 1)
-        flat = np.bincount(side.itl_owner * bins + where, minlength=len(side) * bins)
+        counts = np.bincount(side.itl_owner * bins + where, minlength=flat * bins)
         centers = np.sqrt(edges[:-1] * edges[1:])
-        return cls(centers, flat.reshape(len(side), bins).astype(np.float32))
+        return cls(centers, counts.reshape(flat, bins).astype(np.float32))
 
     def rows(self, fig: Figure, idx: Indices) -> Floats:
         n = self.per_request.shape[0]
@@ -248,6 +350,20 @@ class _GapHistograms:
             return np.where(total > 0, self.centers[where], np.nan)
 
 
+def _exact(fig: Figure, flat: _Flat) -> float:
+    """The figure on all requests of all runs (inter-token gaps taken exactly)."""
+    side = flat.side
+    if fig.metric != "itl":
+        return float(flat.rows(fig, np.arange(side.ok.size, dtype=np.int64)[None, :])[0])
+    if len(side.itl) == 0:
+        return float("nan")
+    if fig.stat == "mean":
+        return float(side.itl.mean())
+    if fig.stat == "max":
+        return float(side.itl.max())
+    return float(np.percentile(side.itl, float(fig.stat[1:])))
+
+
 def _gap_edges(a: Side, b: Side) -> Floats:
     gaps = np.concatenate([a.itl, b.itl])
     positive = gaps[gaps > 0]
@@ -267,10 +383,71 @@ def block_indices(n: int, resamples: int, rng: np.random.Generator, block: int) 
     return np.asarray(idx.reshape(resamples, blocks * block)[:, :n], dtype=np.int64)
 
 
+def flat_indices(
+    runs: int, n: int, resamples: int, rng: np.random.Generator, block: int
+) -> Indices:
+    """(resamples, runs * n) flat positions: `runs` runs drawn with replacement, then blocks
+    of requests inside each."""
+    chosen = rng.integers(0, runs, size=(resamples, runs, 1))
+    inner = block_indices(n, resamples * runs, rng, block).reshape(resamples, runs, n)
+    return np.asarray((chosen * n + inner).reshape(resamples, runs * n), dtype=np.int64)
+
+
 def default_block(n: int) -> int:
     """Block length: about n^(1/3), the usual rate for block-bootstrap variance."""
     root: float = n ** (1 / 3)
     return max(1, round(root))
+
+
+def inflation(fig: Figure, a: Side, b: Side) -> float:
+    """How much wider than an independent-request bootstrap the figure's interval must be:
+    sqrt of the integrated autocorrelation time of the figure's paired influence series."""
+    if fig.stat == "max":
+        return 1.0
+    if fig.metric == "itl":  # gaps move with their requests' TPOT
+        fig = Figure(fig.name, fig.label, fig.unit, fig.better, "tpot", fig.stat)
+    series = _influence(fig, a, b)
+    series = series[np.isfinite(series)]
+    return float(np.sqrt(max(1.0, autocorrelation_time(series))))
+
+
+def _influence(fig: Figure, a: Side, b: Side) -> Floats:
+    def per_side(side: Side) -> Floats:
+        if fig.metric in ("ok", "good"):
+            return np.asarray(getattr(side, fig.metric), dtype=float).reshape(-1)
+        if fig.metric == "tokens":
+            return np.asarray(side.output_tokens).reshape(-1)
+        if fig.metric == "errors":
+            return np.asarray(~side.ok, dtype=float).reshape(-1)
+        values = np.asarray(getattr(side, fig.metric)).reshape(-1)
+        q = fig.quantile
+        if q is None:  # a mean: the values themselves (failures are not in it)
+            return np.where(np.isfinite(values), values, np.nan)
+        present = values[~np.isnan(values)]
+        if not len(present):
+            return np.full(len(values), np.nan)
+        cut = np.percentile(present, q * 100, method="inverted_cdf")
+        return np.where(np.isnan(values), np.nan, (values <= cut).astype(float))
+
+    if a.ok.shape == b.ok.shape and bool((a.index == b.index).all()):
+        return per_side(b) - per_side(a)
+    return per_side(b) if len(b) >= len(a) else per_side(a)
+
+
+def autocorrelation_time(series: Floats, window: float = 10.0) -> float:
+    """1 + 2 sum of the autocorrelations, summed up to the first lag M >= window x the sum so
+    far (Sokal's automatic window); 1 for independent values."""
+    n = len(series)
+    if n < 20 or series.std() == 0:
+        return 1.0
+    centred = series - series.mean()
+    spectrum = np.fft.rfft(centred, n=2 * n)
+    acf = np.fft.irfft(spectrum * np.conj(spectrum))[:n]
+    acf /= acf[0]
+    taus = 2 * np.cumsum(acf) - 1
+    lags = np.arange(n)
+    stop = np.flatnonzero(lags >= window * taus)
+    return float(taus[stop[0]] if len(stop) else taus[-1])
 
 
 def compare_sides(
@@ -281,43 +458,94 @@ def compare_sides(
     seed: int = 0,
     block: int | None = None,
     confidence: float = 0.95,
+    min_effect: float = MIN_EFFECT,
+    only: Collection[str] | None = None,
+    widen: bool = True,
 ) -> list[Difference]:
-    """Every figure of A and B, their difference B - A and its bootstrap interval."""
-    figs = figures()
+    """Every figure of A and B (or those named in `only`), their difference B - A and its
+    interval. `block` > 1 resamples blocks of consecutive requests; `widen` applies the
+    autocorrelation inflation (both for studying the method; the defaults are the method)."""
+    figs = [f for f in figures() if only is None or f.name in only]
     if len(a) == 0 or len(b) == 0:
         nan = float("nan")
         return [Difference(f.name, nan, nan, nan, nan, nan, f.better) for f in figs]
     rng = np.random.default_rng(seed)
-    paired = len(a) == len(b) and bool((a.index == b.index).all())
+    paired = a.runs == b.runs and len(a) == len(b) and bool((a.index == b.index).all())
+    length = block or 1
+    flat_a, flat_b = _Flat(a), _Flat(b)
     have_gaps = len(a.itl) > 0 and len(b.itl) > 0
     edges = _gap_edges(a, b) if have_gaps else None
     hist_a = _GapHistograms.of(a, edges) if edges is not None else None
     hist_b = _GapHistograms.of(b, edges) if edges is not None else None
     diffs: dict[str, list[Floats]] = {f.name: [] for f in figs}
-    chunk = max(1, _CHUNK_ELEMENTS // max(len(a), len(b)))
+    chunk = max(1, _CHUNK_ELEMENTS // max(a.ok.size, b.ok.size))
     for start in range(0, resamples, chunk):
         rows = min(chunk, resamples - start)
-        idx_a = block_indices(len(a), rows, rng, block or default_block(len(a)))
-        idx_b = (
-            idx_a if paired else block_indices(len(b), rows, rng, block or default_block(len(b)))
-        )
+        idx_a = flat_indices(a.runs, len(a), rows, rng, length)
+        idx_b = idx_a if paired else flat_indices(b.runs, len(b), rows, rng, length)
         for fig in figs:
             if fig.metric != "itl":
-                diffs[fig.name].append(_rows(fig, b, idx_b) - _rows(fig, a, idx_a))
+                sample = _minus(flat_b.rows(fig, idx_b), flat_a.rows(fig, idx_a))
             elif hist_a is not None and hist_b is not None:
-                diffs[fig.name].append(hist_b.rows(fig, idx_b) - hist_a.rows(fig, idx_a))
+                sample = hist_b.rows(fig, idx_b) - hist_a.rows(fig, idx_a)
+            else:
+                continue
+            diffs[fig.name].append(sample)
     tail = (1 - confidence) / 2 * 100
     out = []
     for fig in figs:
-        value_a, value_b = _exact(fig, a), _exact(fig, b)
+        value_a, value_b = _exact(fig, flat_a), _exact(fig, flat_b)
+        diff = float(_minus(np.array([value_b]), np.array([value_a]))[0])
         sample = np.concatenate(diffs[fig.name]) if diffs[fig.name] else np.array([])
-        sample = sample[np.isfinite(sample)]
-        low, high = np.percentile(sample, [tail, 100 - tail]) if len(sample) else (np.nan,) * 2
+        sample = sample[~np.isnan(sample)]
+        low, high = (
+            np.percentile(sample, [tail, 100 - tail], method="inverted_cdf")
+            if len(sample)
+            else (np.nan, np.nan)
+        )
+        if widen and np.isfinite(diff):
+            factor = inflation(fig, a, b)
+            low, high = diff - (diff - low) * factor, diff + (high - diff) * factor
+        if paired and a.runs > 1 and fig.metric != "itl":
+            spread = _between_runs(fig, flat_a, flat_b, confidence)
+            low, high = min(low, diff - spread), max(high, diff + spread)
         if fig.stat == "max":  # the bootstrap cannot bound a maximum: no interval, no verdict
             low, high = np.nan, np.nan
+        tails = [t for t in (_tail(a, fig), _tail(b, fig)) if t is not None]
         out.append(
             Difference(
-                fig.name, value_a, value_b, value_b - value_a, float(low), float(high), fig.better
+                fig.name,
+                value_a,
+                value_b,
+                diff,
+                float(low),
+                float(high),
+                fig.better,
+                min_effect,
+                min(tails) if tails else None,
             )
         )
     return out
+
+
+def _between_runs(fig: Figure, a: _Flat, b: _Flat, confidence: float) -> float:
+    """Half-width of the t-interval of the per-run differences (run k of B - run k of A)."""
+    if confidence != 0.95:
+        raise ValueError("repeated runs are combined at 95% confidence only")
+    runs, n = a.side.runs, len(a.side)
+    positions = np.arange(runs * n, dtype=np.int64).reshape(runs, n)
+    per_run = _minus(b.rows(fig, positions), a.rows(fig, positions))
+    per_run = per_run[~np.isnan(per_run)]
+    if len(per_run) < 2:
+        return 0.0
+    if np.isinf(per_run).any():
+        return float("inf")
+    t = _T975[len(per_run) - 2] if len(per_run) - 1 <= len(_T975) else 2.04
+    return float(t * per_run.std(ddof=1) / np.sqrt(len(per_run)))
+
+
+def _minus(b: Floats, a: Floats) -> Floats:
+    """b - a, where two infinities (both sides' figure made of failures) are a tie."""
+    with np.errstate(invalid="ignore"):
+        out = b - a
+    return np.where(np.isinf(a) & np.isinf(b) & (a == b), 0.0, out)
