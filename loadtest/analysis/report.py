@@ -48,7 +48,7 @@ class ReportSide:
         return [r for r in self.records if r.index not in self.warmup and r.ok]
 
 
-def _svg(fig: Figure) -> str:
+def svg(fig: Figure) -> str:
     buf = io.StringIO()
     with rcParams_context():
         fig.savefig(buf, format="svg", bbox_inches="tight")
@@ -100,7 +100,7 @@ def latency_cdfs(sides: Sequence[ReportSide]) -> str:
         ax.grid(True, alpha=0.3)
         _legend(ax, loc="lower right")
     fig.tight_layout()
-    return _svg(fig)
+    return svg(fig)
 
 
 def ttft_over_time(sides: Sequence[ReportSide]) -> str:
@@ -128,7 +128,7 @@ def ttft_over_time(sides: Sequence[ReportSide]) -> str:
     ax.grid(True, alpha=0.3)
     _legend(ax, loc="upper left")
     fig.tight_layout()
-    return _svg(fig)
+    return svg(fig)
 
 
 def requests_per_replica(sides: Sequence[ReportSide]) -> str:
@@ -145,7 +145,7 @@ def requests_per_replica(sides: Sequence[ReportSide]) -> str:
     ax.set_title("Requests per replica (measured, successful)")
     _legend(ax)
     fig.tight_layout()
-    return _svg(fig)
+    return svg(fig)
 
 
 def replica_state_over_time(sides: Sequence[ReportSide]) -> str | None:
@@ -178,10 +178,13 @@ def replica_state_over_time(sides: Sequence[ReportSide]) -> str | None:
                 ax.set_ylim(0, 1.02)
         _legend(row[0], fontsize="x-small", loc="upper left")
     fig.tight_layout()
-    return _svg(fig)
+    return svg(fig)
 
 
-def _fmt(value: Any, unit: str) -> str:
+def fmt(value: Any, unit: str) -> str:
+    """A figure for people: ms for seconds, % for fractions, "inf" for failures."""
+    if isinstance(value, float) and np.isinf(value):
+        return "inf (failures)" if value > 0 else "-inf"
     if value is None or (isinstance(value, float) and not np.isfinite(value)):
         return "-"
     if unit == "s":
@@ -191,18 +194,20 @@ def _fmt(value: Any, unit: str) -> str:
     return f"{value:.2f} {unit}"
 
 
-def _difference_rows(diffs: Sequence[Difference], units: dict[str, str]) -> str:
+def difference_rows(diffs: Sequence[Difference], units: dict[str, str]) -> str:
     rows = []
     for d in diffs:
         unit = units.get(d.figure, "")
         sign = "+" if d.diff > 0 else ""
-        diff = f"{sign}{_fmt(d.diff, unit)}" if np.isfinite(d.diff) else "-"
-        ci = f"[{_fmt(d.low, unit)}, {_fmt(d.high, unit)}]" if np.isfinite(d.low) else "-"
-        mark = {"a": "A better", "b": "B better", None: "not significant"}[d.winner]
+        diff = f"{sign}{fmt(d.diff, unit)}" if not np.isnan(d.diff) else "-"
+        ci = f"[{fmt(d.low, unit)}, {fmt(d.high, unit)}]" if not np.isnan(d.low) else "-"
+        mark = {"a": "A better", "b": "B better", None: "no difference"}[d.winner]
+        if d.imprecise:
+            mark += f" (rests on {d.tail} requests beyond it)"
         cls = {"a": "a", "b": "b", None: "ns"}[d.winner]
         rows.append(
-            f"<tr><td>{html.escape(d.figure)}</td><td>{_fmt(d.a, unit)}</td>"
-            f"<td>{_fmt(d.b, unit)}</td><td>{diff}</td><td>{ci}</td>"
+            f"<tr><td>{html.escape(d.figure)}</td><td>{fmt(d.a, unit)}</td>"
+            f"<td>{fmt(d.b, unit)}</td><td>{diff}</td><td>{ci}</td>"
             f'<td class="{cls}">{mark}</td></tr>'
         )
     return "\n".join(rows)
@@ -212,7 +217,7 @@ def _summary_rows(side: ReportSide) -> str:
     rows = []
     for key, value in side.figures.items():
         unit = "s" if key.endswith("_s") and key != "window_s" else "raw"
-        shown = _fmt(value, unit) if unit == "s" else html.escape(_plain(value))
+        shown = fmt(value, unit) if unit == "s" else html.escape(_plain(value))
         rows.append(f"<tr><td>{html.escape(key)}</td><td>{shown}</td></tr>")
     return "\n".join(rows)
 
@@ -227,19 +232,19 @@ _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;
 text-align:right}td:first-child{text-align:left}.a{color:#1f77b4}.b{color:#ff7f0e}
-.ns{color:#888}.verdict{font-size:1.2em;padding:.6em;background:#f4f4f4;border-left:4px solid #444}
-svg{max-width:100%;height:auto}
+.ns{color:#888}.verdict{font-size:1.15em;padding:.6em;background:#f4f4f4;border-left:4px solid #444}
+svg{max-width:100%;height:auto}.small{font-size:.9em;color:#555}
 """
 
 
-def _page(title: str, body: str) -> str:
+def page(title: str, body: str) -> str:
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>"
     )
 
 
-def _plots(sides: Sequence[ReportSide]) -> str:
+def run_plots(sides: Sequence[ReportSide]) -> str:
     parts = [
         "<h2>Latency CDFs</h2>",
         latency_cdfs(sides),
@@ -254,46 +259,20 @@ def _plots(sides: Sequence[ReportSide]) -> str:
     return "\n".join(parts)
 
 
-def _notes(notes: Sequence[str]) -> str:
+def bullet_list(notes: Sequence[str]) -> str:
     return "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>"
 
 
 def render_run(side: ReportSide, *, title: str, notes: Sequence[str] = ()) -> str:
     """The HTML report of one run."""
     body = (
-        _notes(notes)
+        bullet_list(notes)
         + "<h2>Summary</h2><table><tr><th>figure</th><th>value</th></tr>"
         + _summary_rows(side)
         + "</table>"
-        + _plots([side])
+        + run_plots([side])
     )
-    return _page(title, body)
-
-
-def render_compare(
-    a: ReportSide,
-    b: ReportSide,
-    diffs: Sequence[Difference],
-    *,
-    units: dict[str, str],
-    verdict: str,
-    reasons: Sequence[str] = (),
-    notes: Sequence[str] = (),
-) -> str:
-    """The HTML report of a comparison: verdict, table with intervals, overlaid plots."""
-    why = _notes(reasons) if reasons else ""
-    body = (
-        f'<p class="verdict">{html.escape(verdict)}</p>{why}'
-        + _notes(notes)
-        + f'<h2>A = <span class="a">{html.escape(a.label)}</span>, '
-        f'B = <span class="b">{html.escape(b.label)}</span></h2>'
-        + "<table><tr><th>figure</th><th>A</th><th>B</th><th>B - A</th>"
-        "<th>95% CI (bootstrap)</th><th></th></tr>"
-        + _difference_rows(diffs, units)
-        + "</table>"
-        + _plots([a, b])
-    )
-    return _page(f"{a.label} vs {b.label}", body)
+    return page(title, body)
 
 
 def write_run_report(

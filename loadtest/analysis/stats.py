@@ -49,6 +49,8 @@ _CHUNK_ELEMENTS = 4_000_000
 _GAP_BINS_PER_DECADE = 920  # bins 0.25% wide
 _STATS = ("mean", "p50", "p90", "p99", "max")
 MIN_EFFECT = 0.05
+# The fewest independent stretches a run is taken to hold (caps the widening).
+MIN_STRETCHES = 20
 # A percentile with fewer requests than this beyond it is imprecise (p99 needs 1,000).
 TAIL_MIN = 10
 # Student's t, 97.5th percentile, by degrees of freedom (1..10; 30 and more ~ 2.04).
@@ -408,7 +410,10 @@ def inflation(fig: Figure, a: Side, b: Side) -> float:
         fig = Figure(fig.name, fig.label, fig.unit, fig.better, "tpot", fig.stat)
     series = _influence(fig, a, b)
     series = series[np.isfinite(series)]
-    return float(np.sqrt(max(1.0, autocorrelation_time(series))))
+    # A run shorter than ~20 autocorrelation times cannot say how much its figure would
+    # vary (a queue that grows through the whole run): the widening stops there.
+    tau = min(autocorrelation_time(series), max(1.0, len(series) / MIN_STRETCHES))
+    return float(np.sqrt(max(1.0, tau)))
 
 
 def _influence(fig: Figure, a: Side, b: Side) -> Floats:

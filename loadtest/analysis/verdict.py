@@ -1,9 +1,11 @@
-"""The one-line verdict of a comparison, and the observations that explain it.
+"""The one-line verdict of a comparison, and the observations beside it.
 
-The verdict looks at two figures only: TTFT p99 (what the slowest users wait) and goodput
-(requests per second that meet the workload's targets). The observations come from the
-records (per model, per replica) and from the replicas' sampled queue and KV usage, so that
-"B is not better" always comes with a "because".
+The verdict looks at three figures only, in order: the error rate (a side that fails more
+requests is worse), then TTFT p99 (what the slowest users wait) and goodput (requests per
+second that meet the workload's targets) together. No other figure is quoted in its place
+when these tie. The observations come from the records (per model, per replica) and from the
+replicas' sampled queue and KV usage; what they suggest as causes is labelled a hypothesis,
+for either outcome, since only an ablation would measure it.
 """
 
 from collections import defaultdict
@@ -18,9 +20,9 @@ from loadtest.drive.records import RequestRecord
 from loadtest.drive.runner import LAG_BUDGET_S
 from loadtest.environments.sampler import ReplicaSample
 
-KEY_FIGURES = ("ttft_p99_s", "goodput_rps")
-# Quoted when neither key figure differs significantly and one of these does, in this order.
-SECONDARY_FIGURES = ("ttft_p90_s", "ttft_p50_s", "ttft_mean_s", "tpot_p99_s", "e2e_p50_s")
+KEY_FIGURES = ("error_rate", "ttft_p99_s", "goodput_rps")
+# An error rate this much higher (absolute), beyond noise, decides against a side.
+ERROR_MARGIN = 0.005
 # Below these (most waiting on one replica, peak KV usage) a fleet counts as lightly loaded.
 LIGHT_QUEUE = 5
 LIGHT_KV = 0.5
@@ -69,68 +71,120 @@ class SideFacts:
 
 
 def _ms(seconds: float) -> str:
+    if np.isinf(seconds):
+        return "inf (failures)"
     return f"{seconds * 1000:.0f} ms"
 
 
-def _describe(d: Difference) -> str:
-    if d.figure != "ttft_p99_s" and d.figure.endswith("_s"):
-        metric, stat, _ = d.figure.split("_")
-        return (
-            f"{metric.upper()} {stat} {_ms(d.a)} -> {_ms(d.b)} "
-            f"(95% CI {d.low * 1000:+.0f} .. {d.high * 1000:+.0f} ms)"
-        )
+def _ci_ms(d: Difference) -> str:
+    def one(value: float) -> str:
+        return "-inf" if value == -np.inf else "+inf" if value == np.inf else f"{value * 1000:+.0f}"
+
+    return f"95% CI {one(d.low)} .. {one(d.high)} ms"
+
+
+def describe(d: Difference) -> str:
+    """One figure's values, change and interval, in words."""
     if d.figure == "goodput_rps":
         return (
             f"goodput {d.a:.2f} -> {d.b:.2f} req/s "
             f"(95% CI of the difference {d.low:+.2f} .. {d.high:+.2f})"
         )
-    rel = f", {d.relative:+.0%}" if d.relative is not None else ""
-    return (
-        f"TTFT p99 {_ms(d.a)} -> {_ms(d.b)}{rel} "
-        f"(95% CI {d.low * 1000:+.0f} .. {d.high * 1000:+.0f} ms)"
+    if d.figure == "error_rate":
+        return f"error rate {d.a:.1%} -> {d.b:.1%} (95% CI {d.low:+.1%} .. {d.high:+.1%})"
+    metric, stat, _ = d.figure.split("_")
+    rel = f", {d.relative:+.0%}" if d.relative is not None and np.isfinite(d.relative) else ""
+    rests = f"; rests on {d.tail} requests beyond it" if d.imprecise else ""
+    return f"{metric.upper()} {stat} {_ms(d.a)} -> {_ms(d.b)}{rel} ({_ci_ms(d)}{rests})"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The one-line answer, the better side when there is one, and why none may be named."""
+
+    line: str
+    better: str | None
+    # What the answer stood on: error rate, then goodput and TTFT p99.
+    decided_by: tuple[str, ...] = ()
+    cautions: tuple[str, ...] = ()
+
+
+def verdict(
+    diffs: Sequence[Difference],
+    a: str,
+    b: str,
+    *,
+    cautions: Sequence[str] = (),
+) -> Verdict:
+    """Error rate decides first (a side failing at least ERROR_MARGIN more of its requests,
+    beyond noise, is worse whatever its latencies), then TTFT p99 and goodput together. A
+    figure counts only when its interval excludes 0 and the effect reaches the minimum
+    (analysis.stats); a p99 resting on too few requests counts for nothing. `cautions` (the
+    generator over its budget, ...) mean no winner is named at all."""
+    by_name = {d.figure: d for d in diffs}
+    names = {"a": a, "b": b}
+    ttft, good, errors = by_name["ttft_p99_s"], by_name["goodput_rps"], by_name["error_rate"]
+    details = f"{describe(ttft)}; {describe(good)}"
+    if cautions:
+        return Verdict(
+            f"no winner named: {'; '.join(cautions)}. Figures: {details}",
+            None,
+            cautions=tuple(cautions),
+        )
+    if errors.winner is not None and abs(errors.diff) >= ERROR_MARGIN:
+        best = names[errors.winner]
+        return Verdict(
+            f"{best} is better: it fails fewer requests ({describe(errors)})", best, ("error_rate",)
+        )
+    ttft_winner = None if ttft.imprecise else ttft.winner
+    winners = {w for w in (ttft_winner, good.winner) if w is not None}
+    note = (
+        f" (TTFT p99 rests on {ttft.tail} requests beyond it: run longer to judge it)"
+        if ttft.imprecise
+        else ""
+    )
+    if not winners:
+        return Verdict(
+            f"no difference between {a} and {b} beyond noise and the {ttft.min_effect:.0%} "
+            f"minimum effect, on TTFT p99 or goodput: {details}{note}",
+            None,
+        )
+    if len(winners) == 2:
+        return Verdict(
+            f"mixed: {names[str(ttft_winner)]} is better on TTFT p99, "
+            f"{names[str(good.winner)]} on goodput: {details}",
+            None,
+            ("ttft_p99_s", "goodput_rps"),
+        )
+    best = names[winners.pop()]
+    if ttft_winner and good.winner:
+        return Verdict(
+            f"{best} is better on TTFT p99 and goodput: {details}",
+            best,
+            ("ttft_p99_s", "goodput_rps"),
+        )
+    which = "TTFT p99" if ttft_winner else "goodput"
+    other = "goodput" if ttft_winner else "TTFT p99"
+    return Verdict(
+        f"{best} is better on {which} ({other}: no difference beyond noise): {details}{note}",
+        best,
+        ("ttft_p99_s",) if ttft_winner else ("goodput_rps",),
     )
 
 
-def verdict(diffs: Sequence[Difference], a: str, b: str) -> tuple[str, str | None]:
-    """The one-line verdict, and the better side's name when both key figures agree."""
-    by_name = {d.figure: d for d in diffs}
-    ttft, good = by_name["ttft_p99_s"], by_name["goodput_rps"]
-    names = {"a": a, "b": b}
-    details = f"{_describe(ttft)}; {_describe(good)}"
-    winners = {w for w in (ttft.winner, good.winner) if w is not None}
-    if not winners:
-        line = f"no significant difference between {a} and {b} on TTFT p99 or goodput: {details}"
-        second = next(
-            (by_name[f] for f in SECONDARY_FIGURES if f in by_name and by_name[f].winner), None
-        )
-        if second is not None:
-            line += f"; but {names[str(second.winner)]} is better on {_describe(second)}"
-        return line, None
-    if len(winners) == 2:
-        return (
-            f"mixed: {names[str(ttft.winner)]} is better on TTFT p99, "
-            f"{names[str(good.winner)]} on goodput: {details}",
-            None,
-        )
-    best = names[winners.pop()]
-    if ttft.winner and good.winner:
-        return f"{best} is better on TTFT p99 and goodput: {details}", best
-    which = "TTFT p99" if ttft.winner else "goodput"
-    other = "goodput" if ttft.winner else "TTFT p99"
-    return f"{best} is better on {which} ({other} not significantly different): {details}", best
-
-
-def why_not_better(a: SideFacts, b: SideFacts) -> str:
-    """Why B (the candidate) did not beat A, from what the engines and queues showed."""
+def hypotheses(a: SideFacts, b: SideFacts) -> str | None:
+    """What might explain the figures, from the engines' counters and the sampled queues:
+    not measured causes (attribution by ablation would measure them), said for any outcome."""
     causes = []
-    hits_a = a.counters.get("prefix_cache_hit_rate")
-    hits_b = b.counters.get("prefix_cache_hit_rate")
-    if hits_a and (hits_b or 0.0) < hits_a / 2:
-        causes.append(
-            f"{a.name} served {hits_a:.0%} of prompt tokens from its prefix cache and "
-            f"{b.name} {hits_b or 0:.0%}, so {b.name} spends more time in prefill, which is "
-            "what TTFT waits for"
-        )
+    hits_a = a.counters.get("prefix_cache_hit_rate") or 0.0
+    hits_b = b.counters.get("prefix_cache_hit_rate") or 0.0
+    for side, mine, other, theirs in ((a, hits_a, b, hits_b), (b, hits_b, a, hits_a)):
+        if mine and theirs < mine / 2:
+            causes.append(
+                f"{side.name} served {mine:.0%} of prompt tokens from its prefix cache and "
+                f"{other.name} {theirs:.0%}, so {other.name} spends more time in prefill, which "
+                "is what TTFT waits for"
+            )
     states = [s.queue_state() for s in (a, b)]
     if all(states):
         waiting = max(s["max_waiting"] for s in states)
@@ -142,21 +196,25 @@ def why_not_better(a: SideFacts, b: SideFacts) -> str:
                 "only pay off when queues form and KV runs short"
             )
     pre_a, pre_b = a.counters.get("preemptions", 0.0), b.counters.get("preemptions", 0.0)
-    if pre_b > pre_a:
-        causes.append(f"{b.name} preempted {pre_b:.0f} requests ({a.name} {pre_a:.0f})")
-    if max(a.lag_p99_s, b.lag_p99_s) > LAG_BUDGET_S:
-        causes.append("the generator lagged, so part of the difference may be the client's")
+    if pre_a != pre_b:
+        causes.append(
+            f"{a.name} preempted {pre_a:.0f} requests and {b.name} {pre_b:.0f} (KV ran out)"
+        )
     if not causes:
-        return f"why {b.name} is not better: no single cause stands out in the samples"
-    return f"why {b.name} is not better: " + "; ".join(causes) + "."
+        return None
+    return (
+        "possible reasons (hypotheses from counters and queues, not measured): "
+        + "; ".join(causes)
+        + "."
+    )
 
 
 def observations(diffs: Sequence[Difference], a: SideFacts, b: SideFacts) -> list[str]:
     """Facts that explain the verdict: load, queues, KV pressure, per-model tails, lag."""
     notes: list[str] = []
-    _, better = verdict(diffs, a.name, b.name) if _has_key_figures(diffs) else ("", None)
-    if _has_key_figures(diffs) and better != b.name:
-        notes.append(why_not_better(a, b))
+    guess = hypotheses(a, b)
+    if guess is not None:
+        notes.append(guess)
     by_name = {d.figure: d for d in diffs}
     for side in (a, b):
         if side.lag_p99_s > LAG_BUDGET_S:
@@ -201,10 +259,6 @@ def observations(diffs: Sequence[Difference], a: SideFacts, b: SideFacts) -> lis
             f"{b.goodput_fraction:.1%} ({b.name})."
         )
     return notes
-
-
-def _has_key_figures(diffs: Sequence[Difference]) -> bool:
-    return set(KEY_FIGURES) <= {d.figure for d in diffs}
 
 
 def _cv(value: float | None) -> str:

@@ -1,7 +1,8 @@
-"""The `loadtest compare A B` command: options, the side-by-side table, the verdict."""
+"""The `loadtest compare A B` command: options, the tables, the verdict."""
 
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
@@ -12,24 +13,27 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from loadtest.compare.live import CompareOptions, Comparison, compare, units
+from loadtest.analysis.stats import Difference, figures
+from loadtest.compare.options import (
+    REPEATS,
+    TIME_SCALE,
+    VIRTUAL_REQUESTS,
+    CompareOptions,
+    Mode,
+    Sweep,
+)
+from loadtest.compare.session import Comparison, compare
+from loadtest.compare.sweep import LABELS, curves, ranges
 from loadtest.drive.progress import default_progress
 from loadtest.environments.catalog import EnvironmentsError
 from loadtest.environments.launcher import LaunchError
-from loadtest.workload import WorkloadError
+from loadtest.workload.model import WorkloadError
 from turnout.logs import configure_logging
-
-# Defaults for `loadtest compare baseline managed` on a 2-core machine (docs/compare.md): the
-# simulated fleet plays TIME_SCALE times slower than real hardware, so 25 req/s of wall time keep
-# as many requests in flight as 50 req/s would on real GPUs (~120 streams). More streams make the
-# generator's own event loop late (40 req/s: lag p99 6-9 ms here); the longest chat-mixed request
-# (1,024 tokens) still ends ~20 s after the last arrival: each side takes about a minute.
-TIME_SCALE = 2.0
-RATE: float | None = 25.0
-DURATION = 30.0
 
 
 def _fmt(value: float | None, unit: str, *, signed: bool = False) -> str:
+    if value is not None and np.isinf(value):
+        return ("+" if signed and value > 0 else "") + ("inf" if value > 0 else "-inf")
     if value is None or not np.isfinite(value):
         return "-"
     sign = "+" if signed else ""
@@ -40,31 +44,71 @@ def _fmt(value: float | None, unit: str, *, signed: bool = False) -> str:
     return f"{value:{sign}.2f} {unit}"
 
 
-def print_comparison(console: Console, result: Comparison) -> None:
-    a, b = result.a.env.name, result.b.env.name
-    table = Table(title=f"A = {a}   B = {b}   (B - A with bootstrap 95% CI)")
+def _differences(console: Console, title: str, diffs: Sequence[Difference], a: str, b: str) -> None:
+    table = Table(title=title)
     for column in ("figure", f"A {a}", f"B {b}", "B - A", "95% CI", ""):
         table.add_column(column, justify="left" if column in ("figure", "") else "right")
-    unit_of = units()
-    for d in result.differences:
+    unit_of = {f.name: f.unit for f in figures()}
+    mark = {"a": f"[cyan]{a} better[/]", "b": f"[magenta]{b} better[/]", None: "[dim]-[/]"}
+    for d in diffs:
         unit = unit_of[d.figure]
         ci = f"{_fmt(d.low, unit, signed=True)} .. {_fmt(d.high, unit, signed=True)}"
-        mark = {"a": f"[cyan]{a} better[/]", "b": f"[magenta]{b} better[/]", None: "[dim]n.s.[/]"}
+        note = f" [yellow](rests on {d.tail} beyond it)[/]" if d.imprecise else ""
         table.add_row(
             d.figure,
             _fmt(d.a, unit),
             _fmt(d.b, unit),
             _fmt(d.diff, unit, signed=True),
             ci,
-            mark[d.winner],
+            mark[d.winner] + note,
         )
-    lag_a, lag_b = result.a.summary.lag.p99, result.b.summary.lag.p99
-    table.add_row("generator lag p99", _fmt(lag_a, "s"), _fmt(lag_b, "s"), "", "", "")
     console.print(table)
-    for reason in result.reasons:
-        console.print(f"  - {reason}", highlight=False, soft_wrap=True)
-    console.print(f"[bold]verdict:[/bold] {result.verdict}", highlight=False, soft_wrap=True)
-    console.print(f"results written to {result.directory}", highlight=False, soft_wrap=True)
+
+
+def print_comparison(console: Console, result: Comparison) -> None:
+    a, b = result.a.name, result.b.name
+
+    def say(text: str) -> None:
+        console.print(text, highlight=False, soft_wrap=True)
+
+    if result.sweep:
+        found = curves(result.sweep)
+        table = Table(title=f"B - A over load, virtual time (A = {a}, B = {b})")
+        table.add_column("load", justify="right")
+        table.add_column("req/s", justify="right")
+        for curve in found:
+            table.add_column(LABELS[curve.figure], justify="right")
+        colour = {"a": "cyan", "b": "magenta", None: "dim"}
+        for point in result.sweep:
+            cells = []
+            for curve in found:
+                d = point.judged.by_name(curve.figure)
+                rel = d.relative
+                text = f"{rel:+.0%}" if rel is not None and np.isfinite(rel) else "-"
+                cells.append(f"[{colour[d.winner]}]{text}[/]")
+            table.add_row(f"{point.load:.2f}", f"{point.rate:.1f}", *cells)
+        console.print(table)
+        say("cyan: A better, magenta: B better, dim: no difference beyond noise and 5%")
+        for curve in found:
+            say(f"  {ranges(curve, a, b)}")
+    if result.point is not None:
+        point = result.point
+        title = f"virtual time, load {point.load:.2f} ({point.rate:.1f} req/s): B - A, 95% CI"
+        _differences(console, title, point.judged.differences, a, b)
+        for note in point.judged.observations:
+            say(f"  - {note}")
+    if result.live is not None:
+        live = result.live
+        at = f"load {live.load:.2f}" if live.load is not None else "the rate given"
+        title = f"live at {at}, {live.judged.runs} run(s) a side: B - A, 95% CI"
+        _differences(console, title, live.judged.differences, a, b)
+        for note in live.judged.observations:
+            say(f"  - {note}")
+        if live.agreement is not None:
+            say(f"  - {live.agreement.describe()}")
+    for part in result.verdict.split(" || "):
+        say(f"[bold]verdict:[/bold] {part}")
+    say(f"results written to {result.directory} (report.html, compare.json)")
 
 
 def _terminate_as_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -77,21 +121,43 @@ def compare_command(
     workload: Annotated[
         str, typer.Option(help="A built-in workload name or a YAML file.")
     ] = "chat-mixed",
-    rate: Annotated[float | None, typer.Option(help="Requests per second (open loop).")] = RATE,
+    virtual: Annotated[
+        bool, typer.Option("--virtual", help="Virtual time only (local fleets; any load).")
+    ] = False,
+    live: Annotated[bool, typer.Option("--live", help="Live runs only.")] = False,
+    load: Annotated[
+        float | None,
+        typer.Option(help="Offered load as a share of A's saturation rate (found and printed)."),
+    ] = None,
+    rate: Annotated[
+        float | None,
+        typer.Option(help="Requests per second (live: wall time; virtual: hardware time)."),
+    ] = None,
+    sweep: Annotated[
+        str | None,
+        typer.Option(help="Virtual loads LOW:HIGH:POINTS, e.g. 0.3:0.95:8 (the default)."),
+    ] = None,
+    repeats: Annotated[
+        int, typer.Option(min=1, help="Live runs of each side, in A B B A order.")
+    ] = REPEATS,
     concurrency: Annotated[
-        int | None, typer.Option(help="Requests kept in flight (closed loop) instead of a rate.")
+        int | None, typer.Option(help="Live: requests kept in flight (closed loop).")
     ] = None,
-    duration: Annotated[
-        float | None, typer.Option(help="Seconds of arrivals per side.")
-    ] = DURATION,
-    requests: Annotated[
-        int | None, typer.Option(help="Number of requests per side (instead of a duration).")
-    ] = None,
+    duration: Annotated[float | None, typer.Option(help="Seconds of arrivals per run.")] = None,
+    requests: Annotated[int | None, typer.Option(help="Requests per run.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed; default: the workload's.")] = None,
     time_scale: Annotated[
         float,
-        typer.Option(help="Slow-down of local simulated fleets (environments may set their own)."),
+        typer.Option(
+            help="Slow-down of local simulated fleets, live (environments may set their own)."
+        ),
     ] = TIME_SCALE,
+    min_effect: Annotated[
+        float, typer.Option(help="Smallest relative difference called better.")
+    ] = 0.05,
+    virtual_requests: Annotated[
+        int, typer.Option(min=100, help="Requests per virtual point.")
+    ] = VIRTUAL_REQUESTS,
     environments: Annotated[
         Path | None,
         typer.Option(help="Environments YAML (default: ./turnout-environments.yaml if any)."),
@@ -99,28 +165,53 @@ def compare_command(
     out: Annotated[Path, typer.Option(help="Directory for results.")] = Path("results"),
     resamples: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 1000,
     json_output: Annotated[
-        bool, typer.Option("--json", help="Print compare.json to stdout instead of the table.")
+        bool, typer.Option("--json", help="Print compare.json to stdout instead of the tables.")
     ] = False,
     progress: Annotated[bool, typer.Option(help="Show live progress.")] = True,
     api_key: Annotated[
         str | None, typer.Option(envvar="LOADTEST_API_KEY", help="Bearer token for URL targets.")
     ] = None,
 ) -> None:
-    """Run one seeded schedule against environments A and B and compare them."""
+    """Compare environments A and B on one seeded schedule.
+
+    By default (both local fleets): a sweep of loads in virtual time, then a live check at a
+    load this machine can play. --virtual or --live picks one clock.
+    """
     configure_logging("warning")
     console = Console(stderr=json_output, width=None if sys.stdout.isatty() else 120)
+
+    def fail(message: str) -> None:
+        console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+
+    if virtual and live:
+        fail("give --virtual or --live, not both (neither: both clocks)")
+    if load is not None and rate is not None:
+        fail("give --load or --rate, not both")
+    mode: Mode = "virtual" if virtual else "live" if live else "auto"
+    try:
+        swept = Sweep.parse(sweep) if sweep is not None else None
+    except ValueError as exc:
+        fail(str(exc))
+        return
     options = CompareOptions(
         workload=workload,
+        mode=mode,
         rate=rate,
+        load=load,
+        sweep=swept,
         concurrency=concurrency,
         duration=None if requests is not None else duration,
         requests=requests,
         seed=seed,
+        repeats=repeats,
         time_scale=time_scale,
         environments_file=environments,
         out=out,
         resamples=resamples,
         api_key=api_key,
+        min_effect=min_effect,
+        virtual_requests=virtual_requests,
     )
     previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
@@ -132,8 +223,8 @@ def compare_command(
             announce=lambda text: console.print(text, highlight=False, soft_wrap=True),
         )
     except (EnvironmentsError, WorkloadError) as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        fail(str(exc))
+        return
     except LaunchError as exc:
         console.print(
             f"[red]error: an environment did not start:[/red] {exc}",

@@ -13,8 +13,8 @@ import routers
 from gateway.settings import GatewaySettings
 from loadtest.environments.catalog import Environment, EnvironmentsError
 from loadtest.sim.engine import EngineConfig
-from loadtest.sim.profiles import DEFAULT_GPU_MEMORY_UTILIZATION
-from loadtest.sim.virtual import VirtualReplica, reference_replicas
+from loadtest.sim.profiles import DEFAULT_GPU_MEMORY_UTILIZATION, UnknownProfile
+from loadtest.sim.virtual import VirtualReplica, build_engines, reference_replicas
 from routers import Strategy
 
 
@@ -28,7 +28,9 @@ class VirtualFleet:
     poll_interval: float
 
     def new_strategy(self, seed: int) -> Strategy:
-        """A fresh strategy object, seeded when it takes a seed (same seed, same run)."""
+        """A fresh strategy object, seeded when it takes a seed (same seed, same run; the
+        two sides of a comparison get different seeds, so that an A/A comparison's sides
+        differ by chance as two live runs would)."""
         factory = routers.registry.factory(self.strategy)
         accepts_seed = "seed" in inspect.signature(factory).parameters
         return routers.load(self.strategy, **({"seed": seed} if accepts_seed else {}))
@@ -53,6 +55,11 @@ def virtual_fleet(env: Environment) -> VirtualFleet:
             for index, spec in enumerate(env.replicas)
         )
     default_poll = GatewaySettings.model_fields["poll_interval"].default
+    for index, replica in enumerate(replicas):
+        try:
+            build_engines([replica])
+        except (UnknownProfile, ValueError) as exc:
+            raise EnvironmentsError(f"environment {env.name!r}: replica {index}: {exc}") from None
     poll = float(env.gateway_env.get("GATEWAY_POLL_INTERVAL", default_poll))
     return VirtualFleet(env.name, replicas, env.strategy, poll)
 

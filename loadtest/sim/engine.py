@@ -89,8 +89,10 @@ class EngineModel:
         self.config = config
         self.kv = KVCache(num_blocks, prefix_caching=config.prefix_caching, pool=pool)
         self._block = config.block_size
-        # An elastic pool maps memory for every block it hands out, on the step's clock.
-        self._map_cost = profile.map_seconds_per_block(config.block_size) if pool else 0.0
+        # KVCached's step slowdown per running request (profiles.yaml says where it is from).
+        self._elastic_slowdown = (
+            profile.elastic_full_batch_overhead / config.max_num_seqs if pool else 0.0
+        )
         self._waiting: deque[EngineRequest] = deque()
         self._running: dict[str, EngineRequest] = {}  # admission order: the last is preempted first
         self._prefilling: list[EngineRequest] = []
@@ -174,7 +176,6 @@ class EngineModel:
     def step(self, now: float) -> StepResult:
         """Schedule and run one engine step starting at `now`; its tokens come at the end."""
         step = self._step_no = self._step_no + 1
-        mapped_before = self.kv.mapped_blocks
         preempted = self._grow_decoding(step) if step in self._grow_at else False
         chunks: _Chunks = []
         if self._prefilling:
@@ -192,7 +193,8 @@ class EngineModel:
         if num_tokens == 0:
             return StepResult(IDLE_STEP_SECONDS, finished=tuple(self._take_aborted()))
         duration = self.profile.step_time(num_tokens, kv_read, pairs)
-        duration += (self.kv.mapped_blocks - mapped_before) * self._map_cost
+        if self._elastic_slowdown:
+            duration *= 1.0 + self._elastic_slowdown * len(self._running)
         end = now + duration
         self._clock = end
         return self._finish_step(step, end, duration, num_tokens, chunks)

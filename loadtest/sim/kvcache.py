@@ -79,8 +79,6 @@ class KVCache:
         self._free_plain = list(range(num_blocks - 1, -1, -1))
         self._free_cached: OrderedDict[int, None] = OrderedDict()
         self.used_blocks = 0
-        # Blocks taken from a shared pool so far (each one had its memory mapped).
-        self.mapped_blocks = 0
 
     @property
     def elastic(self) -> bool:
@@ -110,10 +108,8 @@ class KVCache:
             return True
         if count > len(self._free_plain) + len(self._free_cached):
             return False
-        if self.pool is not None:
-            if not self.pool.take(count):
-                return False
-            self.mapped_blocks += count
+        if self.pool is not None and not self.pool.take(count):
+            return False
         refs, plain = self._refs, self._free_plain
         fresh = plain[-count:] if count <= len(plain) else plain[:]
         del plain[len(plain) - len(fresh) :]
@@ -199,10 +195,8 @@ class KVCache:
         """Share the cached `hits` with a new request; False (no change) if the pool is short."""
         refs = self._refs
         revived = [block for block in hits if refs[block] == 0]
-        if revived and self.pool is not None:
-            if not self.pool.take(len(revived)):
-                return False
-            self.mapped_blocks += len(revived)
+        if revived and self.pool is not None and not self.pool.take(len(revived)):
+            return False
         for block in revived:
             del self._free_cached[block]
         for block in hits:

@@ -56,9 +56,9 @@ class Profile:
     gpu_memory_gib: float = 0.0
     reserved_gib: float = 0.0
     kv_capacity_tokens: int = 0
-    # KVCached maps KV memory in pages on demand: seconds to map one fresh page, and its size.
-    elastic_map_seconds_per_page: float = 0.0
-    elastic_page_bytes: float = 2 * 1024 * 1024
+    # How much slower a KVCached (elastic) engine's step is with a full batch than stock
+    # vLLM's; it grows with the batch from nothing (see profiles.yaml for the calibration).
+    elastic_full_batch_overhead: float = 0.0
     # FLOPs of attention per (query token, context token) pair: 4 x layers x heads x head_dim.
     attention_flops_per_pair: float = 0.0
     expert_weight_bytes: float = 0.0
@@ -110,11 +110,6 @@ class Profile:
     ) -> int:
         """KV capacity in blocks of `block_size` tokens."""
         return self.kv_tokens(gpu_memory_utilization) // block_size
-
-    def map_seconds_per_block(self, block_size: int) -> float:
-        """What an elastic pool pays to map one block's memory (pages pro rata)."""
-        block_bytes = block_size * self.kv_bytes_per_token / self.tensor_parallel
-        return self.elastic_map_seconds_per_page * block_bytes / self.elastic_page_bytes
 
     def decode_itl(self, batch: int, context: int) -> float:
         """Inter-token latency of a pure decode step: `batch` sequences of `context` tokens."""

@@ -2,8 +2,7 @@ import re
 
 import numpy as np
 
-from loadtest.analysis.report import ReportSide, render_compare, render_run
-from loadtest.analysis.stats import Side, compare_sides
+from loadtest.analysis.report import ReportSide, render_run
 from loadtest.drive.records import RequestRecord
 from loadtest.environments.sampler import ReplicaSample
 
@@ -85,29 +84,6 @@ def test_run_report_is_one_file_with_every_plot() -> None:
     assert "ttft_p99_s" in html and "420.0 ms" in html
     # Self-contained: no external scripts, styles or images.
     assert not re.search(r"(src|href)=[\"']https?:", html)
-
-
-def test_compare_report_overlays_both_sides_and_states_the_verdict() -> None:
-    a, b = side("baseline", 0.1), side("managed", 0.3)
-    diffs = compare_sides(
-        Side.of(a.measured, duration_s=12.0),
-        Side.of(b.measured, duration_s=12.0),
-        resamples=100,
-    )
-    html = render_compare(
-        a,
-        b,
-        diffs,
-        units={d.figure: "s" for d in diffs},
-        verdict="baseline is better on TTFT p99",
-        reasons=["managed: 3 waiting"],
-    )
-    assert "baseline is better on TTFT p99" in html and "managed: 3 waiting" in html
-    cdfs = sections(html)["Latency CDFs"]
-    assert cdfs.count("baseline") >= 4 and cdfs.count("managed") >= 4  # a legend per panel
-    state = sections(html)["Replica queue and KV usage over time"]
-    assert "baseline: waiting requests" in state and "managed: KV-cache usage" in state
-    assert "ttft_p99_s" in html and "A better" in html
 
 
 def test_report_without_samples_says_so() -> None:

@@ -133,17 +133,20 @@ def test_one_elastic_replica_can_grow_to_the_whole_pool() -> None:
     assert pool.free_blocks == 8
 
 
-def test_an_elastic_step_pays_for_the_blocks_it_maps() -> None:
+def test_an_elastic_step_is_slower_by_kvcacheds_overhead_growing_with_the_batch() -> None:
     llama = load_profile("llama-3.1-8b-h100")
-    static = EngineModel(llama, EngineConfig())
-    pool = SharedKVPool("gpu0", llama.kv_blocks(16))
-    elastic = EngineModel(llama, EngineConfig(kv_mode="elastic"), pool)
-    for each in (static, elastic):
-        each.add(request("r", 160, max_tokens=2), 0.0)
-    first_static, first_elastic = static.step(0.0), elastic.step(0.0)
-    # A 160-token prefill maps ten 2 MiB blocks at 140 us each; nothing else differs.
-    assert first_elastic.duration - first_static.duration == pytest.approx(10 * 140e-6)
-    assert elastic.kv.mapped_blocks == 10 and static.kv.mapped_blocks == 0
+
+    def first_step(kv_mode: str, requests: int) -> float:
+        config = EngineConfig(kv_mode=kv_mode, max_num_seqs=64)  # type: ignore[arg-type]
+        pool = SharedKVPool("gpu0", llama.kv_blocks(16)) if kv_mode == "elastic" else None
+        model = EngineModel(llama, config, pool)
+        for i in range(requests):
+            model.add(request(f"r{i}", 32, max_tokens=4), 0.0)
+        return model.step(0.0).duration
+
+    # KVCached's own H100 figures: +18% time per token with full batches, ~0 when light.
+    assert first_step("elastic", 64) == pytest.approx(first_step("static", 64) * 1.18)
+    assert first_step("elastic", 8) == pytest.approx(first_step("static", 8) * (1 + 0.18 / 8))
 
 
 def test_elastic_usage_is_a_share_of_the_gpus_kv_memory() -> None:

@@ -95,14 +95,6 @@ def test_kv_capacity_follows_the_memory_share_the_same_way_for_every_fleet() -> 
     assert load_profile("tiny").kv_tokens(0.5) == load_profile("tiny").kv_tokens() == 8192
 
 
-def test_an_elastic_block_costs_its_share_of_a_mapped_page() -> None:
-    llama, qwen = load_profile("llama-3.1-8b-h100"), load_profile("qwen2.5-7b-h100")
-    # Llama's 16-token block is 2 MiB (one page); Qwen's 896 KiB (0.4375 of one).
-    assert llama.map_seconds_per_block(16) == pytest.approx(140e-6)
-    assert qwen.map_seconds_per_block(16) == pytest.approx(140e-6 * 0.4375)
-    assert load_profile("tiny").map_seconds_per_block(16) == 0.0
-
-
 def test_the_reference_models_rank_as_expected_per_token() -> None:
     itl = {name: load_profile(name).decode_itl(1, 1200) for name in PROFILES}
     assert itl["qwen2.5-7b-h100"] < itl["llama-3.1-8b-h100"] < itl["mixtral-8x7b-h100-tp2"]

@@ -1,0 +1,328 @@
+"""`loadtest compare A B`: what to run, in which clock, and the answer.
+
+- Virtual time (both environments local fleets): each fleet's saturation rate for the
+  workload, then either a sweep of loads (the default) or one load, each point the same
+  seeded schedule played through both fleets with their real strategies.
+- Live: the schedule against the running environments (local fleets started and stopped
+  for every run), A B B A, at a load this machine can play; when virtual time ran too, the
+  same schedule is played virtually at that load and the two are checked to agree in sign.
+"""
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from loadtest.analysis.results import new_dir
+from loadtest.analysis.stats import figures
+from loadtest.compare.agreement import Agreement, agreement
+from loadtest.compare.judge import Judged, judge, measured, schedule_window
+from loadtest.compare.live import SideRun, as_runs, judged_workload, run_repeats, write_json
+from loadtest.compare.options import (
+    LIVE_DURATION_S,
+    LIVE_LOAD,
+    LIVE_WALL_RATE,
+    URL_DURATION_S,
+    URL_RATE,
+    CompareOptions,
+    Sweep,
+)
+from loadtest.compare.sweep import curves, sweep_verdict
+from loadtest.compare.virtual import VirtualPoint, at_load, capacities, compare_at
+from loadtest.drive.progress import ProgressSink
+from loadtest.environments.catalog import (
+    Environment,
+    EnvironmentsError,
+    as_dict,
+    load_environments,
+    resolve,
+)
+from loadtest.playback.capacity import Capacity
+from loadtest.playback.fleets import VirtualFleet, virtual_fleet
+from loadtest.workload.format import load_workload
+from loadtest.workload.model import Workload
+from loadtest.workload.schedule import Schedule, build_schedule
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class Live:
+    """The live part: runs of both sides, judged, and its virtual twin."""
+
+    schedule: Schedule
+    time_scale: float
+    # Share of A's saturation rate the live schedule offers (None: unknown, URL targets).
+    load: float | None
+    runs_a: list[SideRun]
+    runs_b: list[SideRun]
+    judged: Judged
+    twin: VirtualPoint | None = None
+    agreement: Agreement | None = None
+
+
+@dataclass
+class Comparison:
+    a: Environment
+    b: Environment
+    workload: Workload
+    directory: Path
+    verdict: str
+    better: str | None
+    capacity: tuple[Capacity, Capacity] | None = None
+    sweep: list[VirtualPoint] = field(default_factory=list)
+    point: VirtualPoint | None = None
+    live: Live | None = None
+    document: dict[str, Any] = field(default_factory=dict)
+
+
+def compare(
+    a_name: str,
+    b_name: str,
+    options: CompareOptions,
+    *,
+    progress: ProgressSink | None = None,
+    announce: Say | None = None,
+) -> Comparison:
+    """The whole comparison; writes compare.json and report.html under options.out."""
+    t0 = time.monotonic()
+    say = announce or (lambda _text: None)
+    envs = load_environments(options.environments_file)
+    a = resolve(envs, a_name).with_time_scale(options.time_scale)
+    b = resolve(envs, b_name).with_time_scale(options.time_scale)
+    workload = load_workload(options.workload)
+    seed = workload.seed if options.seed is None else options.seed
+    local = a.is_local and b.is_local
+    if options.mode == "virtual" and not local:
+        virtual_fleet(a if not a.is_local else b)  # raises, saying which environment and why
+    needs_fleets = local and (options.mode != "live" or options.load is not None)
+    fleets = (virtual_fleet(a), virtual_fleet(b)) if needs_fleets else None
+    result = Comparison(a, b, workload, _results_dir(options.out, a_name, b_name), "", None)
+    if fleets is not None and options.mode != "live":
+        _virtual(result, fleets, options, seed, say)
+    elif fleets is not None and options.load is not None:
+        result.capacity = capacities(fleets, workload, seed=seed)
+    if options.mode != "virtual":
+        _live(result, fleets, options, seed, say, progress)
+    result.verdict, result.better = _headline(result)
+    result.document = _document(result, options, seed, time.monotonic() - t0)
+    write_json(result.directory / "compare.json", result.document)
+    # matplotlib takes seconds to import: only when a report is drawn.
+    from loadtest.compare.report import write_compare_report
+
+    write_compare_report(result, result.directory / "report.html")
+    return result
+
+
+def _virtual(
+    result: Comparison,
+    fleets: tuple[VirtualFleet, VirtualFleet],
+    options: CompareOptions,
+    seed: int,
+    say: Say,
+) -> None:
+    workload = result.workload
+    say("virtual time: finding each fleet's saturation rate for this workload")
+    result.capacity = cap_a, cap_b = capacities(fleets, workload, seed=seed)
+    say(f"  A {result.a.name}: {cap_a.describe()}")
+    say(f"  B {result.b.name}: {cap_b.describe()}")
+    single = options.load is not None or options.rate is not None
+    if single and options.sweep is None:
+        load = options.load if options.load is not None else (options.rate or 0.0) / cap_a.rate
+        say(f"virtual time: both at load {load:.2f} ({load * cap_a.rate:.1f} req/s)")
+        schedule = _virtual_schedule(workload, options, seed, load * cap_a.rate)
+        result.point = compare_at(fleets, workload, schedule, load, options, keep_samples=True)
+        return
+    sweep = options.sweep or Sweep()
+    say(f"virtual time: both fleets at loads {', '.join(f'{x:.2f}' for x in sweep.loads())}")
+    result.sweep = [
+        at_load(fleets, workload, cap_a, load, options, seed=seed) for load in sweep.loads()
+    ]
+
+
+def _virtual_schedule(
+    workload: Workload, options: CompareOptions, seed: int, rate: float
+) -> Schedule:
+    length: dict[str, Any] = {"requests": options.virtual_requests}
+    if options.duration is not None:
+        length = {"duration": options.duration}
+    elif options.requests is not None:
+        length = {"requests": options.requests}
+    return build_schedule(workload, seed=seed, rate=rate, **length)
+
+
+def _live(
+    result: Comparison,
+    fleets: tuple[VirtualFleet, VirtualFleet] | None,
+    options: CompareOptions,
+    seed: int,
+    say: Say,
+    progress: ProgressSink | None,
+) -> None:
+    a, b, workload = result.a, result.b, result.workload
+    scales = {env.time_scale or 1.0 for env in (a, b) if env.is_local} or {1.0}
+    scale = max(scales)
+    unit = result.capacity[0].rate if result.capacity else None
+    rate, load = _live_rate(options, unit, scale)
+    duration = options.duration
+    if duration is None and options.requests is None:
+        duration = LIVE_DURATION_S if unit is not None else URL_DURATION_S
+    schedule = build_schedule(
+        workload,
+        seed=seed,
+        rate=None if options.concurrency else rate,
+        concurrency=options.concurrency,
+        duration=duration,
+        requests=options.requests if duration is None else None,
+    )
+    where = f" = load {load:.2f} of A's saturation rate" if load is not None else ""
+    say(
+        f"live: {workload.name}: {schedule.describe()}{where}, time scale {scale:g}, "
+        f"{options.repeats} run(s) a side, seed {schedule.seed}"
+    )
+    runs_a, runs_b = run_repeats(
+        (a, b), workload, schedule, result.directory, options, progress=progress, say=say
+    )
+    judged_as = judged_workload(workload, a, b)
+    fallback = sum(r.summary.window_s for r in runs_a + runs_b) / len(runs_a + runs_b)
+    window = schedule_window(measured(runs_a[0].result.records, judged_as), fallback)
+    judged = judge(
+        as_runs(a.name, runs_a),
+        as_runs(b.name, runs_b),
+        judged_as,
+        window_s=window,
+        resamples=options.resamples,
+        seed=schedule.seed,
+        min_effect=options.min_effect,
+    )
+    result.live = Live(schedule, scale, load, runs_a, runs_b, judged)
+    if fleets is not None and load is not None and not schedule.closed_loop:
+        say("virtual time: the live schedule, at the hardware's speed, to check agreement")
+        twin_schedule = build_schedule(
+            workload,
+            seed=schedule.seed,
+            rate=rate * scale,
+            duration=None if duration is None else duration / scale,
+            requests=None if duration is not None else options.requests,
+        )
+        twin = compare_at(fleets, workload, twin_schedule, load, options)
+        result.live.twin = twin
+        result.live.agreement = agreement(twin.judged, judged)
+
+
+def _live_rate(
+    options: CompareOptions, unit: float | None, scale: float
+) -> tuple[float, float | None]:
+    """(wall-time rate, load) of the live schedule."""
+    if options.rate is not None and options.mode == "live":
+        return options.rate, None if unit is None else options.rate * scale / unit
+    if options.load is not None:
+        if unit is None:
+            raise EnvironmentsError(
+                "--load needs both environments to be local fleets (their saturation rate "
+                "is found in virtual time); give --rate for URL environments"
+            )
+        return options.load * unit / scale, options.load
+    if unit is None:
+        return URL_RATE, None
+    rate = min(LIVE_WALL_RATE, LIVE_LOAD * unit / scale)
+    return rate, rate * scale / unit
+
+
+def _headline(result: Comparison) -> tuple[str, str | None]:
+    a, b = result.a.name, result.b.name
+    parts: list[str] = []
+    better: str | None = None
+    if result.sweep and result.capacity:
+        rate = result.capacity[0].rate
+        loads = f"{result.sweep[0].load:.2f}-{result.sweep[-1].load:.2f}"
+        parts.append(
+            f"over loads {loads} of {a}'s saturation rate ({rate:.0f} req/s, virtual time): "
+            + sweep_verdict(curves(result.sweep), a, b)
+        )
+    if result.point is not None:
+        decision = result.point.judged.verdict
+        parts.append(f"at load {result.point.load:.2f} (virtual time): {decision.line}")
+        better = decision.better
+    if result.live is not None:
+        live = result.live
+        decision = live.judged.verdict
+        at = f"load {live.load:.2f}" if live.load is not None else "the rate given"
+        head = f"live at {at} ({live.judged.runs} run(s) a side): {decision.line}"
+        if live.agreement is not None:
+            head += f"; {live.agreement.describe()}"
+        parts.append(head)
+        if not result.sweep and result.point is None:
+            better = decision.better
+    return " || ".join(parts), better
+
+
+def _results_dir(out: Path, a: str, b: str) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return new_dir(out / f"compare-{a}-vs-{b}-{stamp}")
+
+
+def _capacity(cap: Capacity) -> dict[str, Any]:
+    return {"rate": cap.rate, "per_model": cap.per_model, "bottleneck": cap.bottleneck}
+
+
+def _point(point: VirtualPoint) -> dict[str, Any]:
+    return {
+        "load": point.load,
+        "rate": point.rate,
+        "requests": len(point.schedule.requests),
+        "verdict": point.judged.verdict.line,
+        "better": point.judged.verdict.better,
+        "engine_counters": {"a": point.a.counters, "b": point.b.counters},
+        "differences": [d.to_dict() for d in point.judged.differences],
+    }
+
+
+def _document(
+    result: Comparison, options: CompareOptions, seed: int, wall_s: float
+) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "a": as_dict(result.a),
+        "b": as_dict(result.b),
+        "workload": result.workload.name,
+        "seed": seed,
+        "mode": options.mode,
+        "min_effect": options.min_effect,
+        "verdict": result.verdict,
+        "better": result.better,
+        "units": {f.name: f.unit for f in figures()},
+    }
+    if result.capacity is not None:
+        doc["capacity"] = {"a": _capacity(result.capacity[0]), "b": _capacity(result.capacity[1])}
+    if result.sweep:
+        doc["sweep"] = [_point(p) for p in result.sweep]
+        doc["sweep_verdict"] = sweep_verdict(curves(result.sweep), result.a.name, result.b.name)
+    if result.point is not None:
+        doc["virtual"] = _point(result.point)
+    if result.live is not None:
+        live = result.live
+        doc["live"] = {
+            "load": live.load,
+            "time_scale": live.time_scale,
+            "schedule": live.schedule.describe(),
+            "requests": len(live.schedule.requests),
+            "runs": live.judged.runs,
+            "verdict": live.judged.verdict.line,
+            "better": live.judged.verdict.better,
+            "observations": live.judged.observations,
+            "differences": [d.to_dict() for d in live.judged.differences],
+            "directories": [
+                str(run.directory.relative_to(result.directory))
+                for run in live.runs_a + live.runs_b
+            ],
+            "lag_p99_s": {
+                "a": [run.summary.lag.p99 for run in live.runs_a],
+                "b": [run.summary.lag.p99 for run in live.runs_b],
+            },
+        }
+        if live.agreement is not None:
+            doc["live"]["agreement"] = live.agreement.to_dict()
+    doc["wall_time_s"] = wall_s
+    return doc

@@ -1,0 +1,81 @@
+"""Both environments in virtual time: their saturation rates, and comparisons at any load."""
+
+from dataclasses import dataclass
+
+from loadtest.compare.judge import Judged, Runs, judge, measured, schedule_window
+from loadtest.compare.options import CompareOptions
+from loadtest.playback.capacity import Capacity, capacity
+from loadtest.playback.fleets import VirtualFleet
+from loadtest.playback.play import Played, play
+from loadtest.workload.model import Workload
+from loadtest.workload.schedule import Schedule, build_schedule
+
+
+@dataclass(frozen=True)
+class VirtualPoint:
+    """One comparison in virtual time, at `load` x A's saturation rate."""
+
+    load: float
+    rate: float
+    schedule: Schedule
+    a: Played
+    b: Played
+    judged: Judged
+
+
+def compare_at(
+    fleets: tuple[VirtualFleet, VirtualFleet],
+    workload: Workload,
+    schedule: Schedule,
+    load: float,
+    options: CompareOptions,
+    *,
+    keep_samples: bool = False,
+) -> VirtualPoint:
+    """Play `schedule` on both fleets (strategies seeded from the schedule's seed, each side
+    its own)."""
+    seed = schedule.seed
+    played = [
+        play(fleet, schedule, seed=seed * 2 + side, keep_samples=keep_samples)
+        for side, fleet in enumerate(fleets)
+    ]
+    runs = [
+        Runs(fleet.name, [p.records], p.samples, p.counters, [0.0])
+        for fleet, p in zip(fleets, played, strict=True)
+    ]
+    window = schedule_window(measured(played[0].records, workload), played[0].sim_seconds)
+    judged = judge(
+        runs[0],
+        runs[1],
+        workload,
+        window_s=window,
+        resamples=options.resamples,
+        seed=seed,
+        min_effect=options.min_effect,
+    )
+    rate = len(schedule.requests) / max(schedule.span_s, 1e-9)
+    return VirtualPoint(load, rate, schedule, played[0], played[1], judged)
+
+
+def at_load(
+    fleets: tuple[VirtualFleet, VirtualFleet],
+    workload: Workload,
+    unit: Capacity,
+    load: float,
+    options: CompareOptions,
+    *,
+    seed: int,
+    keep_samples: bool = False,
+) -> VirtualPoint:
+    """A comparison at `load` x `unit.rate`, `options.virtual_requests` requests long."""
+    schedule = build_schedule(
+        workload, seed=seed, rate=load * unit.rate, requests=options.virtual_requests
+    )
+    return compare_at(fleets, workload, schedule, load, options, keep_samples=keep_samples)
+
+
+def capacities(
+    fleets: tuple[VirtualFleet, VirtualFleet], workload: Workload, *, seed: int
+) -> tuple[Capacity, Capacity]:
+    a, b = (capacity(fleet, workload, seed=seed) for fleet in fleets)
+    return a, b
