@@ -10,8 +10,16 @@ replicas out (with exponential backoff) and bring them back.
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from routers import Metrics, ReplicaView
+
+
+class ScrapeMark(NamedTuple):
+    """A replica's sent and finished counts as a scrape began."""
+
+    dispatched: int
+    finished: int
 
 
 @dataclass
@@ -28,10 +36,11 @@ class Replica:
     # tokens: prefill work queued on the replica, as far as this gateway knows.
     awaiting_first_byte: int = 0
     awaiting_prompt_tokens: int = 0
-    # Requests ever sent, and that count when the last recorded scrape began: the
-    # difference is what the scrape cannot have counted.
+    # Requests ever sent and ever finished, and both counts when the last recorded scrape
+    # began: the differences are what the scrape cannot have counted.
     dispatched_total: int = 0
-    scrape_mark: int = 0
+    finished_total: int = 0
+    scrape_mark: ScrapeMark = field(default_factory=lambda: ScrapeMark(0, 0))
     metrics: Metrics | None = None
     scraped_at: float | None = None
     scrape_failed: bool = False
@@ -43,7 +52,11 @@ class Replica:
 
     @property
     def dispatched_since_scrape(self) -> int:
-        return self.dispatched_total - self.scrape_mark
+        return self.dispatched_total - self.scrape_mark.dispatched
+
+    @property
+    def finished_since_scrape(self) -> int:
+        return self.finished_total - self.scrape_mark.finished
 
 
 class ReplicaPool:
@@ -105,7 +118,8 @@ class ReplicaPool:
             models=r.models,
             healthy=r.healthy,
             in_flight=r.in_flight,
-            dispatched_since_scrape=r.dispatched_total - r.scrape_mark,
+            dispatched_since_scrape=r.dispatched_total - r.scrape_mark.dispatched,
+            finished_since_scrape=r.finished_total - r.scrape_mark.finished,
             awaiting_first_byte=r.awaiting_first_byte,
             awaiting_prompt_tokens=r.awaiting_prompt_tokens,
             metrics=r.metrics,
@@ -133,6 +147,7 @@ class ReplicaPool:
         """The request ended; `answered` says whether `first_byte` was called for it."""
         r = self._replicas[replica_id]
         r.in_flight = max(0, r.in_flight - 1)
+        r.finished_total += 1
         if not answered:
             self.first_byte(replica_id, prompt_tokens)
 
@@ -151,9 +166,10 @@ class ReplicaPool:
 
     # -- the poller and health checks ------------------------------------------------------
 
-    def scrape_mark(self, replica_id: str) -> int:
+    def scrape_mark(self, replica_id: str) -> ScrapeMark:
         """Call as a scrape begins; hand the result to `record_metrics` when it ends."""
-        return self._replicas[replica_id].dispatched_total
+        r = self._replicas[replica_id]
+        return ScrapeMark(r.dispatched_total, r.finished_total)
 
     def record_metrics(
         self,
@@ -161,7 +177,7 @@ class ReplicaPool:
         metrics: Metrics,
         at: float | None = None,
         *,
-        mark: int | None = None,
+        mark: ScrapeMark | None = None,
     ) -> None:
         """A scrape that began at `mark` (`scrape_mark`; None: just now) read `metrics`.
         Requests sent since the mark may not be in them, so they stay credited: a slow
@@ -170,7 +186,7 @@ class ReplicaPool:
         r.metrics = metrics
         r.scraped_at = self._clock() if at is None else at
         r.scrape_failed = False
-        r.scrape_mark = r.dispatched_total if mark is None else mark
+        r.scrape_mark = ScrapeMark(r.dispatched_total, r.finished_total) if mark is None else mark
 
     def record_scrape_failure(self, replica_id: str) -> None:
         # Keep the old values for /admin, but strategies must treat them as unknown.

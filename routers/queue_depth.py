@@ -1,10 +1,15 @@
-"""Least queued replica, counting what this gateway sent since the last scrape.
+"""Fewest requests on the replica (queued or running), as of the last scrape and since.
 
-Trusting the scrape alone herds: for a whole poll interval every request goes to
-the replica that looked emptiest. So each replica's scraped `waiting` is credited
-with the requests dispatched to it since that scrape. When any candidate's metrics
-are stale or missing they are unknown, not idle, and all candidates are compared
-by gateway-local in-flight counts instead, so the scores stay on one scale.
+Trusting the scrape alone herds: for a whole poll interval every request goes to the replica
+that looked emptiest. So each replica's scraped count (waiting + running) is moved by what
+this gateway did there since that scrape: + requests it sent, - its requests that finished.
+Counting only what was sent would herd too: replicas are scraped at different moments (the
+poller staggers them), so one scraped long ago carries a large count of requests that have
+long finished, and every request goes to the one scraped last (in virtual time, mixed lengths
+at 70% load, that made TTFT p99 16% worse than round-robin). Ties go to the fewer waiting,
+then at random. When any candidate's metrics are stale or missing they are unknown, not idle,
+and all candidates are compared by gateway-local in-flight counts instead, so the scores stay
+on one scale.
 """
 
 import random
@@ -14,8 +19,10 @@ from routers.types import ReplicaView, RouteRequest, StrategyBase
 
 
 def _score(view: ReplicaView, use_metrics: bool) -> tuple[float, float]:
-    if use_metrics and view.metrics is not None:
-        return (view.metrics.waiting + view.dispatched_since_scrape, view.metrics.running)
+    metrics = view.metrics
+    if use_metrics and metrics is not None:
+        moved = view.dispatched_since_scrape - view.finished_since_scrape
+        return (metrics.waiting + metrics.running + moved, metrics.waiting)
     return (float(view.in_flight), 0.0)
 
 

@@ -29,8 +29,11 @@ class ReplicaView:
     models: tuple[str, ...]
     healthy: bool
     in_flight: int
-    # Requests this gateway sent to the replica since `metrics` was scraped.
+    # Requests this gateway sent to the replica, and requests of its that finished there,
+    # since `metrics` was scraped (replicas are scraped at different moments, so only
+    # their difference compares across replicas).
     dispatched_since_scrape: int = 0
+    finished_since_scrape: int = 0
     # In-flight requests with no first byte back yet, and their estimated prompt tokens.
     awaiting_first_byte: int = 0
     awaiting_prompt_tokens: int = 0

@@ -10,16 +10,16 @@ Mode = Literal["auto", "virtual", "live"]
 # slower than real hardware, at most LIVE_WALL_RATE requests per second of wall time (the
 # generator, gateway and six replicas share two cores: above ~25 req/s the generator's own
 # event loop sends late), for LIVE_DURATION_S seconds of arrivals, each side twice (A B B A).
-TIME_SCALE = 2.0
+TIME_SCALE = 1.0
 LIVE_WALL_RATE = 24.0
-LIVE_DURATION_S = 15.0
+LIVE_DURATION_S = 10.0
 LIVE_LOAD = 0.85
 REPEATS = 2
 # URL environments have no known saturation rate: a plain rate then.
 URL_RATE = 25.0
 URL_DURATION_S = 30.0
 # Virtual points: requests per point (a p99 then rests on 60 requests beyond it).
-VIRTUAL_REQUESTS = 6000
+VIRTUAL_REQUESTS = 4000
 
 
 @dataclass(frozen=True)

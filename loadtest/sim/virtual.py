@@ -22,7 +22,7 @@ from loadtest.sim.layout import REFERENCE, deployment
 from loadtest.sim.profiles import Profile, load_profile
 from loadtest.sim.types import EngineStats, FinishedRequest, SimRequest
 from routers import prompt
-from routers.pool import Replica, ReplicaPool
+from routers.pool import Replica, ReplicaPool, ScrapeMark
 from routers.types import Metrics, Outcome, RouteRequest, Strategy
 
 RecordStatus = Literal["ok", "rejected", "no_replica"]
@@ -185,7 +185,7 @@ class VirtualScrapes:
     def __init__(self, pool: ReplicaPool) -> None:
         self.pool = pool
         # Scrapes under way: replica -> (mark, what was read, None if the scrape fails).
-        self.under_way: dict[str, tuple[int, Metrics | None]] = {}
+        self.under_way: dict[str, tuple[ScrapeMark, Metrics | None]] = {}
 
     def begin(self, name: str, read: Metrics | None) -> None:
         self.under_way[name] = (self.pool.scrape_mark(name), read)

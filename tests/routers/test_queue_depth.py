@@ -5,14 +5,27 @@ from tests.routers.views import view
 REQ = RouteRequest(model="m")
 
 
-def test_least_waiting_plus_dispatched_wins() -> None:
-    candidates = [view("a", waiting=1, dispatched=3), view("b", waiting=3), view("c", waiting=2)]
+def test_fewest_on_the_replica_counting_what_was_sent_and_finished_since_wins() -> None:
+    candidates = [
+        view("a", waiting=1, running=2, dispatched=3),  # 6
+        view("b", waiting=3, running=4),  # 7
+        view("c", waiting=2, running=4, dispatched=1, finished=3),  # 4
+    ]
     choice = QueueDepth(seed=0).choose(REQ, candidates)
     assert choice is not None and choice.id == "c"
 
 
-def test_running_breaks_ties() -> None:
-    candidates = [view("a", waiting=0, running=9), view("b", waiting=0, running=2)]
+def test_a_replica_scraped_long_ago_is_not_charged_for_requests_that_finished() -> None:
+    # "old" was scraped a second ago: 12 sent since, 11 of them done. "new" was just scraped
+    # with one running. Counting sends alone would send everything to "new".
+    old = view("old", waiting=0, running=1, dispatched=12, finished=11)
+    new = view("new", waiting=0, running=3)
+    choice = QueueDepth(seed=0).choose(REQ, [old, new])
+    assert choice is not None and choice.id == "old"
+
+
+def test_fewer_waiting_breaks_ties() -> None:
+    candidates = [view("a", waiting=3, running=1), view("b", waiting=0, running=4)]
     choice = QueueDepth(seed=0).choose(REQ, candidates)
     assert choice is not None and choice.id == "b"
 
@@ -50,7 +63,7 @@ def test_a_burst_after_one_scrape_does_not_herd() -> None:
 
 
 def test_a_burst_fills_the_short_queues_first_then_levels() -> None:
-    sent = burst(QueueDepth(seed=4), {"long": 6, "b": 0, "c": 1}, 15)
+    sent = burst(QueueDepth(seed=4), {"long": 6, "b": 0, "c": 1}, 15)  # nothing running
     # Water-filling: 11 requests bring b and c level with "long" at 6; the last 4
     # spread over all three, so the queues end within one request of each other.
     finals = {"long": 6 + sent["long"], "b": sent["b"], "c": 1 + sent["c"]}

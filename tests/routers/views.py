@@ -10,6 +10,7 @@ def view(
     waiting: float | None = None,
     running: float = 0,
     dispatched: int = 0,
+    finished: int = 0,
     stale: bool = False,
 ) -> ReplicaView:
     metrics = None if waiting is None else Metrics(waiting=waiting, running=running)
@@ -20,6 +21,7 @@ def view(
         healthy=True,
         in_flight=in_flight,
         dispatched_since_scrape=dispatched,
+        finished_since_scrape=finished,
         metrics=metrics,
         metrics_age=None if metrics is None else 0.1,
         metrics_stale=stale or metrics is None,
