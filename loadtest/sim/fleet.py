@@ -51,6 +51,7 @@ def fleet_replicas(name: str, base_port: int, time_scale: float) -> list[FleetRe
             prefix_caching=deployed.prefix_caching,
             kv_mode=deployed.kv_mode,
             kv_pool=seat.gpus if deployed.elastic else None,
+            max_cached_tokens=deployed.max_cached_tokens,
             time_scale=time_scale,
             seed=index,
         )

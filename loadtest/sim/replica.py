@@ -17,7 +17,7 @@ from loadtest.sim.api import GenerationRequest
 from loadtest.sim.engine import EngineConfig, EngineModel
 from loadtest.sim.exposition import LatencyHistograms
 from loadtest.sim.faults import Faults
-from loadtest.sim.kvcache import SharedKVPool
+from loadtest.sim.kvcache import KVCACHED_MAX_CACHED_TOKENS, SharedKVPool
 from loadtest.sim.profiles import Profile, load_profile
 from loadtest.sim.types import SimRequest, StepResult
 from turnout.logs import get_logger
@@ -40,6 +40,7 @@ class ReplicaConfig:
     prefix_caching: bool = True
     kv_mode: Literal["static", "elastic"] = "static"
     kv_pool: str | None = None
+    max_cached_tokens: int = KVCACHED_MAX_CACHED_TOKENS
     time_scale: float = 1.0
     seed: int = 0
     legacy_metrics: bool = False
@@ -52,6 +53,7 @@ class ReplicaConfig:
             num_blocks=self.kv_blocks,
             prefix_caching=self.prefix_caching,
             kv_mode=self.kv_mode,
+            max_cached_tokens=self.max_cached_tokens,
         )
 
 
