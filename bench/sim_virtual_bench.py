@@ -15,6 +15,7 @@ import statistics
 import time
 from collections.abc import Iterator
 
+from loadtest.sim.layout import FLEETS
 from loadtest.sim.virtual import VirtualRequest, reference_replicas, run_virtual
 from routers.registry import load
 
@@ -54,7 +55,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=100_000)
     parser.add_argument("--rate", type=float, default=60.0, help="requests per second (virtual)")
-    parser.add_argument("--fleet", choices=["baseline", "managed"], default="baseline")
+    parser.add_argument("--fleet", choices=FLEETS, default="baseline")
     parser.add_argument("--strategy", action="append", default=None)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()

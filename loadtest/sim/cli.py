@@ -7,6 +7,7 @@ import typer
 import uvicorn
 
 from loadtest.sim.faults import ERROR_STATUSES, Faults
+from loadtest.sim.kvcache import KVCACHED_MAX_CACHED_TOKENS
 from loadtest.sim.profiles import (
     DEFAULT_GPU_MEMORY_UTILIZATION,
     PROFILES,
@@ -58,6 +59,11 @@ def serve(
         max=1.0,
         help="Share of GPU memory for weights, activations and KV (vLLM's flag).",
     ),
+    max_cached_tokens: int = typer.Option(
+        KVCACHED_MAX_CACHED_TOKENS,
+        min=-1,
+        help="Elastic: tokens of freed prefixes kept (-1: no bound, 0: none).",
+    ),
     time_scale: float = typer.Option(1.0, min=0.0, help="Multiply every simulated duration."),
     seed: int = typer.Option(0, help="Seed for output lengths, text and faults."),
     legacy_metrics: bool = typer.Option(False, help="Emit vLLM's pre-0.9 metric names."),
@@ -107,6 +113,7 @@ def serve(
         kv_mode=kv_mode,  # type: ignore[arg-type]
         kv_pool=kv_pool,
         gpu_memory_utilization=gpu_memory_utilization,
+        max_cached_tokens=max_cached_tokens,
         time_scale=time_scale,
         seed=seed,
         legacy_metrics=legacy_metrics,
@@ -130,7 +137,7 @@ def serve(
 
 @app.command()
 def fleet(
-    name: str = typer.Argument(..., help="baseline or managed."),
+    name: str = typer.Argument(..., help="baseline, managed or managed-prefix."),
     base_port: int = typer.Option(8001, help="Replica i listens on base-port + i."),
     time_scale: float = typer.Option(1.0, min=0.0, help="Multiply every simulated duration."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
@@ -143,7 +150,7 @@ def fleet(
     ),
     log_level: str = typer.Option("warning", help="Log level."),
 ) -> None:
-    """Start the six reference replicas (baseline or managed); stop them on Ctrl-C/SIGTERM."""
+    """Start the six reference replicas as fleet NAME; stop them on Ctrl-C or SIGTERM."""
     from loadtest.sim.fleet import run_fleet
     from loadtest.sim.layout import FLEETS
 

@@ -20,7 +20,13 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
-from loadtest.sim.kvcache import KVCache, SharedKVPool, block_hashes
+from loadtest.sim.kvcache import (
+    KVCACHED_MAX_CACHED_TOKENS,
+    KVCache,
+    SharedKVPool,
+    block_hashes,
+    cached_block_bound,
+)
 from loadtest.sim.profiles import DEFAULT_GPU_MEMORY_UTILIZATION, Profile
 from loadtest.sim.sequence import DECODING, PREFILLING, WAITING, EngineRequest
 from loadtest.sim.types import (
@@ -50,6 +56,8 @@ class EngineConfig:
 
     `num_blocks` None takes the profile's KV capacity (static) or the shared
     pool's size (elastic, where it caps what one replica may hold).
+    `max_cached_tokens` is KVCached's KVCACHED_MAX_CACHED_TOKENS: how many tokens
+    of freed cached prefixes an elastic replica keeps (-1: no bound, 0: none).
     """
 
     max_num_seqs: int = 256
@@ -60,6 +68,7 @@ class EngineConfig:
     kv_mode: Literal["static", "elastic"] = "static"
     # vLLM's --gpu-memory-utilization: the share of GPU memory weights, activations and KV get.
     gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION
+    max_cached_tokens: int = KVCACHED_MAX_CACHED_TOKENS
 
 
 class EngineModel:
@@ -87,7 +96,12 @@ class EngineModel:
             )
         self.profile = profile
         self.config = config
-        self.kv = KVCache(num_blocks, prefix_caching=config.prefix_caching, pool=pool)
+        bound = None
+        if pool is not None:
+            bound = cached_block_bound(config.max_cached_tokens, config.block_size)
+        self.kv = KVCache(
+            num_blocks, prefix_caching=config.prefix_caching, pool=pool, max_cached_blocks=bound
+        )
         self._block = config.block_size
         # KVCached's step slowdown per running request (profiles.yaml says where it is from).
         self._elastic_slowdown = (
@@ -242,8 +256,9 @@ class EngineModel:
             computed = len(hits) * block
             size = min(seq.target - computed, budget)
             need = -(-(computed + size) // block) - len(hits)
-            if kv.num_free() < need + kv.extra_for_hits(hits) or not kv.take_hits(hits, seq.blocks):
+            if kv.num_free() < need + kv.extra_for_hits(hits):
                 break
+            kv.take_hits(hits, seq.blocks)
             kv.allocate(need, seq.blocks)
             self._waiting.popleft()
             if self.config.prefix_caching:

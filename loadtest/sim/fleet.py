@@ -57,6 +57,7 @@ def fleet_replicas(
             kv_mode=deployed.kv_mode,
             kv_pool=seat.gpus if deployed.elastic else None,
             gpu_memory_utilization=gpu_memory_utilization,
+            max_cached_tokens=deployed.max_cached_tokens,
             time_scale=time_scale,
             seed=index,
         )

@@ -2,14 +2,20 @@
 
 Static mode (stock vLLM): a replica owns `num_blocks` blocks. Elastic mode
 (KVCached): replicas that name the same `SharedKVPool` draw physical blocks on
-demand from its one budget and give each back as soon as it is freed.
+demand from its one budget and give each back once it is freed.
 
 Prefix caching: a full prompt block is identified by a hash chained over its
 tokens and all the tokens before it (`block_hashes`). A block keeps its hash
 after its request frees it, so a later request with the same prefix reuses it;
-such freed cached blocks are evicted least-recently-freed first, and only once
-no plain free block is left. In elastic mode a freed block goes back to the
-pool at once, so only blocks still held by some request can be shared.
+such freed cached blocks are evicted least-recently-freed first.
+
+Static mode evicts a freed cached block only once no plain free block is left.
+Elastic mode does what KVCached's ElasticBlockPool does (ovg-project/kvcached,
+kvcached/integration/vllm/patches.py): a freed cached block stays mapped, so it
+keeps its pool memory, up to a bound of `max_cached_blocks` such blocks per
+replica (KVCACHED_MAX_CACHED_TOKENS / block size); past the bound, and whenever
+the pool is short of memory for a new block, the least recently freed ones go
+back to the pool.
 """
 
 from collections import OrderedDict
@@ -17,6 +23,20 @@ from collections.abc import Sequence
 from typing import Literal
 
 KVMode = Literal["static", "elastic"]
+
+# KVCached's default bound on cached prefix tokens (KVCACHED_MAX_CACHED_TOKENS,
+# ovg-project/kvcached examples/09_prefix_caching/README.md).
+KVCACHED_MAX_CACHED_TOKENS = 16000
+
+
+def cached_block_bound(max_cached_tokens: int, block_size: int) -> int | None:
+    """KVCached's bound in blocks: None (unbounded) below 0, 0 (evict at once) at 0, else
+    tokens // block_size but at least one block (kvcached's `_get_max_cached_blocks`)."""
+    if max_cached_tokens < 0:
+        return None
+    if max_cached_tokens == 0:
+        return 0
+    return max(1, max_cached_tokens // block_size)
 
 
 def block_hashes(token_ids: Sequence[int], block_size: int) -> list[int]:
@@ -56,8 +76,9 @@ class SharedKVPool:
 class KVCache:
     """Block bookkeeping for one replica: reference counts, free lists, the prefix map.
 
-    Block ids are local to the replica. `allocate` never evicts a cached block
-    while a plain free one is left.
+    Block ids are local to the replica. In elastic mode the replica holds
+    `held_blocks()` of its pool's memory: blocks its requests use plus freed
+    cached blocks kept for reuse (at most `max_cached_blocks`; None: no bound).
     """
 
     def __init__(
@@ -66,12 +87,16 @@ class KVCache:
         *,
         prefix_caching: bool = True,
         pool: SharedKVPool | None = None,
+        max_cached_blocks: int | None = None,
     ) -> None:
         if num_blocks <= 0:
             raise ValueError("a KV cache needs at least one block")
+        if max_cached_blocks is not None and (pool is None or max_cached_blocks < 0):
+            raise ValueError("max_cached_blocks bounds an elastic cache, and is 0 or more")
         self.num_blocks = num_blocks
         self.prefix_caching = prefix_caching
         self.pool = pool
+        self.max_cached_blocks = max_cached_blocks
         self._refs = [0] * num_blocks
         self._hash_of: list[int | None] = [None] * num_blocks
         self._cached: dict[int, int] = {}  # block hash -> block id
@@ -86,46 +111,61 @@ class KVCache:
 
     def num_free(self) -> int:
         """Blocks this replica could allocate right now."""
-        local = len(self._free_plain) + len(self._free_cached)
-        if self.pool is None:
-            return local
-        return min(local, self.pool.free_blocks)
+        plain = len(self._free_plain)
+        if self.pool is not None:
+            plain = min(plain, self.pool.free_blocks)
+        return plain + len(self._free_cached)
+
+    def held_blocks(self) -> int:
+        """Blocks whose memory this replica holds: used ones and freed cached ones."""
+        return self.used_blocks + len(self._free_cached)
+
+    def kept_blocks(self) -> int:
+        """Freed cached blocks kept for reuse (no request holds them)."""
+        return len(self._free_cached)
 
     def usage(self) -> float:
         """Share of the GPU's KV memory this replica's requests hold (0..1).
 
-        Static: held / num_blocks, as vLLM's kv_cache_usage_perc (cached free blocks count as
-        free). Elastic: held / the pool's blocks, the same denominator (the KV memory of the
-        GPU) so that both kinds of fleet report usage on one scale.
+        Freed cached blocks count as free, as in vLLM's kv_cache_usage_perc (and
+        KVCached's ElasticBlockPool.get_usage). Static: held / num_blocks. Elastic: held / the
+        pool's blocks, the same denominator (the KV memory of the GPU), so that both kinds of
+        fleet report usage on one scale.
         """
         if self.pool is None:
             return self.used_blocks / self.num_blocks
         return self.used_blocks / self.pool.total_blocks
 
     def allocate(self, count: int, out: list[int]) -> bool:
-        """Append `count` fresh blocks to `out`, or change nothing and return False."""
+        """Append `count` fresh blocks to `out`, or change nothing and return False.
+
+        A cached free block is evicted (least recently freed first) only when no
+        plain one can be had: static, none is left; elastic, also when the pool
+        is short, since a kept block already holds its memory (KVCached's
+        get_new_blocks evicts just the shortfall).
+        """
         if count <= 0:
             return True
-        if count > len(self._free_plain) + len(self._free_cached):
+        plain, lru = self._free_plain, self._free_cached
+        fresh_count = min(count, len(plain))
+        if self.pool is not None:
+            fresh_count = min(fresh_count, self.pool.free_blocks)
+        evicted = count - fresh_count
+        if evicted > len(lru):
             return False
-        if self.pool is not None and not self.pool.take(count):
-            return False
-        refs, plain = self._refs, self._free_plain
-        fresh = plain[-count:] if count <= len(plain) else plain[:]
-        del plain[len(plain) - len(fresh) :]
+        if self.pool is not None:
+            self.pool.take(fresh_count)
+        refs = self._refs
+        fresh = plain[len(plain) - fresh_count :]
+        del plain[len(plain) - fresh_count :]
         for block in fresh:
             refs[block] = 1
         out.extend(fresh)
-        if len(fresh) < count:  # evict cached free blocks, least recently freed first
-            lru, hash_of, cached = self._free_cached, self._hash_of, self._cached
-            for _ in range(count - len(fresh)):
-                block, _ = lru.popitem(last=False)
-                block_hash = hash_of[block]
-                hash_of[block] = None
-                if block_hash is not None and cached.get(block_hash) == block:
-                    del cached[block_hash]
-                refs[block] = 1
-                out.append(block)
+        for _ in range(evicted):
+            block, _ = lru.popitem(last=False)
+            self._evict(block)
+            refs[block] = 1
+            out.append(block)
         self.used_blocks += count
         return True
 
@@ -153,25 +193,36 @@ class KVCache:
                 del self._cached[block_hash]
 
     def free(self, blocks: Sequence[int]) -> None:
-        """Release a request's blocks; the last block is the first to be evicted."""
-        refs = self._refs
-        released = 0
+        """Release a request's blocks; the last block is the first to be evicted.
+
+        Elastic: plain blocks go back to the pool at once, cached ones once more
+        than `max_cached_blocks` are kept (the least recently freed first).
+        """
+        refs, hash_of = self._refs, self._hash_of
+        plain, lru = self._free_plain, self._free_cached
+        released = returned = 0
         for block in reversed(blocks):
             left = refs[block] - 1
             refs[block] = left
             if left:
                 continue
             released += 1
-            if self._hash_of[block] is None:
-                self._free_plain.append(block)
-            elif self.pool is None:
-                self._free_cached[block] = None
+            if hash_of[block] is None:
+                plain.append(block)
+                returned += 1
             else:
-                self._evict(block)
-                self._free_plain.append(block)
+                lru[block] = None
         self.used_blocks -= released
-        if self.pool is not None:
-            self.pool.give_back(released)
+        if self.pool is None:
+            return
+        bound = self.max_cached_blocks
+        if bound is not None:
+            for _ in range(len(lru) - bound):
+                block, _ = lru.popitem(last=False)
+                self._evict(block)
+                plain.append(block)
+                returned += 1
+        self.pool.give_back(returned)
 
     def match_prefix(self, hashes: Sequence[int], max_blocks: int) -> list[int]:
         """Cached blocks for the leading `hashes` (at most `max_blocks`), not yet taken."""
@@ -191,19 +242,17 @@ class KVCache:
         refs = self._refs
         return sum(1 for block in hits if refs[block] == 0)
 
-    def take_hits(self, hits: Sequence[int], out: list[int]) -> bool:
-        """Share the cached `hits` with a new request; False (no change) if the pool is short."""
-        refs = self._refs
-        revived = [block for block in hits if refs[block] == 0]
-        if revived and self.pool is not None and not self.pool.take(len(revived)):
-            return False
-        for block in revived:
-            del self._free_cached[block]
+    def take_hits(self, hits: Sequence[int], out: list[int]) -> None:
+        """Share the cached `hits` with a new request (a freed one keeps its memory)."""
+        refs, lru = self._refs, self._free_cached
+        revived = 0
         for block in hits:
+            if refs[block] == 0:
+                del lru[block]
+                revived += 1
             refs[block] += 1
             out.append(block)
-        self.used_blocks += len(revived)
-        return True
+        self.used_blocks += revived
 
     def register(self, blocks: Sequence[int], hashes: Sequence[int], start: int, stop: int) -> None:
         """Publish blocks[start:stop], now full of computed prompt tokens, under their hashes.

@@ -4,11 +4,16 @@ Six replicas of three models on one node of eight H100 80 GB GPUs: Llama-3.1-8B 
 and 1, Qwen2.5-7B on 2 and 3, Mixtral-8x7B with tensor parallel 2 on 4-5 and 6-7. A fleet
 deploys that layout one way:
 - baseline: stock vLLM, a static KV cache per replica, prefix caching on;
-- managed: KVCached vLLM, an elastic KV pool per replica's GPU(s), prefix caching off.
+- managed: KVCached vLLM, an elastic KV pool per replica's GPU(s), prefix caching off;
+- managed-prefix: as managed, with prefix caching on, keeping at most
+  KVCACHED_MAX_CACHED_TOKENS (KVCached's default, 16,000) tokens of freed
+  prefixes per replica.
 """
 
 from dataclasses import dataclass
 from typing import Literal
+
+from loadtest.sim.kvcache import KVCACHED_MAX_CACHED_TOKENS
 
 KVMode = Literal["static", "elastic"]
 
@@ -28,6 +33,7 @@ class Deployment:
 
     kv_mode: KVMode
     prefix_caching: bool
+    max_cached_tokens: int = KVCACHED_MAX_CACHED_TOKENS  # elastic: KVCACHED_MAX_CACHED_TOKENS
 
     @property
     def elastic(self) -> bool:
@@ -46,6 +52,7 @@ REFERENCE: tuple[Seat, ...] = (
 DEPLOYMENTS: dict[str, Deployment] = {
     "baseline": Deployment(kv_mode="static", prefix_caching=True),
     "managed": Deployment(kv_mode="elastic", prefix_caching=False),
+    "managed-prefix": Deployment(kv_mode="elastic", prefix_caching=True),
 }
 FLEETS: tuple[str, ...] = tuple(DEPLOYMENTS)
 

@@ -17,7 +17,7 @@ from loadtest.sim.api import GenerationRequest
 from loadtest.sim.engine import EngineConfig, EngineModel
 from loadtest.sim.exposition import LatencyHistograms
 from loadtest.sim.faults import Faults
-from loadtest.sim.kvcache import SharedKVPool
+from loadtest.sim.kvcache import KVCACHED_MAX_CACHED_TOKENS, SharedKVPool
 from loadtest.sim.profiles import DEFAULT_GPU_MEMORY_UTILIZATION, Profile, load_profile
 from loadtest.sim.types import SimRequest, StepResult
 from turnout.logs import get_logger
@@ -41,6 +41,7 @@ class ReplicaConfig:
     kv_mode: Literal["static", "elastic"] = "static"
     kv_pool: str | None = None
     gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION
+    max_cached_tokens: int = KVCACHED_MAX_CACHED_TOKENS
     time_scale: float = 1.0
     seed: int = 0
     legacy_metrics: bool = False
@@ -54,6 +55,7 @@ class ReplicaConfig:
             prefix_caching=self.prefix_caching,
             kv_mode=self.kv_mode,
             gpu_memory_utilization=self.gpu_memory_utilization,
+            max_cached_tokens=self.max_cached_tokens,
         )
 
 

@@ -308,6 +308,7 @@ class SimServer:
             "kv_mode": self.config.kv_mode,
             "kv_pool": self.config.kv_pool,
             "prefix_caching": self.config.prefix_caching,
+            "max_cached_tokens": self.config.max_cached_tokens,
         }
         await respond(send, 200, orjson.dumps(body), JSON)
 

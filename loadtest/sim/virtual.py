@@ -399,7 +399,11 @@ def reference_replicas(fleet: str) -> list[VirtualReplica]:
     """The reference layout deployed as `fleet` (loadtest.sim.layout), replicas named
     replica-0..5; elastic ones share one pool per GPU (group)."""
     deployed = deployment(fleet)
-    config = EngineConfig(prefix_caching=deployed.prefix_caching, kv_mode=deployed.kv_mode)
+    config = EngineConfig(
+        prefix_caching=deployed.prefix_caching,
+        kv_mode=deployed.kv_mode,
+        max_cached_tokens=deployed.max_cached_tokens,
+    )
     return [
         VirtualReplica(
             f"replica-{index}", seat.profile, config, seat.gpus if deployed.elastic else None

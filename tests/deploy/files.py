@@ -10,7 +10,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "compose"
-STACKS = ("baseline", "managed", "sim")
+STACKS = ("baseline", "managed", "managed-prefix", "sim")
+GPU_STACKS = ("baseline", "managed", "managed-prefix")
 FIXTURE_VLLM_METRICS = ROOT / "tests" / "fixtures" / "vllm-0.32.0-metrics.txt"
 DASHBOARD = COMPOSE / "grafana" / "dashboards" / "turnout.json"
 
@@ -31,14 +32,18 @@ def variables(text: str) -> set[str]:
     return {match["name"] for match in _INTERPOLATION.finditer(text)}
 
 
-def with_defaults(value: str) -> str:
-    """Interpolate as Compose does with an empty environment: defaults apply, required vars fail."""
+def with_defaults(value: str, given: dict[str, str] | None = None) -> str:
+    """Interpolate as Compose does with only `given` set: defaults apply, required vars fail."""
+    values = given or {}
 
     def substitute(match: re.Match[str]) -> str:
-        if match["op"] in (":-", "-"):
+        name, op = match["name"], match["op"]
+        if values.get(name) or (name in values and op in ("-", "?")):
+            return values[name]
+        if op in (":-", "-"):
             return match["arg"]
-        if match["op"] in (":?", "?"):
-            raise LookupError(f"${{{match['name']}}} is required: {match['arg']}")
+        if op in (":?", "?"):
+            raise LookupError(f"${{{name}}} is required: {match['arg']}")
         return ""
 
     return _INTERPOLATION.sub(substitute, value)

@@ -34,9 +34,11 @@ def test_is_multi_stage_on_a_pinned_slim_python_311() -> None:
         image = line.split()[0]
         if image in {f.split()[-1] for f in froms if " AS " in f.upper()}:
             continue  # a previous stage
-        repository, _, tag = image.partition(":")
+        reference, _, digest = image.partition("@")
+        repository, _, tag = reference.partition(":")
         assert repository == "python", image
         assert re.fullmatch(r"3\.11\.\d+-slim(-\w+)?", tag), f"{image} is not a pinned 3.11 slim"
+        assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest), f"{image} is not pinned by digest"
 
 
 def test_runs_as_a_non_root_user() -> None:

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from gateway.settings import GatewaySettings
-from tests.deploy.files import COMPOSE, ROOT, load_compose, with_defaults
+from tests.deploy.files import COMPOSE, GPU_STACKS, ROOT, load_compose, with_defaults
 from tests.deploy.settings_table import render, variable
 
 README = (ROOT / "README.md").read_text()
@@ -54,11 +54,16 @@ def test_generated_table_names_every_setting_once() -> None:
     assert all(same_default(rows[variable(f)], f) for f in GatewaySettings.model_fields)
 
 
+def deploy_section() -> str:
+    return README.split("## Deploy on a GPU host", 1)[1].split("\n## ", 1)[0]
+
+
 def test_readme_deploy_section_covers_up_check_compare_down() -> None:
-    section = README.split("## Deploy on a GPU host", 1)[1].split("\n## ", 1)[0]
+    section = deploy_section()
     for needle in (
         "compose/baseline.yaml",
         "compose/managed.yaml",
+        "compose/managed-prefix.yaml",
         "compose/sim.yaml",
         "up -d",
         "/health",
@@ -69,6 +74,25 @@ def test_readme_deploy_section_covers_up_check_compare_down() -> None:
         assert needle in section, needle
 
 
+@pytest.mark.parametrize(
+    ("topic", "needles"),
+    [
+        ("driver", ["580", "-cu129", "CUDA 13"]),
+        ("licences", ["Llama 3.1", "Mixtral", "mistralai/Mixtral-8x7B-Instruct-v0.1", "accept"]),
+        ("disk", ["125 GB", "docker volume create turnout-hf-cache"]),
+        ("first start", ["start_period", "download", "compile"]),
+        ("digests", ["scripts/refresh-digests.py", "--check", "imagetools inspect"]),
+        ("keys", ["scripts/new-env.sh", "GATEWAY_ADMIN_KEY", "GRAFANA_ADMIN_PASSWORD"]),
+        ("ports", ["BIND_ADDRESS", "127.0.0.1", "GATEWAY_API_KEYS"]),
+        ("prefix caching", ["KVCACHED_MAX_CACHED_TOKENS", "enables it by default"]),
+    ],
+)
+def test_readme_deploy_section_states(topic: str, needles: list[str]) -> None:
+    section = deploy_section()
+    missing = [needle for needle in needles if needle not in section]
+    assert not missing, f"README's deploy section says nothing of {topic}: {missing}"
+
+
 def compose_environments() -> dict[str, dict[str, str]]:
     data = yaml.safe_load((COMPOSE / "environments.yaml").read_text())
     environments: dict[str, dict[str, str]] = data["environments"]
@@ -77,11 +101,15 @@ def compose_environments() -> dict[str, dict[str, str]]:
 
 def test_compose_environments_point_at_the_published_gateways() -> None:
     published = set()
-    for stack in ("baseline", "managed"):
+    for stack in GPU_STACKS:
         for mapping in load_compose(stack)["services"]["gateway"]["ports"]:
-            published.add(with_defaults(mapping).split(":")[0])
-    urls = {env["url"] for env in compose_environments().values()}
-    assert urls == {f"http://127.0.0.1:{port}" for port in published}
+            address, port, _ = with_defaults(mapping).split(":")
+            published.add(f"http://{address}:{port}")
+    assert {env["url"] for env in compose_environments().values()} == published
+    sim = load_compose("sim")["services"]
+    for name, env in compose_environments().items():
+        mapping = sim[name.replace("compose-", "gateway-")]["ports"][0]
+        assert env["url"] == "http://" + with_defaults(mapping).rsplit(":", 1)[0], name
 
 
 def test_compose_environments_load_in_loadtest() -> None:
@@ -89,3 +117,4 @@ def test_compose_environments_load_in_loadtest() -> None:
     loaded = environments.load_environments(COMPOSE / "environments.yaml")
     assert loaded["compose-baseline"].url == "http://127.0.0.1:8080"
     assert loaded["compose-managed"].url == "http://127.0.0.1:8081"
+    assert loaded["compose-managed-prefix"].url == "http://127.0.0.1:8082"

@@ -10,6 +10,7 @@ from tests.deploy.conftest import LiveGateway
 from tests.deploy.files import (
     COMPOSE,
     FIXTURE_VLLM_METRICS,
+    STACKS,
     dashboard_expressions,
     exported_names,
     load_dashboard,
@@ -55,10 +56,25 @@ def test_every_panel_has_its_other_environment_beside_it() -> None:
         if x != 0:
             continue
         right = by_position[(12, y)]
-        assert left["title"].startswith("baseline: ") and right["title"].startswith("managed: ")
-        assert left["title"].removeprefix("baseline: ") == right["title"].removeprefix("managed: ")
+        assert left["title"].startswith("baseline: ") and right["title"].startswith("$right: ")
+        assert left["title"].removeprefix("baseline: ") == right["title"].removeprefix("$right: ")
         for a, b in zip(left["targets"], right["targets"], strict=True):
-            assert a["expr"].replace('env="baseline"', 'env="managed"') == b["expr"]
+            assert a["expr"].replace('env="baseline"', 'env="$right"') == b["expr"]
+
+
+def test_the_right_column_offers_what_the_stack_scrapes_besides_baseline() -> None:
+    """managed in managed.yaml and sim.yaml, managed-prefix in managed-prefix.yaml."""
+    (variable,) = DASHBOARD["templating"]["list"]
+    assert variable["name"] == "right" and variable["type"] == "query"
+    assert variable["query"] == 'label_values(up{env!="baseline"}, env)'
+    assert variable["refresh"] == 1  # on load: each stack's Prometheus has its own envs
+    assert variable["datasource"]["uid"] == "prometheus"
+    envs = set()
+    for stack in STACKS:
+        config = yaml.safe_load((COMPOSE / "prometheus" / f"{stack}.yml").read_text())
+        for job in config["scrape_configs"]:
+            envs |= {group["labels"]["env"] for group in job["static_configs"]}
+    assert envs == {"baseline", "managed", "managed-prefix"}
 
 
 @pytest.mark.parametrize(

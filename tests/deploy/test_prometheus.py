@@ -12,7 +12,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.deploy.conftest import LiveGateway, prometheus_tool
-from tests.deploy.files import COMPOSE, STACKS, dashboard_expressions
+from tests.deploy.files import COMPOSE, STACKS, dashboard_expressions, load_dashboard
 from tests.procs import Proc, free_port, start
 
 
@@ -158,4 +158,22 @@ def test_replica_and_gateway_series_share_the_replica_label(
 
 def test_every_dashboard_query_is_valid_promql(prometheus: Proc) -> None:
     for expr in dashboard_expressions():
-        query(prometheus, expr.replace("$__rate_interval", "15s"))
+        query(prometheus, expr.replace("$__rate_interval", "15s").replace("$right", "managed"))
+
+
+def test_the_right_column_variable_lists_the_environments_scraped(prometheus: Proc) -> None:
+    """Grafana's label_values(up{env!="baseline"}, env) is this label query in Prometheus:
+    here only baseline is scraped, so it offers nothing and the unfiltered one baseline."""
+    (variable,) = load_dashboard()["templating"]["list"]
+    assert variable["query"] == 'label_values(up{env!="baseline"}, env)'
+    wait_for(prometheus, 'up{env="baseline"}')
+
+    def env_values(match: str) -> list[str]:
+        url = prometheus.url + "/api/v1/label/env/values"
+        body = httpx.get(url, params={"match[]": match}, timeout=5.0).json()
+        assert body["status"] == "success", body
+        values: list[str] = body["data"]
+        return values
+
+    assert env_values("up") == ["baseline"]
+    assert env_values('up{env!="baseline"}') == []

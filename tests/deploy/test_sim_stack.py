@@ -24,7 +24,12 @@ MODELS = {
     "Qwen/Qwen2.5-7B-Instruct",
     "mistralai/Mixtral-8x7B-Instruct-v0.1",
 }
-ENVIRONMENTS = {"baseline": "round_robin", "managed": "queue_depth"}
+ENVIRONMENTS = {
+    "baseline": "round_robin",
+    "managed": "queue_depth",
+    "managed-prefix": "queue_depth",
+}
+ADMIN_KEY = "sim-stack-admin-key"  # what .env would give GATEWAY_ADMIN_KEY
 
 
 def image_cmd() -> list[str]:
@@ -83,7 +88,7 @@ def sim_environment(request: pytest.FixtureRequest) -> Iterator[tuple[str, Proc]
         for port in ports.values():
             wait_healthy(f"http://{HOST}:{port}", timeout=30.0)
         gateway_env = {
-            key: with_defaults(value)
+            key: with_defaults(value, {"GATEWAY_ADMIN_KEY": ADMIN_KEY})
             for key, value in environment(gateway_service).items()
             if value is not None
         }
@@ -112,7 +117,9 @@ def test_sim_environment_serves_every_model_with_its_strategy(
     sim_environment: tuple[str, Proc],
 ) -> None:
     env_name, gateway = sim_environment
-    admin = httpx.get(gateway.url + "/admin/replicas", timeout=5.0).json()
+    assert httpx.get(gateway.url + "/admin/replicas", timeout=5.0).status_code == 401
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    admin = httpx.get(gateway.url + "/admin/replicas", headers=headers, timeout=5.0).json()
     assert admin["strategy"] == ENVIRONMENTS[env_name]
     assert len(admin["replicas"]) == 6
     with OpenAI(base_url=gateway.url + "/v1", api_key="unused", timeout=30.0) as client:

@@ -16,6 +16,9 @@ def test_shipped_environments_define_the_reference_pairs(tmp_path: Path) -> None
     envs = load_environments(cwd=tmp_path)
     assert (envs["baseline"].fleet, envs["baseline"].strategy) == ("baseline", "round_robin")
     assert (envs["managed"].fleet, envs["managed"].strategy) == ("managed", "queue_depth")
+    # managed-prefix differs from managed only in its fleet (prefix caching on).
+    prefix = envs["managed-prefix"]
+    assert (prefix.fleet, prefix.strategy) == ("managed-prefix", "queue_depth")
     # rr and qd differ only in strategy, on the same fleet.
     assert (envs["rr"].fleet, envs["rr"].strategy) == ("baseline", "round_robin")
     assert (envs["qd"].fleet, envs["qd"].strategy) == ("baseline", "queue_depth")
@@ -55,7 +58,7 @@ def test_unknown_name_lists_known_names(tmp_path: Path) -> None:
     with pytest.raises(EnvironmentsError) as err:
         resolve(envs, "managd")
     assert "unknown environment 'managd'" in str(err.value)
-    assert "baseline, managed, qd, rr" in str(err.value)
+    assert "baseline, managed, managed-prefix, qd, rr" in str(err.value)
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,7 @@
 import pytest
 
 from loadtest.sim.engine import EngineConfig, EngineModel
-from loadtest.sim.kvcache import KVCache, SharedKVPool, block_hashes
+from loadtest.sim.kvcache import KVCache, SharedKVPool, block_hashes, cached_block_bound
 from loadtest.sim.profiles import load_profile
 from tests.loadtest.sim.helpers import Clock, engine, request, tokens
 
@@ -97,7 +97,7 @@ def test_the_last_block_of_a_freed_request_is_evicted_before_its_first() -> None
 
 def test_replicas_on_one_elastic_pool_draw_from_one_budget() -> None:
     pool = SharedKVPool("gpu0", total_blocks=8)
-    left, right = engine(pool, max_num_batched_tokens=256), engine(pool, max_num_batched_tokens=256)
+    left, right = (engine(pool, max_num_batched_tokens=256, prefix_caching=False) for _ in "lr")
     left.add(request("big", 96, max_tokens=1), 0.0)
     Clock(left).step()  # finishes at once: blocks come back
     assert pool.free_blocks == 8
@@ -123,7 +123,7 @@ def test_replicas_on_one_elastic_pool_draw_from_one_budget() -> None:
 
 def test_one_elastic_replica_can_grow_to_the_whole_pool() -> None:
     pool = SharedKVPool("gpu0", total_blocks=8)
-    alone = engine(pool, max_num_batched_tokens=256)
+    alone = engine(pool, max_num_batched_tokens=256, prefix_caching=False)
     engine(pool)  # a neighbour that holds nothing
     alone.add(request("all", 120, max_tokens=8), 0.0)
     clock = Clock(alone)
@@ -158,3 +158,85 @@ def test_elastic_usage_is_a_share_of_the_gpus_kv_memory() -> None:
     Clock(two).step()
     # Both on the pool's ten blocks, as a static cache reports on its own blocks.
     assert (one.stats().kv_usage, two.stats().kv_usage) == (0.4, 0.2)  # 4 and 2 blocks
+
+
+# -- elastic prefix caching: KVCached keeps freed cached blocks mapped, up to a bound ----
+
+
+def held(pool: SharedKVPool, *models: object) -> int:
+    """Pool blocks accounted for: free in the pool plus what each replica holds."""
+    return pool.free_blocks + sum(model.kv.held_blocks() for model in models)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("tokens_bound", "blocks"), [(-1, None), (0, 0), (8, 1), (16, 1), (40, 2), (16000, 1000)]
+)
+def test_cached_block_bound_follows_kvcached(tokens_bound: int, blocks: int | None) -> None:
+    assert cached_block_bound(tokens_bound, 16) == blocks
+
+
+def test_an_elastic_replica_hits_a_prefix_its_finished_request_left() -> None:
+    shared = tokens(64, 5000)
+    hits = {}
+    for bound in (16000, 0):
+        pool = SharedKVPool("gpu0", total_blocks=16)
+        model = engine(pool, max_num_batched_tokens=256, max_cached_tokens=bound)
+        clock = Clock(model)
+        model.add(request("first", [*shared, *tokens(16, 1)], max_tokens=2), 0.0)
+        clock.run()
+        kept = model.kv.kept_blocks()
+        # Its 5 prompt blocks carry hashes; the decode block went back to the pool.
+        assert kept == (5 if bound else 0)
+        assert pool.free_blocks == 16 - kept and held(pool, model) == 16
+        assert model.stats().kv_usage == 0.0  # kept blocks count as free, as in vLLM
+        model.add(request("second", [*shared, *tokens(16, 2)], max_tokens=2), clock.now)
+        clock.run()
+        hits[bound] = model.stats().prefix_hits
+    assert hits == {16000: 64, 0: 0}  # bound 0: freed prefixes go back at once
+
+
+def test_the_bound_keeps_the_most_recently_freed_blocks() -> None:
+    pool = SharedKVPool("gpu0", total_blocks=16)
+    model = engine(pool, max_num_batched_tokens=256, max_cached_tokens=32)  # two blocks
+    clock = Clock(model)
+    for name, start in (("a", 100), ("b", 200)):
+        model.add(request(name, tokens(32, start), max_tokens=1), clock.now)
+        clock.run()
+        assert model.kv.kept_blocks() == 2 and pool.free_blocks == 14
+    model.add(request("b-again", tokens(32, 200), max_tokens=1), clock.now)
+    clock.run()
+    assert model.stats().prefix_hits == 16  # b was kept (1 of its 2 blocks can hit)
+    model.add(request("a-again", tokens(32, 100), max_tokens=1), clock.now)
+    clock.run()
+    assert model.stats().prefix_hits == 16  # a was evicted when b was freed
+    assert model.kv.kept_blocks() == 2 and held(pool, model) == 16
+
+
+def test_a_short_pool_takes_kept_blocks_back_least_recently_freed_first() -> None:
+    pool = SharedKVPool("gpu0", total_blocks=8)
+    owner = engine(pool, max_num_batched_tokens=256)
+    neighbour = engine(pool, max_num_batched_tokens=256)
+    clock = Clock(owner)
+    prompt = tokens(64, 100)
+    owner.add(request("cached", prompt, max_tokens=1), 0.0)
+    clock.run()
+    assert owner.kv.kept_blocks() == 4 and pool.free_blocks == 4
+
+    # Kept blocks are the owner's: a neighbour cannot reclaim them (KVCached: only a
+    # memory limit set with kvctl evicts them), so its 6-block request waits.
+    neighbour.add(request("blocked", 96, max_tokens=1), 0.0)
+    assert Clock(neighbour).step().num_tokens == 0
+    assert held(pool, owner, neighbour) == 8
+
+    # The owner itself needs 6: 4 from the pool and 2 of its kept blocks, the
+    # least recently freed first, which is the tail of the freed prompt.
+    owner.add(request("big", 96, max_tokens=30), clock.now)
+    clock.step()
+    assert pool.free_blocks == 0 and owner.kv.kept_blocks() == 2
+    assert owner.kv.match_prefix(block_hashes(prompt, 16), 4) == owner.kv.match_prefix(
+        block_hashes(prompt, 16), 2
+    )
+    assert len(owner.kv.match_prefix(block_hashes(prompt, 16), 4)) == 2
+    assert held(pool, owner, neighbour) == 8
+    clock.run()
+    assert held(pool, owner, neighbour) == 8 and owner.stats().used_blocks == 0

@@ -169,14 +169,23 @@ def test_token_counts_match_the_emitted_tokens_under_preemption_and_aborts() -> 
     assert model.stats().used_blocks == 0
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(8))
 def test_random_traffic_keeps_the_books_straight(seed: int) -> None:
-    """Random arrivals and aborts on two engines sharing a pool, or one static engine."""
+    """Random arrivals and aborts on two engines sharing a pool, or one static engine.
+
+    Elastic engines keep freed prefixes (a bound of 2 or 20 blocks, from the seed),
+    which must hold, and the pool must account for every block they keep.
+    """
     rng = random.Random(seed)
     pool = SharedKVPool("gpu", 48) if seed % 2 else None
-    config = {"max_num_seqs": 6, "max_num_batched_tokens": rng.choice([16, 64])}
+    config: dict[str, object] = {
+        "max_num_seqs": 6,
+        "max_num_batched_tokens": rng.choice([16, 64]),
+    }
     if pool is None:
         config["num_blocks"] = 40
+    else:
+        config["max_cached_tokens"] = 32 if seed % 4 == 1 else 320
     engines = [engine(pool, **config) for _ in range(2 if pool else 1)]
     prefix = tokens(48, 777)
     clocks = [Clock(model) for model in engines]
@@ -202,11 +211,14 @@ def test_random_traffic_keeps_the_books_straight(seed: int) -> None:
             stats = clock.model.stats()
             assert 0.0 <= stats.kv_usage <= 1.0 and stats.running <= 6
         if pool is not None:
-            held = sum(model.stats().used_blocks for model in engines)
+            held = sum(model.kv.held_blocks() for model in engines)
             assert pool.free_blocks + held == pool.total_blocks
+            bound = int(config["max_cached_tokens"]) // 16  # type: ignore[call-overload]
+            assert all(model.kv.kept_blocks() <= bound for model in engines)
         if added == 40 and not any(model.has_work() for model in engines):
             break
     assert len(finished) == 40
     assert all(counts.get(rid, 0) == out for rid, out in finished.items())
     assert all(model.stats().used_blocks == 0 for model in engines)
     assert sum(model.stats().preemptions for model in engines) > 0  # the hard path ran
+    assert sum(model.stats().prefix_hits for model in engines) > 0  # prefixes were reused

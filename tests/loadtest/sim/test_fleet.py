@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from loadtest.sim.fleet import fleet_replicas, partition
-from loadtest.sim.layout import REFERENCE
+from loadtest.sim.layout import DEPLOYMENTS, FLEETS, REFERENCE
 from tests.procs import HOST, Proc, bin_path, free_port
 
 
@@ -139,19 +139,24 @@ def test_unknown_fleet_is_refused() -> None:
     result = subprocess.run(
         [bin_path("vllm-sim"), "fleet", "bogus"], capture_output=True, text=True, timeout=30
     )
-    assert result.returncode == 2 and "baseline, managed" in result.stderr
+    assert result.returncode == 2 and ", ".join(FLEETS) in result.stderr
 
 
-@pytest.mark.parametrize("name", ["baseline", "managed"])
+@pytest.mark.parametrize("name", FLEETS)
 def test_reference_layout(name: str) -> None:
     replicas = fleet_replicas(name, 8001, 1.0)
     assert [r.port for r in replicas] == list(range(8001, 8007))
     assert [r.config.model for r in replicas] == [seat.model for seat in REFERENCE]
+    deployed = DEPLOYMENTS[name]
+    for replica in replicas:
+        config = replica.config
+        assert (config.kv_mode, config.prefix_caching) == (
+            deployed.kv_mode,
+            deployed.prefix_caching,
+        )
+        assert config.max_cached_tokens == deployed.max_cached_tokens
     pools = [r.config.kv_pool for r in replicas]
-    if name == "managed":
-        assert len(set(pools)) == 6 and all(r.config.kv_mode == "elastic" for r in replicas)
-    else:
-        assert pools == [None] * 6 and all(r.config.prefix_caching for r in replicas)
+    assert len(set(pools)) == 6 if deployed.elastic else pools == [None] * 6
 
 
 def test_a_busy_port_fails_the_fleet_with_a_clear_message() -> None:

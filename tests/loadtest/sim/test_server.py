@@ -253,11 +253,27 @@ def test_elastic_replica_reports_its_pool(spawn: Callable[..., Proc], sdk: SdkFa
     assert gauge(proc.url, "vllm:kv_cache_usage_perc") == 0  # blocks went back to the pool
 
 
+def test_elastic_replica_with_prefix_caching_reuses_a_finished_prompt(
+    spawn: Callable[..., Proc], sdk: SdkFactory
+) -> None:
+    flags = ("--kv-mode", "elastic", "--kv-pool", "gpu7", "--max-cached-tokens", "320")
+    proc = spawn(serve_argv(*flags))
+    version = httpx.get(proc.url + "/version").json()
+    assert (version["prefix_caching"], version["max_cached_tokens"]) == (True, 320)
+    prompt = " ".join(f"word{i}" for i in range(200))
+    for _ in range(2):  # one after the other: the second finds the first's freed blocks kept
+        sdk(proc).completions.create(model=MODEL, prompt=prompt, max_tokens=2)
+    hits = gauge(proc.url, "vllm:prefix_cache_hits_total")
+    assert hits >= 16  # at least one 16-token block
+    assert gauge(proc.url, "vllm:kv_cache_usage_perc") == 0  # kept blocks count as free
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
         (["--kv-mode", "shared"], "--kv-mode must be static or elastic"),
         (["--profile", "gpt-5"], "unknown profile 'gpt-5'"),
+        (["--max-cached-tokens", "-2"], "--max-cached-tokens"),
     ],
 )
 def test_bad_serve_flags_stop_with_one_line(flags: list[str], message: str) -> None:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 import pytest
 
 from loadtest.sim.engine import EngineConfig
+from loadtest.sim.layout import DEPLOYMENTS, FLEETS
 from loadtest.sim.virtual import VirtualReplica, VirtualRequest, reference_replicas, run_virtual
 from routers.queue_depth import QueueDepth
 from routers.round_robin import RoundRobin
@@ -89,22 +90,46 @@ def test_arrivals_must_come_in_time_order() -> None:
         run_virtual(tiny_fleet(1), RoundRobin(), list(reversed(steady(3, 0.1))))
 
 
-def test_the_reference_fleets_serve_their_three_models() -> None:
-    for kind in ("baseline", "managed"):
-        specs = reference_replicas(kind)
-        models = ["meta-llama/Llama-3.1-8B-Instruct", "Qwen/Qwen2.5-7B-Instruct"]
-        models.append("mistralai/Mixtral-8x7B-Instruct-v0.1")
-        arrivals = [
-            VirtualRequest(i * 0.01, models[i % 3], list(range(i * 1000, i * 1000 + 300)), 20, True)
-            for i in range(30)
-        ]
-        records = run_virtual(specs, RoundRobin(), arrivals).records
-        assert all(record.status == "ok" for record in records)
-        assert len({record.replica for record in records}) == 6
-        assert {spec.config.kv_mode for spec in specs} == {
-            "baseline": {"static"},
-            "managed": {"elastic"},
-        }[kind]
+@pytest.mark.parametrize("fleet", FLEETS)
+def test_the_reference_fleets_serve_their_three_models(fleet: str) -> None:
+    specs = reference_replicas(fleet)
+    models = ["meta-llama/Llama-3.1-8B-Instruct", "Qwen/Qwen2.5-7B-Instruct"]
+    models.append("mistralai/Mixtral-8x7B-Instruct-v0.1")
+    arrivals = [
+        VirtualRequest(i * 0.01, models[i % 3], list(range(i * 1000, i * 1000 + 300)), 20, True)
+        for i in range(30)
+    ]
+    records = run_virtual(specs, RoundRobin(), arrivals).records
+    assert all(record.status == "ok" for record in records)
+    assert len({record.replica for record in records}) == 6
+    deployed = DEPLOYMENTS[fleet]
+    assert {(spec.config.kv_mode, spec.config.prefix_caching) for spec in specs} == {
+        (deployed.kv_mode, deployed.prefix_caching)
+    }
+    assert all((spec.pool is not None) == deployed.elastic for spec in specs)
+
+
+def test_managed_prefix_reuses_a_system_prompt_that_managed_recomputes() -> None:
+    """One at a time (each finishes before the next): only kept freed blocks can hit."""
+    system = list(range(100_000, 102_000))
+    arrivals = [
+        VirtualRequest(
+            i * 2.0,
+            "meta-llama/Llama-3.1-8B-Instruct",
+            [*system, *range(i * 100, i * 100 + 50)],
+            4,
+            True,
+        )
+        for i in range(6)
+    ]
+    ttft = {}
+    for fleet in ("managed", "managed-prefix"):
+        records = run_virtual(reference_replicas(fleet), RoundRobin(), arrivals).records
+        assert all(record.status == "ok" and record.e2e is not None for record in records)
+        assert all(record.e2e < 2.0 for record in records)  # type: ignore[operator]
+        later = [record.ttft for record in records[2:]]  # both Llama replicas served one
+        ttft[fleet] = sum(later) / len(later)  # type: ignore[arg-type]
+    assert ttft["managed-prefix"] < 0.5 * ttft["managed"], ttft
 
 
 class Recorder(StrategyBase):
