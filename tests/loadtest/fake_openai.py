@@ -31,8 +31,10 @@ def make_app(
     api_key: str | None = None,
 ) -> web.Application:
     counter = itertools.count(1)
+    received = [0]
 
     async def complete(request: web.Request) -> web.StreamResponse:
+        received[0] += 1
         if api_key and request.headers.get("Authorization") != f"Bearer {api_key}":
             error = {"message": "bad key", "type": "invalid_request_error", "param": None}
             return web.json_response({"error": {**error, "code": "invalid_api_key"}}, status=401)
@@ -79,10 +81,14 @@ def make_app(
     async def health(_: web.Request) -> web.Response:
         return web.Response(text="ok")
 
+    async def count(_: web.Request) -> web.Response:
+        return web.json_response({"received": received[0]})
+
     app = web.Application()
     app.router.add_post("/v1/chat/completions", complete)
     app.router.add_post("/v1/completions", complete)
     app.router.add_get("/health", health)
+    app.router.add_get("/fake/received", count)
     return app
 
 

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import yaml
 
 from loadtest.analysis.results import read_records
@@ -23,6 +24,7 @@ def test_workloads_lists_builtins_one_line_each(tmp_path: Path) -> None:
         "bursty",
         "chat-mixed",
         "long-context",
+        "mixed-lengths",
         "shared-prefix",
     ]
 
@@ -114,7 +116,12 @@ def test_ctrl_c_stops_sending_waits_for_answers_and_writes_results(
     argv += ["--requests", "100", "--out", str(tmp_path), "--no-progress"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        time.sleep(2.0)
+        # Interrupt once it is well under way (however long its start-up takes here).
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if httpx.get(server.url + "/fake/received", timeout=5).json()["received"] >= 8:
+                break
+            time.sleep(0.1)
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=30)
     finally:
