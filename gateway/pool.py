@@ -9,6 +9,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+import orjson
+
+from gateway.kinds import Kind
 from routers import Metrics, ReplicaView
 
 
@@ -16,9 +19,20 @@ from routers import Metrics, ReplicaView
 class Replica:
     id: str
     url: str
+    # Public names (what clients ask for), after `aliases`.
     models: tuple[str, ...] = ()
     # Models were given in configuration; otherwise they come from /v1/models.
     models_pinned: bool = False
+    # What server this is (None until told or detected), and whether its answers fit.
+    kind: Kind | None = None
+    kind_verified: bool = False
+    # Public model name -> the replica's own name for it (e.g. an Ollama tag).
+    aliases: dict[str, str] = field(default_factory=dict)
+    # The Authorization header value for this replica (from api_key_env); never shown.
+    authorization: str | None = field(default=None, repr=False)
+    # From the kind, kept here because the proxy and the pool read them per request.
+    max_in_flight: int | None = None
+    busy_statuses: frozenset[int] = frozenset()
     max_model_len: dict[str, int] = field(default_factory=dict)
     healthy: bool = True
     in_flight: int = 0
@@ -31,6 +45,31 @@ class Replica:
     ejections: int = 0
     retry_at: float = 0.0
     last_error: str = ""
+
+    def set_kind(self, kind: Kind | None) -> None:
+        self.kind = kind
+        self.max_in_flight = None if kind is None else kind.max_in_flight
+        self.busy_statuses = frozenset() if kind is None else kind.busy_statuses
+
+    def public_names(self, own_names: Iterable[str]) -> list[str]:
+        """The replica's own model names as clients know them."""
+        public = {own: name for name, own in self.aliases.items()}
+        return [public.get(name, name) for name in own_names]
+
+    def request_for(
+        self, model: str, body: bytes, headers: list[tuple[str, str]]
+    ) -> tuple[bytes, list[tuple[str, str]]]:
+        """The body and headers to send this replica: the model under its own name, and its
+        API key. Unchanged (the very same objects) when it needs neither."""
+        own = self.aliases.get(model) if self.aliases else None
+        if own is not None:
+            data = orjson.loads(body)
+            data["model"] = own
+            body = orjson.dumps(data)
+        if self.authorization is not None:
+            headers = [h for h in headers if h[0] != "authorization"]
+            headers.append(("authorization", self.authorization))
+        return body, headers
 
 
 class ReplicaPool:
@@ -79,7 +118,11 @@ class ReplicaPool:
         return [
             self.view(r, now)
             for r in self._replicas.values()
-            if r.healthy and model in r.models and r.id not in skip
+            if r.healthy
+            and model in r.models
+            and r.id not in skip
+            # A replica that takes one request at a time (llama-cpp-python) is full.
+            and (r.max_in_flight is None or r.in_flight < r.max_in_flight)
         ]
 
     def view(self, r: Replica, now: float | None = None) -> ReplicaView:
@@ -147,10 +190,13 @@ class ReplicaPool:
     def set_models(
         self, replica_id: str, models: Iterable[str], max_model_len: dict[str, int]
     ) -> None:
+        """`models` and `max_model_len` under the replica's own names; kept under their
+        public names."""
         r = self._replicas[replica_id]
         if not r.models_pinned:
-            r.models = tuple(sorted(models))
-        r.max_model_len = dict(max_model_len)
+            r.models = tuple(sorted(r.public_names(models)))
+        public = r.public_names(max_model_len)
+        r.max_model_len = dict(zip(public, max_model_len.values(), strict=True))
 
     def due_for_check(self, replica_id: str) -> bool:
         """Healthy replicas are always checked; ejected ones once their backoff ends."""

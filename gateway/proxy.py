@@ -305,9 +305,11 @@ async def _attempt(
     pool.acquire(replica.id)
     ok = False
     try:
+        # The model under the replica's own name (aliases) and its API key, if it has either.
+        upstream_body, headers = replica.request_for(route.model, body, exchange.headers)
         try:
             resp = await open_upstream(
-                gw.session, replica.url + path, body, exchange.headers, settings.first_byte_timeout
+                gw.session, replica.url + path, upstream_body, headers, settings.first_byte_timeout
             )
         except UpstreamFailure as failure:
             _note_failure(gw, exchange, replica, failure.kind, fatal=failure.fatal)
@@ -316,10 +318,10 @@ async def _attempt(
         try:
             status = resp.status
             if status >= 500 or status == 429:
-                # 429 is load, not ill health: it counts as an error but ejects nothing.
-                _note_failure(
-                    gw, exchange, replica, f"http_{status}", fatal=False, health=status >= 500
-                )
+                # 429 (and a kind's own "busy", as Ollama's 503) is load, not ill health: it
+                # counts as an error but ejects nothing.
+                health = status >= 500 and status not in replica.busy_statuses
+                _note_failure(gw, exchange, replica, f"http_{status}", fatal=False, health=health)
                 if can_retry and status in RETRY_STATUSES:
                     return False
             else:
