@@ -3,8 +3,9 @@
     python -m tests.gateway.fake_replica --port N --name NAME --models m1,m2
 
 It answers /v1/chat/completions, /v1/completions and /v1/embeddings (streaming or not),
-/v1/models, /health, /version and /metrics (as vLLM does), and is steered by POST /fake/config (status to answer
-with, delays, number of chunks, failing health). GET /fake/state reports how many
+/v1/models, /health, /version and /metrics (as vLLM does, so the gateway takes it for
+vLLM), and is steered by POST /fake/config (status to answer with, delays, number of
+chunks, failing health). GET /fake/state reports how many
 requests are open right now (`active`: a request whose client went away is cancelled
 and leaves it), how many arrived, and the last request's headers and raw body.
 """

@@ -1,6 +1,9 @@
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
+from gateway.kinds import KINDS
 from gateway.pool import Replica, ReplicaPool
 from gateway.settings import GatewaySettings
 from gateway.state import Gateway
@@ -102,3 +105,42 @@ def test_a_failing_hook_does_not_break_health_handling() -> None:
     gateway_with(Recording(fail=True), pool)
     assert pool.mark_down("a", "refused") is True
     assert not pool.get("a").healthy
+
+
+def test_request_for_rewrites_only_an_aliased_model_and_adds_only_a_replica_key() -> None:
+    body = b'{"model": "public",  "messages": [{"role": "user", "content": "model public"}]}'
+    headers = [("content-type", "application/json"), ("authorization", "Bearer client")]
+    plain = Replica(id="a", url="http://a")
+    # Nothing to change: the very same objects go out, byte for byte.
+    same_body, same_headers = plain.request_for("public", body, headers)
+    assert same_body is body and same_headers is headers
+
+    aliased = Replica(id="o", url="http://o", aliases={"public": "tag:8b"})
+    new_body, new_headers = aliased.request_for("public", body, headers)
+    assert orjson.loads(new_body) == {**orjson.loads(body), "model": "tag:8b"}
+    assert new_headers is headers
+    assert aliased.request_for("other", body, headers)[0] is body
+
+    keyed = Replica(id="k", url="http://k", authorization="Bearer sk-1")
+    _, keyed_headers = keyed.request_for("public", body, headers)
+    assert keyed_headers == [("content-type", "application/json"), ("authorization", "Bearer sk-1")]
+    assert headers[1] == ("authorization", "Bearer client")  # the client's list is untouched
+
+
+def test_models_are_listed_under_their_public_names() -> None:
+    pool = ReplicaPool([Replica(id="o", url="http://o", aliases={"llama": "llama3.1:8b"})])
+    pool.set_models("o", ["llama3.1:8b", "phi4"], {"llama3.1:8b": 8192})
+    assert pool.get("o").models == ("llama", "phi4")
+    assert pool.get("o").max_model_len == {"llama": 8192}
+    assert [v.id for v in pool.candidates("llama")] == ["o"]
+    assert pool.candidates("llama3.1:8b") == []
+
+
+def test_a_replica_that_takes_one_request_at_a_time_is_no_candidate_while_busy() -> None:
+    one = Replica(id="p", url="http://p", models=("m",))
+    one.set_kind(KINDS["llama-cpp-python"])
+    pool = ReplicaPool([one, Replica(id="v", url="http://v", models=("m",))])
+    pool.acquire("p")
+    assert [v.id for v in pool.candidates("m")] == ["v"]
+    pool.release("p")
+    assert [v.id for v in pool.candidates("m")] == ["p", "v"]
