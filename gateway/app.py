@@ -78,11 +78,7 @@ def create_app(settings: GatewaySettings, specs: list[ReplicaEntry] | None = Non
     the replicas when already loaded (and identified: see `identify_kinds`)."""
     if specs is None:
         specs = load_replica_specs(settings)
-    if settings.strategy not in routers.available():
-        raise ConfigError(
-            f"unknown strategy {settings.strategy!r}: misspelled or not installed; "
-            f"available: {', '.join(routers.available()) or 'none'}"
-        )
+    check_strategy(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
@@ -106,6 +102,15 @@ def create_app(settings: GatewaySettings, specs: list[ReplicaEntry] | None = Non
     app.include_router(build_api())
     app.include_router(build_admin())
     return app
+
+
+def check_strategy(settings: GatewaySettings) -> None:
+    """ConfigError for a strategy that is not installed."""
+    if settings.strategy not in routers.available():
+        raise ConfigError(
+            f"unknown strategy {settings.strategy!r}: misspelled or not installed; "
+            f"available: {', '.join(routers.available()) or 'none'}"
+        )
 
 
 @contextlib.asynccontextmanager

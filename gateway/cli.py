@@ -15,7 +15,7 @@ import typer
 import uvicorn
 from pydantic import ValidationError
 
-from gateway.app import create_app
+from gateway.app import check_strategy, create_app
 from gateway.replicas_file import ConfigError, identify_kinds, load_replica_specs
 from gateway.settings import GatewaySettings
 from turnout.logs import configure_logging, get_logger
@@ -83,6 +83,7 @@ def serve(
         _fail(f"unknown log level {settings.log_level!r}; allowed: {', '.join(LOG_LEVELS)}")
     try:
         specs = load_replica_specs(settings)
+        check_strategy(settings)
         # Replicas that answer now are asked what they are: a configured kind their
         # answers contradict stops start-up here, like any other configuration error.
         specs = asyncio.run(identify_kinds(specs, settings.connect_timeout))

@@ -86,6 +86,8 @@ async def detect(get: Get, listing: httpx.Response | None = None) -> Detection |
     still loading). `listing` is a /v1/models answer already in hand."""
     if listing is None:
         listing = await _try(get, "/v1/models")
+        if listing is None:
+            return None  # no answer at all: nothing else will answer either
     body = _json(listing)
     data = body.get("data") if isinstance(body, dict) else None
     first = data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else {}
