@@ -24,6 +24,7 @@ def test_workloads_lists_builtins_one_line_each(tmp_path: Path) -> None:
         "chat-mixed",
         "long-context",
         "shared-prefix",
+        "spark-chat",
     ]
 
 
