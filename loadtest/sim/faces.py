@@ -12,6 +12,7 @@ The engine underneath is the same; what differs is what a client (or a gateway) 
   Ollama-style `models` array; /metrics only with metrics on (--metrics), 501
   not_supported_error otherwise; `{"error":{"code","message","type"}}` errors; any `model`
   is served and echoed. Source: ggml-org/llama.cpp tools/server/README.md.
+The two servers people run on one box are in faces_local.py:
 - llama-cpp-python: only /v1/*, /openapi.json and /docs (no /health, /metrics, /ping);
   /v1/models `owned_by: "me"`; an unknown `model` gets the default one; one request at a
   time, and a waiting request (a /v1/models call included) ends the stream in progress;
@@ -24,9 +25,6 @@ The engine underneath is the same; what differs is what a client (or a gateway) 
   server/sched.go.
 """
 
-import random
-import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -41,8 +39,6 @@ FACES = ("vllm", "sglang", "llamacpp", "llama-cpp-python", "ollama")
 JSON = [(b"content-type", b"application/json")]
 TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
 HTML = [(b"content-type", b"text/html; charset=utf-8")]
-LLAMA_CPP_PYTHON_TITLE = "🦙 llama.cpp Python API"
-OLLAMA_BUSY = "server busy, please try again.  maximum pending requests exceeded"
 # Versions the simulated servers report (plausible, not checked against anything).
 VERSIONS = {
     "sglang": "0.5.9",
@@ -130,7 +126,7 @@ class Face:
         return None
 
 
-def _fastapi_404(path: str) -> Page:
+def fastapi_404(path: str) -> Page:
     return json_page({"detail": "Not Found"}, 404)
 
 
@@ -210,7 +206,7 @@ class SglangFace(Face):
         )
 
     def not_found(self, path: str) -> Page:
-        return _fastapi_404(path)
+        return fastapi_404(path)
 
     def models(self, facts: Facts) -> bytes:
         card = {
@@ -228,7 +224,7 @@ class SglangFace(Face):
         return Page(200 if ok else 503, [], b"")
 
     def metrics_off(self) -> Page | None:
-        return _fastapi_404("/metrics")
+        return fastapi_404("/metrics")
 
 
 _LLAMA_TYPES = {
@@ -337,107 +333,11 @@ class LlamaServerFace(Face):
         return Page(501, JSON, self.error_body(501, message))
 
 
-class LlamaCppPythonFace(Face):
-    name = "llama-cpp-python"
-    health_paths: ClassVar[dict[str, tuple[str, ...]]] = {}
-    metrics_default = None
-    stream_usage = False
-    serial = True
-
-    def pages(self) -> dict[str, tuple[tuple[str, ...], Callable[[Facts], Page]]]:
-        return {"/openapi.json": (("GET",), self.openapi), "/docs": (("GET",), self.docs)}
-
-    def openapi(self, facts: Facts) -> Page:
-        info = {"title": LLAMA_CPP_PYTHON_TITLE, "version": VERSIONS["llama-cpp-python"]}
-        paths: dict[str, Any] = {
-            p: {} for p in ("/v1/completions", "/v1/chat/completions", "/v1/models")
-        }
-        return json_page({"openapi": "3.1.0", "info": info, "paths": paths})
-
-    def docs(self, facts: Facts) -> Page:
-        return Page(200, HTML, f"<title>{LLAMA_CPP_PYTHON_TITLE} - Swagger UI</title>".encode())
-
-    def model_for(self, requested: str, served: str) -> str | None:
-        return served  # an unknown alias silently gets the default model
-
-    def not_found(self, path: str) -> Page:
-        return _fastapi_404(path)
-
-    def models(self, facts: Facts) -> bytes:
-        card = {"id": facts.model, "object": "model", "owned_by": "me", "permissions": []}
-        return orjson.dumps({"object": "list", "data": [card]})
-
-
-class OllamaFace(Face):
-    name = "ollama"
-    health_paths: ClassVar[dict[str, tuple[str, ...]]] = {}
-    metrics_default = None
-    honours_ignore_eos = False
-    role_every_chunk = True
-    fingerprint = "fp_ollama"
-
-    def __init__(self) -> None:
-        self._rng = random.Random()
-
-    def pages(self) -> dict[str, tuple[tuple[str, ...], Callable[[Facts], Page]]]:
-        return {
-            "/": (("GET", "HEAD"), lambda facts: Page(200, TEXT, b"Ollama is running")),
-            "/api/version": (("GET", "HEAD"), lambda f: json_page({"version": VERSIONS["ollama"]})),
-            "/api/tags": (("GET", "HEAD"), self.tags),
-            "/api/ps": (("GET",), self.ps),
-        }
-
-    def _entry(self, facts: Facts) -> dict[str, Any]:
-        family = facts.model.split(":")[0].rsplit("/", 1)[-1]
-        return {
-            "name": facts.model,
-            "model": facts.model,
-            "size": facts.weight_bytes,
-            "digest": uuid.uuid5(uuid.NAMESPACE_URL, facts.model).hex * 2,
-            "details": {
-                "parent_model": "",
-                "format": "gguf",
-                "family": family,
-                "families": [family],
-                "parameter_size": "",
-                "quantization_level": "F16",
-            },
-        }
-
-    def tags(self, facts: Facts) -> Page:
-        modified = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(facts.created))
-        return json_page({"models": [{**self._entry(facts), "modified_at": modified}]})
-
-    def ps(self, facts: Facts) -> Page:
-        expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 300))
-        entry = {**self._entry(facts), "expires_at": expires, "size_vram": facts.weight_bytes}
-        return json_page({"models": [entry]})
-
-    def unknown_model(self, requested: str) -> str:
-        return f"model '{requested}' not found"
-
-    def error_body(self, status: int, message: str, param: str | None = None) -> bytes:
-        kind = {400: "invalid_request_error", 404: "not_found_error"}.get(status, "api_error")
-        return orjson.dumps(
-            {"error": {"message": message, "type": kind, "param": None, "code": None}}
-        )
-
-    def not_found(self, path: str) -> Page:
-        return Page(404, TEXT, b"404 page not found")
-
-    def models(self, facts: Facts) -> bytes:
-        # owned_by is the name's namespace: "library" for official models.
-        namespace = facts.model.split("/")[-2] if "/" in facts.model else "library"
-        card = {"id": facts.model, "object": "model", "created": facts.created}
-        return orjson.dumps({"object": "list", "data": [{**card, "owned_by": namespace}]})
-
-    def response_id(self, chat: bool) -> str | None:
-        # rand.Intn(999) upstream: ids repeat.
-        return f"{'chatcmpl' if chat else 'cmpl'}-{self._rng.randrange(999)}"
-
-
 def face_named(name: str) -> Face:
     """A face by name; ValueError listing the known ones."""
+    # faces_local builds on Face, so it is imported here rather than at the top.
+    from loadtest.sim.faces_local import LlamaCppPythonFace, OllamaFace
+
     faces: dict[str, type[Face]] = {
         "vllm": Face,
         "sglang": SglangFace,

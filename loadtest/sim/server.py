@@ -14,7 +14,7 @@ import contextlib
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
 import orjson
@@ -35,7 +35,8 @@ from loadtest.sim.exposition import (
     metrics_registry,
     render,
 )
-from loadtest.sim.faces import OLLAMA_BUSY, Facts, Page, face_named
+from loadtest.sim.faces import Facts, Page, face_named
+from loadtest.sim.faces_local import OLLAMA_BUSY, ModelLock
 from loadtest.sim.faults import Faults, FaultsInvalid
 from loadtest.sim.kvcache import SharedKVPool
 from loadtest.sim.messages import (
@@ -76,10 +77,8 @@ class SimServer:
         self.metrics_on = default is not None and (
             default if config.metrics is None else config.metrics
         )
-        # llama-cpp-python's two locks: a request waits on the outer one for the inner
-        # one, which it holds while it runs; a stream that sees the outer one taken stops.
-        self._outer = asyncio.Lock()
-        self._inner = asyncio.Lock()
+        # llama-cpp-python's model lock: one request at a time.
+        self._lock = ModelLock(serial=self.face.serial)
         self._pages = self.face.pages()
         self._routes = self._route_table()
 
@@ -183,26 +182,8 @@ class SimServer:
         await self._generate("completion", receive, send)
 
     async def _generate(self, kind: Kind, receive: Receive, send: Send) -> None:
-        async with self._turn():
+        async with self._lock.turn():
             await self._generate_now(kind, receive, send)
-
-    @contextlib.asynccontextmanager
-    async def _turn(self) -> AsyncIterator[None]:
-        """llama-cpp-python serves one request at a time (get_llama_proxy in its app.py):
-        wait on the outer lock for the inner one, hold the inner one while serving."""
-        if not self.face.serial:
-            yield
-            return
-        async with self._outer:
-            await self._inner.acquire()
-        try:
-            yield
-        finally:
-            self._inner.release()
-
-    def _interrupted(self) -> bool:
-        """A llama-cpp-python stream ends when another request waits (interrupt_requests)."""
-        return self.face.serial and self.config.interrupt_requests and self._outer.locked()
 
     async def _generate_now(self, kind: Kind, receive: Receive, send: Send) -> None:
         replica = self.running
@@ -304,7 +285,7 @@ class SimServer:
                 continue
             if reason is None:
                 await send({"type": "http.response.body", "body": body, "more_body": True})
-                if self._interrupted():
+                if self.config.interrupt_requests and self._lock.wanted():
                     await send({"type": "http.response.body", "body": DONE, "more_body": False})
                     return
                 continue
@@ -334,7 +315,7 @@ class SimServer:
 
     async def models(self, scope: Scope, receive: Receive, send: Send) -> None:
         # llama-cpp-python's listing takes the generation lock (and so interrupts a stream).
-        async with self._turn():
+        async with self._lock.turn():
             await respond(send, 200, self.face.models(self._facts()), JSON)
 
     async def health(self, scope: Scope, receive: Receive, send: Send) -> None:
