@@ -65,11 +65,6 @@ LLAMA_CPP_PYTHON_TITLE = "🦙 llama.cpp Python API"
 OLLAMA_ROOT = "Ollama is running"
 
 
-def kind_named(name: str) -> Kind:
-    """The kind called `name`; KeyError for an unknown one."""
-    return KINDS[name]
-
-
 @dataclass(frozen=True)
 class Detection:
     kind: str
@@ -94,8 +89,8 @@ async def detect(get: Get, listing: httpx.Response | None = None) -> Detection |
     owned_by = first.get("owned_by")
     confirm = _CONFIRM.get(owned_by) if isinstance(owned_by, str) else None
     if confirm is not None:
-        kind, path, check = confirm
-        for probe in path:
+        kind, probes, check = confirm
+        for probe in probes:
             answer = _json(await _try(get, probe))
             if check(answer):
                 return Detection(kind, f"/v1/models owned_by {owned_by!r} and {probe} answers")
