@@ -3,7 +3,8 @@
 Raw asyncio (uvloop when present), HTTP/1.1 keep-alive, canned bodies. Answers
 POST /v1/chat/completions and /v1/completions (streaming when the body says
 `"stream": true`: CHUNKS events written one by one, then `data: [DONE]`), and
-GET /health, /v1/models and /metrics so a gateway can start in front of it.
+GET /health, /version, /v1/models and /metrics so a gateway can start in front of it (and
+take it for vLLM).
 
     python bench/fake_backend.py --port 9001 [--chunks 16]
 """
@@ -67,8 +68,15 @@ class Backend(asyncio.Protocol):
         self._health = _response("200 OK", b"")
         self._models = _response(
             "200 OK",
-            json.dumps({"object": "list", "data": [{"id": MODEL, "max_model_len": 4096}]}).encode(),
+            json.dumps(
+                {
+                    "object": "list",
+                    "data": [{"id": MODEL, "owned_by": "vllm", "max_model_len": 4096}],
+                }
+            ).encode(),
         )
+        # vLLM's /version: with it and owned_by, the gateway takes this for vLLM and scrapes it.
+        self._version = _response("200 OK", b'{"version": "bench"}')
         self._metrics = _response(
             "200 OK",
             b"# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting 0\n"
@@ -123,6 +131,8 @@ class Backend(asyncio.Protocol):
             self._transport.write(self._models)
         elif path == "/metrics":
             self._transport.write(self._metrics)
+        elif path == "/version":
+            self._transport.write(self._version)
         else:
             self._transport.write(_response("404 Not Found", b'{"error": "not found"}'))
 

@@ -37,6 +37,9 @@ def replicas_body(gw: Gateway) -> dict[str, Any]:
             {
                 "name": replica.id,
                 "url": replica.url,
+                "kind": None if replica.kind is None else replica.kind.name,
+                "kind_verified": replica.kind_verified,
+                "aliases": dict(replica.aliases),
                 "models": list(replica.models),
                 "healthy": replica.healthy,
                 "in_flight": replica.in_flight,

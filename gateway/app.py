@@ -72,15 +72,13 @@ def _tagged(scope: Scope, send: Send) -> Send:
     return tagged_send
 
 
-def create_app(settings: GatewaySettings) -> FastAPI:
+def create_app(settings: GatewaySettings, specs: list[ReplicaEntry] | None = None) -> FastAPI:
     """Build the gateway. Raises ConfigError (one line: what is wrong, what is allowed)
-    for an unknown strategy or a bad replica list, before anything starts."""
-    specs = load_replica_specs(settings)
-    if settings.strategy not in routers.available():
-        raise ConfigError(
-            f"unknown strategy {settings.strategy!r}: misspelled or not installed; "
-            f"available: {', '.join(routers.available()) or 'none'}"
-        )
+    for an unknown strategy or a bad replica list, before anything starts. `specs` are
+    the replicas when already loaded (and identified: see `identify_kinds`)."""
+    if specs is None:
+        specs = load_replica_specs(settings)
+    check_strategy(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
@@ -104,6 +102,15 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(build_api())
     app.include_router(build_admin())
     return app
+
+
+def check_strategy(settings: GatewaySettings) -> None:
+    """ConfigError for a strategy that is not installed."""
+    if settings.strategy not in routers.available():
+        raise ConfigError(
+            f"unknown strategy {settings.strategy!r}: misspelled or not installed; "
+            f"available: {', '.join(routers.available()) or 'none'}"
+        )
 
 
 @contextlib.asynccontextmanager
@@ -154,6 +161,7 @@ async def _running_gateway(
             "gateway_started",
             replicas=[r.id for r in pool],
             healthy=[r.id for r in pool if r.healthy],
+            kinds={r.id: None if r.kind is None else r.kind.name for r in pool},
             models=pool.served_models(),
             strategy=settings.strategy,
             listen=f"http://{settings.host}:{settings.port}",

@@ -5,6 +5,7 @@ on the command line wins over the environment. A configuration that cannot work 
 start-up with one line saying what is wrong and what is allowed, and exit code 2.
 """
 
+import asyncio
 import os
 import sys
 from pathlib import Path
@@ -14,8 +15,8 @@ import typer
 import uvicorn
 from pydantic import ValidationError
 
-from gateway.app import create_app
-from gateway.replicas_file import ConfigError
+from gateway.app import check_strategy, create_app
+from gateway.replicas_file import ConfigError, identify_kinds, load_replica_specs
 from gateway.settings import GatewaySettings
 from turnout.logs import configure_logging, get_logger
 
@@ -81,7 +82,12 @@ def serve(
     if settings.log_level.lower() not in LOG_LEVELS:
         _fail(f"unknown log level {settings.log_level!r}; allowed: {', '.join(LOG_LEVELS)}")
     try:
-        gateway = create_app(settings)
+        specs = load_replica_specs(settings)
+        check_strategy(settings)
+        # Replicas that answer now are asked what they are: a configured kind their
+        # answers contradict stops start-up here, like any other configuration error.
+        specs = asyncio.run(identify_kinds(specs, settings.connect_timeout))
+        gateway = create_app(settings, specs)
     except ConfigError as exc:
         _fail(str(exc))
     configure_logging(settings.log_level)

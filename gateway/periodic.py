@@ -20,7 +20,7 @@ class ProbeFailed(Exception):
 
 
 async def every_replica(
-    pool: ReplicaPool,
+    pool: ReplicaPool[Any],
     round_for: Callable[[str], Awaitable[object]],
     period_of: Callable[[str], float],
     *,

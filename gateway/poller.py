@@ -1,5 +1,10 @@
 """The metrics poller: every replica's /metrics, scraped at an interval, into the pool.
 
+Only replicas whose kind has /metrics are scraped, for that engine's names
+(turnout/engine_metrics.py); a replica of unknown kind is tried for any engine's. Ollama,
+llama-cpp-python and plain OpenAI-compatible servers have none: strategies route them
+by the gateway's own in-flight counts.
+
 `run()` is the one background task the lifespan starts and cancels. Inside it each
 replica has its own loop, so a slow or hanging /metrics delays nobody else's scrape,
 and no request ever waits on a scrape. Each scrape is cut off before the next tick.
@@ -10,6 +15,7 @@ import asyncio
 import httpx
 
 from gateway.periodic import ProbeFailed, describe_error, every_replica
+from gateway.upstream import Upstream
 from routers import Metrics
 from routers.pool import ReplicaPool
 from turnout.engine_metrics import parse_metrics
@@ -19,7 +25,7 @@ from turnout.logs import get_logger
 class MetricsPoller:
     def __init__(
         self,
-        pool: ReplicaPool,
+        pool: ReplicaPool[Upstream],
         client: httpx.AsyncClient,
         interval: float = 1.0,
         timeout: float | None = None,
@@ -51,11 +57,14 @@ class MetricsPoller:
     async def scrape_once(self, replica_id: str) -> None:
         """Scrape one replica and record the outcome in the pool."""
         replica = self._pool.get(replica_id)
+        if replica.kind is not None and replica.kind.metrics_engine is None:
+            self._note(replica_id, "absent")
+            return
         mark = self._pool.scrape_mark(replica_id)
         try:
-            metrics = await asyncio.wait_for(self._fetch(replica.url), self._timeout)
+            metrics = await asyncio.wait_for(self._fetch(replica), self._timeout)
         except _Absent:
-            # Ollama, llama-cpp-python: no /metrics; the strategies use local counts.
+            # A server without /metrics (or with it switched off): local counts.
             self._note(replica_id, "absent")
             return
         except Exception as exc:  # refused, timed out, HTTP error, garbage text
@@ -70,13 +79,18 @@ class MetricsPoller:
         self._pool.record_metrics(replica_id, metrics, mark=mark)
         self._note(replica_id, "ok")
 
-    async def _fetch(self, base_url: str) -> Metrics | None:
-        response = await self._client.get(f"{base_url}/metrics", timeout=self._timeout)
+    async def _fetch(self, replica: Upstream) -> Metrics | None:
+        headers = {} if replica.authorization is None else {"authorization": replica.authorization}
+        response = await self._client.get(
+            f"{replica.url}/metrics", timeout=self._timeout, headers=headers
+        )
+        # 501: llama-server without --metrics; 404: SGLang without --enable-metrics.
         if response.status_code in (404, 405, 501):
             raise _Absent
         if response.status_code != 200:
             raise ProbeFailed(f"HTTP {response.status_code}")
-        return parse_metrics(response.text)
+        engine = None if replica.kind is None else replica.kind.metrics_engine
+        return parse_metrics(response.text, engine)
 
     def _note(self, replica_id: str, outcome: str) -> None:
         before = self._outcome.get(replica_id)

@@ -36,8 +36,8 @@ from gateway.relay import (
     relay_response,
 )
 from gateway.state import Gateway, gateway_of
+from gateway.upstream import Upstream
 from routers import Outcome, RouteRequest, prompt
-from routers.pool import Replica
 from turnout.asgi import Receive, Scope, Send
 
 # Request headers never forwarded: per-hop, or recomputed for the upstream hop.
@@ -301,7 +301,7 @@ async def _attempt(
     gw: Gateway,
     exchange: _Exchange,
     route: RouteRequest,
-    replica: Replica,
+    replica: Upstream,
     path: str,
     body: bytes,
     send: Send,
@@ -316,9 +316,11 @@ async def _attempt(
     result = RelayResult(on_first_byte=lambda: pool.first_byte(replica.id, tokens))
     sent_at = time.perf_counter()
     try:
+        # The model under the replica's own name (aliases) and its API key, if it has either.
+        upstream_body, headers = replica.request_for(route.model, body, exchange.headers)
         try:
             resp = await open_upstream(
-                gw.session, replica.url + path, body, exchange.headers, settings.first_byte_timeout
+                gw.session, replica.url + path, upstream_body, headers, settings.first_byte_timeout
             )
         except UpstreamFailure as failure:
             _note_failure(gw, exchange, replica, failure.kind, fatal=failure.fatal)
@@ -327,10 +329,10 @@ async def _attempt(
         try:
             status = resp.status
             if status >= 500 or status == 429:
-                # 429 is load, not ill health: it counts as an error but ejects nothing.
-                _note_failure(
-                    gw, exchange, replica, f"http_{status}", fatal=False, health=status >= 500
-                )
+                # 429 (and a kind's own "busy", as Ollama's 503) is load, not ill health: it
+                # counts as an error but ejects nothing.
+                health = status >= 500 and status not in replica.busy_statuses
+                _note_failure(gw, exchange, replica, f"http_{status}", fatal=False, health=health)
                 if can_retry and status in RETRY_STATUSES:
                     return False
             else:
@@ -374,7 +376,7 @@ async def _attempt(
 def _note_failure(
     gw: Gateway,
     exchange: _Exchange,
-    replica: Replica,
+    replica: Upstream,
     kind: str,
     *,
     fatal: bool,

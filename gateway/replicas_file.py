@@ -1,24 +1,41 @@
 """The replica list from settings: GATEWAY_REPLICAS (URLs) or GATEWAY_REPLICAS_FILE (YAML).
 
 The file is either a list or a mapping with a `replicas` list; each entry has `url` and
-optionally `name` and `models`:
+optionally `name`, `kind`, `models`, `aliases` and `api_key_env`:
 
     replicas:
       - url: http://10.0.0.1:8000
         name: llama-0
+        kind: vllm
         models: [meta-llama/Llama-3.1-8B-Instruct]
+      - url: http://10.0.0.9:11434
+        kind: ollama
+        aliases: {meta-llama/Llama-3.1-8B-Instruct: "llama3.1:8b-instruct-fp16"}
+      - url: https://api.example.com
+        kind: openai
+        api_key_env: EXAMPLE_API_KEY
+
+`aliases` maps the public model name clients use to the replica's own name for it (an
+Ollama tag, a llama.cpp model path); `models` are the replica's own names. A kind that is
+not given is detected from what the server answers (gateway/kinds.py).
 """
 
-from dataclasses import dataclass
+import asyncio
+import os
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from gateway.kinds import KINDS, Detection, detect, mismatch
 from gateway.settings import GatewaySettings
-from routers.pool import Replica
+from gateway.upstream import Upstream
+
+ALLOWED_KEYS = "url, name, kind, models, aliases, api_key_env"
 
 
 class ConfigError(ValueError):
@@ -30,18 +47,36 @@ class ReplicaEntry:
     name: str
     url: str
     models: tuple[str, ...] = ()
+    kind: str | None = None
+    # (public name, the replica's own name), sorted.
+    aliases: tuple[tuple[str, str], ...] = ()
+    # Read from the variable api_key_env names; never shown (repr) nor logged.
+    api_key: str | None = field(default=None, repr=False)
+    # The server answered and its answers fit `kind` (set by detection at start-up).
+    kind_verified: bool = False
 
-    def to_replica(self) -> Replica:
-        return Replica(
-            id=self.name, url=self.url, models=self.models, models_pinned=bool(self.models)
+    def to_replica(self) -> Upstream:
+        replica = Upstream(
+            id=self.name,
+            url=self.url,
+            models_pinned=bool(self.models),
+            aliases=dict(self.aliases),
+            authorization=None if self.api_key is None else f"Bearer {self.api_key}",
+            kind_verified=self.kind_verified,
         )
+        replica.set_kind(None if self.kind is None else KINDS[self.kind])
+        replica.models = tuple(sorted(replica.public_names(self.models)))
+        return replica
 
 
 class _Entry(BaseModel):
     model_config = ConfigDict(extra="forbid")
     url: str
     name: str | None = None
+    kind: str | None = None
     models: list[str] | None = None
+    aliases: dict[str, str] | None = None
+    api_key_env: str | None = None
 
 
 def normalize_url(url: str) -> tuple[str, str]:
@@ -81,7 +116,8 @@ def _from_file(path: Path) -> list[ReplicaEntry]:
     if not isinstance(data, list):
         raise ConfigError(
             f"replicas file {path}: expected a list of replicas (or a mapping with a "
-            "'replicas' list), each with url and optional name and models"
+            "'replicas' list), each with url and optional name, kind, models, aliases, "
+            "api_key_env"
         )
     specs = []
     for i, raw in enumerate(data):
@@ -92,15 +128,82 @@ def _from_file(path: Path) -> list[ReplicaEntry]:
                 f"{'.'.join(str(p) for p in e['loc']) or 'entry'}: {e['msg']}" for e in exc.errors()
             )
             raise ConfigError(
-                f"replicas file {path}: replica {i}: {problems} (allowed keys: url, name, models)"
+                f"replicas file {path}: replica {i}: {problems} (allowed keys: {ALLOWED_KEYS})"
             ) from exc
         base, default_name = normalize_url(entry.url)
-        specs.append(
-            ReplicaEntry(
-                name=entry.name or default_name, url=base, models=tuple(entry.models or ())
-            )
-        )
+        name = entry.name or default_name
+        try:
+            specs.append(_entry(entry, name, base))
+        except ConfigError as exc:
+            raise ConfigError(f"replicas file {path}: replica {i} ({name}): {exc}") from None
+    try:
+        check_alias_clashes(specs)
+    except ConfigError as exc:
+        raise ConfigError(f"replicas file {path}: {exc}") from None
     return specs
+
+
+def _entry(entry: _Entry, name: str, url: str) -> ReplicaEntry:
+    if entry.kind is not None and entry.kind not in KINDS:
+        raise ConfigError(f"unknown kind {entry.kind!r}; allowed: {', '.join(KINDS)}")
+    models = tuple(entry.models or ())
+    aliases = tuple(sorted((entry.aliases or {}).items()))
+    _check_aliases(aliases, models)
+    api_key = None
+    if entry.api_key_env is not None:
+        api_key = os.environ.get(entry.api_key_env, "")
+        if not api_key:
+            raise ConfigError(
+                f"api_key_env: the variable {entry.api_key_env} is not set (or empty); "
+                "export the replica's API key under that name"
+            )
+    return ReplicaEntry(
+        name=name, url=url, models=models, kind=entry.kind, aliases=aliases, api_key=api_key
+    )
+
+
+def _check_aliases(aliases: tuple[tuple[str, str], ...], models: tuple[str, ...]) -> None:
+    """One replica's aliases: each public name has a model of its own, and no name is both."""
+    owners: dict[str, str] = {}
+    for public, own in aliases:
+        if not public or not own:
+            raise ConfigError("aliases: names must not be empty")
+        if own in owners:
+            raise ConfigError(
+                f"aliases: {owners[own]!r} and {public!r} both map to {own!r} "
+                "(a model gets one public name per replica)"
+            )
+        owners[own] = public
+        if models and own not in models:
+            raise ConfigError(f"aliases: {public!r} maps to {own!r}, which is not in models")
+    for public, _ in aliases:
+        if public in owners:
+            raise ConfigError(
+                f"aliases: {public!r} is a public name and also the own name behind "
+                f"alias {owners[public]!r} (aliases do not chain)"
+            )
+        if public in models:
+            raise ConfigError(
+                f"aliases: {public!r} is also in models, served under its own name "
+                "(the alias would hide that model)"
+            )
+
+
+def check_alias_clashes(specs: list[ReplicaEntry]) -> None:
+    """Across replicas: a name one replica hides behind an alias must not be the public
+    alias of another model elsewhere, or one name would mean two models."""
+    hidden: dict[str, list[str]] = {}
+    for spec in specs:
+        for _, own in spec.aliases:
+            hidden.setdefault(own, []).append(spec.name)
+    for spec in specs:
+        for public, own in spec.aliases:
+            others = [name for name in hidden.get(public, ()) if name != spec.name]
+            if others:
+                raise ConfigError(
+                    f"replica {spec.name}: alias {public!r} (for {own!r}) is a name replica "
+                    f"{others[0]} hides behind another alias; one name must mean one model"
+                )
 
 
 def load_replica_specs(settings: GatewaySettings) -> list[ReplicaEntry]:
@@ -121,3 +224,35 @@ def load_replica_specs(settings: GatewaySettings) -> list[ReplicaEntry]:
             f"duplicate replica names: {', '.join(duplicates)} (names must be unique)"
         )
     return specs
+
+
+async def identify_kinds(specs: list[ReplicaEntry], probe_timeout: float) -> list[ReplicaEntry]:
+    """Ask every replica what it is (concurrently; each GET bounded by `probe_timeout`): a kind
+    not given is filled in, a given one is checked. ConfigError, naming the replica, when
+    a server's answers contradict its configured kind. A replica that does not answer yet
+    keeps what it had, and is identified by the health checks once it does."""
+    async with httpx.AsyncClient(timeout=probe_timeout) as client:
+        found = await asyncio.gather(*(_identify(client, spec, probe_timeout) for spec in specs))
+    resolved = []
+    for spec, detection in zip(specs, found, strict=True):
+        if detection is None:
+            resolved.append(spec)
+            continue
+        if spec.kind is not None:
+            problem = mismatch(KINDS[spec.kind], detection)
+            if problem is not None:
+                raise ConfigError(f"replica {spec.name} ({spec.url}): {problem}")
+        resolved.append(replace(spec, kind=spec.kind or detection.kind, kind_verified=True))
+    return resolved
+
+
+async def _identify(
+    client: httpx.AsyncClient, spec: ReplicaEntry, probe_timeout: float
+) -> Detection | None:
+    headers = {} if spec.api_key is None else {"authorization": f"Bearer {spec.api_key}"}
+
+    async def get(path: str) -> httpx.Response:
+        async with asyncio.timeout(probe_timeout):
+            return await client.get(spec.url + path, headers=headers)
+
+    return await detect(get)

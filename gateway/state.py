@@ -10,6 +10,7 @@ import aiohttp
 import routers
 from gateway.settings import GatewaySettings
 from gateway.telemetry import Telemetry
+from gateway.upstream import Upstream
 from routers import Outcome, RouteRequest, Strategy
 from routers.pool import ReplicaPool
 
@@ -19,7 +20,7 @@ FinishedHook = Callable[[RouteRequest, Outcome], None]
 @dataclass
 class Gateway:
     settings: GatewaySettings
-    pool: ReplicaPool
+    pool: ReplicaPool[Upstream]
     session: aiohttp.ClientSession
     telemetry: Telemetry
     strategy: Strategy

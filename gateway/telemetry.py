@@ -7,6 +7,7 @@ time instead, so they cost nothing per request and can never drift.
 
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -21,7 +22,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 
 
 class _PoolCollector(Collector):
-    def __init__(self, pool: ReplicaPool, clock: Callable[[], float]) -> None:
+    def __init__(self, pool: ReplicaPool[Any], clock: Callable[[], float]) -> None:
         self._pool = pool
         self._clock = clock
 
@@ -49,7 +50,7 @@ class _PoolCollector(Collector):
 
 
 class Telemetry:
-    def __init__(self, pool: ReplicaPool, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, pool: ReplicaPool[Any], clock: Callable[[], float] = time.monotonic) -> None:
         self.registry = CollectorRegistry()
         self._requests = Counter(
             "turnout_requests",

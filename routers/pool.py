@@ -10,7 +10,7 @@ replicas out (with exponential backoff) and bring them back.
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Generic, NamedTuple, TypeVar
 
 from routers import Metrics, ReplicaView
 
@@ -26,9 +26,14 @@ class ScrapeMark(NamedTuple):
 class Replica:
     id: str
     url: str
+    # Public names (what clients ask for), after `aliases`.
     models: tuple[str, ...] = ()
     # Models were given in configuration; otherwise they come from /v1/models.
     models_pinned: bool = False
+    # Public model name -> the replica's own name for it (e.g. an Ollama tag).
+    aliases: dict[str, str] = field(default_factory=dict)
+    # Most requests the server takes at once (one for llama-cpp-python); None: no limit.
+    max_in_flight: int | None = None
     max_model_len: dict[str, int] = field(default_factory=dict)
     healthy: bool = True
     in_flight: int = 0
@@ -58,11 +63,22 @@ class Replica:
     def finished_since_scrape(self) -> int:
         return self.finished_total - self.scrape_mark.finished
 
+    def public_names(self, own_names: Iterable[str]) -> list[str]:
+        """The replica's own model names as clients know them."""
+        public = {own: name for name, own in self.aliases.items()}
+        return [public.get(name, name) for name in own_names]
 
-class ReplicaPool:
+
+R = TypeVar("R", bound=Replica)
+
+
+class ReplicaPool(Generic[R]):
+    """Replicas by id; generic in the replica type, so that the gateway can keep its own
+    per-replica facts (what server it is, how to talk to it) on a subclass of Replica."""
+
     def __init__(
         self,
-        replicas: Iterable[Replica],
+        replicas: Iterable[R],
         *,
         stale_after: float = 3.0,
         backoff_base: float = 1.0,
@@ -82,13 +98,13 @@ class ReplicaPool:
         """Called with (replica id, True) when a replica comes back, False when ejected."""
         self._listener = listener
 
-    def __iter__(self) -> Iterator[Replica]:
+    def __iter__(self) -> Iterator[R]:
         return iter(self._replicas.values())
 
     def __len__(self) -> int:
         return len(self._replicas)
 
-    def get(self, replica_id: str) -> Replica:
+    def get(self, replica_id: str) -> R:
         return self._replicas[replica_id]
 
     # -- what strategies and the API see ---------------------------------------------------
@@ -105,7 +121,11 @@ class ReplicaPool:
         return [
             self.view(r, now)
             for r in self._replicas.values()
-            if r.healthy and model in r.models and r.id not in skip
+            if r.healthy
+            and model in r.models
+            and r.id not in skip
+            # A replica that takes one request at a time (llama-cpp-python) is full.
+            and (r.max_in_flight is None or r.in_flight < r.max_in_flight)
         ]
 
     def view(self, r: Replica, now: float | None = None) -> ReplicaView:
@@ -195,10 +215,13 @@ class ReplicaPool:
     def set_models(
         self, replica_id: str, models: Iterable[str], max_model_len: dict[str, int]
     ) -> None:
+        """`models` and `max_model_len` under the replica's own names; kept under their
+        public names."""
         r = self._replicas[replica_id]
         if not r.models_pinned:
-            r.models = tuple(sorted(models))
-        r.max_model_len = dict(max_model_len)
+            r.models = tuple(sorted(r.public_names(models)))
+        public = r.public_names(max_model_len)
+        r.max_model_len = dict(zip(public, max_model_len.values(), strict=True))
 
     def due_for_check(self, replica_id: str) -> bool:
         """Healthy replicas are always checked; ejected ones once their backoff ends."""

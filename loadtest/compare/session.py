@@ -98,7 +98,14 @@ def compare(
     if options.mode == "virtual" and not local:
         virtual_fleet(a if not a.is_local else b)  # raises, saying which environment and why
     needs_fleets = local and (options.mode != "live" or options.load is not None)
-    fleets = (virtual_fleet(a), virtual_fleet(b)) if needs_fleets else None
+    fleets = None
+    if needs_fleets:
+        try:
+            fleets = (virtual_fleet(a), virtual_fleet(b))
+        except EnvironmentsError as exc:
+            if options.mode != "auto":
+                raise
+            say(f"virtual time: not possible here ({exc}); live only")
     result = Comparison(a, b, workload, _results_dir(options.out, a_name, b_name), "", None)
     if fleets is not None and options.mode != "live":
         _virtual(result, fleets, options, seed, say)

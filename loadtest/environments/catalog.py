@@ -28,6 +28,9 @@ class LocalReplica:
     model: str
     profile: str
     args: tuple[str, ...] = ()
+    # The name clients use for `model` (the gateway's alias for it), when they differ:
+    # Ollama's tag for a Hugging Face model, for one.
+    alias: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ class _ReplicaModel(BaseModel):
     model: str
     profile: str = "tiny"
     args: list[str] = Field(default_factory=list)
+    alias: str | None = None
 
 
 class _EnvironmentModel(BaseModel):
@@ -119,7 +123,7 @@ def _parse(text: str, source: str) -> dict[str, Environment]:
 
 def _build(name: str, spec: _EnvironmentModel) -> Environment:
     replicas = tuple(
-        LocalReplica(model=r.model, profile=r.profile, args=tuple(r.args))
+        LocalReplica(model=r.model, profile=r.profile, args=tuple(r.args), alias=r.alias)
         for r in spec.replicas or ()
     )
     return Environment(

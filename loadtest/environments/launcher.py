@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 
 from gateway.settings import GatewaySettings
 from loadtest.environments.catalog import Environment
@@ -272,10 +273,28 @@ def _start_replicas(
         argv += [*sim_flags(env), *spec.args]
         proc = ManagedProcess(f"replica {i}", argv, log_dir / f"replica-{i}.log", {})
         procs.append(proc)
-        started.append((proc, Endpoint(f"{host}:{port}", spec.model, f"http://{host}:{port}")))
+        model = spec.alias or spec.model
+        started.append((proc, Endpoint(f"{host}:{port}", model, f"http://{host}:{port}")))
     for proc, endpoint in started:
-        _wait_http(proc, endpoint.url + "/health", deadline)
+        # /v1/models: every simulated server has it (Ollama and llama-cpp-python have no /health).
+        _wait_http(proc, endpoint.url + "/v1/models", deadline)
     return [endpoint for _, endpoint in started]
+
+
+def _replicas_file(env: Environment, replicas: list[Endpoint], log_dir: Path) -> Path | None:
+    """A gateway replicas file giving each aliased replica its alias; None when none has one."""
+    if not any(spec.alias for spec in env.replicas):
+        return None
+    entries = []
+    for spec, endpoint in zip(env.replicas, replicas, strict=True):
+        entry: dict[str, Any] = {"url": endpoint.url}
+        if spec.alias and spec.alias != spec.model:
+            entry["aliases"] = {spec.alias: spec.model}
+        entries.append(entry)
+    path = log_dir / "replicas.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({"replicas": entries}))
+    return path
 
 
 def _start_gateway(
@@ -287,8 +306,14 @@ def _start_gateway(
     deadline: float,
 ) -> str:
     port = free_port(host)
+    listed = _replicas_file(env, replicas, log_dir)
+    where = (
+        {"GATEWAY_REPLICAS": ",".join(r.url for r in replicas)}
+        if listed is None
+        else {"GATEWAY_REPLICAS_FILE": str(listed)}
+    )
     variables = {
-        "GATEWAY_REPLICAS": ",".join(r.url for r in replicas),
+        **where,
         "GATEWAY_STRATEGY": env.strategy,
         "GATEWAY_HOST": host,
         "GATEWAY_PORT": str(port),

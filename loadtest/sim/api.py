@@ -71,10 +71,11 @@ def parse_generation(
     kind: Kind,
     raw: bytes,
     *,
-    served_model: str,
+    served_model: str | None,
     max_model_len: int,
 ) -> GenerationRequest:
-    """Validate a request body; ApiError (400/404) when it is not one vLLM would serve."""
+    """Validate a request body; ApiError (400/404) when it is not one vLLM would serve.
+    `served_model` None leaves the model name to the caller to check."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -86,7 +87,7 @@ def parse_generation(
         raise ApiError(400, "the `model` field is required", "model")
     if not isinstance(model, str):
         raise ApiError(400, "`model` must be a string", "model")
-    if model != served_model:
+    if served_model is not None and model != served_model:
         raise ApiError(404, f"The model `{model}` does not exist.", "model")
     _check_n(body.get("n"))
     stream = _optional_bool(body, "stream")
@@ -219,7 +220,16 @@ def _completion_prompt(prompt: Any) -> list[int]:
 class ResponseShapes:
     """Byte templates for one request's stream chunks and its final JSON body."""
 
-    def __init__(self, request: GenerationRequest, request_id: str | None = None) -> None:
+    def __init__(
+        self,
+        request: GenerationRequest,
+        request_id: str | None = None,
+        *,
+        fingerprint: str | None = None,
+        role_every_chunk: bool = False,
+    ) -> None:
+        """`fingerprint`: a system_fingerprint in every chunk and body (Ollama's
+        "fp_ollama"); `role_every_chunk`: `delta.role` in every chat chunk (Ollama)."""
         self.kind = request.kind
         chat = request.kind == "chat"
         self.id = request_id or (
@@ -227,13 +237,22 @@ class ResponseShapes:
         )
         self.created = int(time.time())
         self.model = request.model
+        self.fingerprint = fingerprint
         self.prompt_tokens = len(request.prompt_token_ids)
         obj = "chat.completion.chunk" if chat else "text_completion"
-        head = orjson.dumps(
-            {"id": self.id, "object": obj, "created": self.created, "model": self.model}
-        )[:-1]
+        fields: dict[str, Any] = {
+            "id": self.id,
+            "object": obj,
+            "created": self.created,
+            "model": self.model,
+        }
+        if fingerprint is not None:
+            fields["system_fingerprint"] = fingerprint
+        head = orjson.dumps(fields)[:-1]
         self._head = b"data: " + head + b',"choices":[{"index":0,'
         self._text_key = b'"delta":{"content":' if chat else b'"text":'
+        if chat and role_every_chunk:
+            self._text_key = b'"delta":{"role":"assistant","content":'
         self._text_end = b"}," if chat else b","
         self._usage_head = b"data: " + head + b',"choices":[],"usage":'
 
@@ -292,7 +311,7 @@ class ResponseShapes:
             "model": self.model,
             "choices": [choice],
             "service_tier": None,
-            "system_fingerprint": None,
+            "system_fingerprint": self.fingerprint,
             "usage": self.usage(completion_tokens),
             "prompt_logprobs": None,
             "kv_transfer_params": None,

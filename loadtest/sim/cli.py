@@ -6,6 +6,7 @@ import sys
 import typer
 import uvicorn
 
+from loadtest.sim.faces import FACES, face_named
 from loadtest.sim.faults import ERROR_STATUSES, Faults
 from loadtest.sim.kvcache import KVCACHED_MAX_CACHED_TOKENS
 from loadtest.sim.profiles import (
@@ -24,6 +25,19 @@ app = typer.Typer(add_completion=False, no_args_is_help=True)
 def _fail(message: str) -> None:
     typer.echo(f"vllm-sim: {message}", err=True)
     raise typer.Exit(2)
+
+
+def face_problem(present_as: str, metrics: bool | None, legacy_metrics: bool) -> str | None:
+    """What is wrong with these presentation options, or None."""
+    if present_as not in FACES:
+        return f"--present-as must be one of {', '.join(FACES)}, not {present_as!r}"
+    if metrics is not None and face_named(present_as).metrics_default is None:
+        return f"--metrics/--no-metrics: {present_as} has no /metrics"
+    if metrics is False and present_as == "vllm":
+        return "--no-metrics: vLLM always serves /metrics"
+    if legacy_metrics and present_as != "vllm":
+        return "--legacy-metrics: only for --present-as vllm"
+    return None
 
 
 def uvicorn_config(app: object, host: str, port: int | None = None) -> uvicorn.Config:
@@ -67,6 +81,17 @@ def serve(
     time_scale: float = typer.Option(1.0, min=0.0, help="Multiply every simulated duration."),
     seed: int = typer.Option(0, help="Seed for output lengths, text and faults."),
     legacy_metrics: bool = typer.Option(False, help="Emit vLLM's pre-0.9 metric names."),
+    present_as: str = typer.Option("vllm", help=f"The server to play: {', '.join(FACES)}."),
+    metrics: bool | None = typer.Option(
+        None, "--metrics/--no-metrics", help="/metrics on or off (default: as that server)."
+    ),
+    health_delay: float | None = typer.Option(
+        None, min=0.0, help="Seconds /health takes (default: 1 for sglang, else 0)."
+    ),
+    max_queue: int = typer.Option(512, min=0, help="Ollama's OLLAMA_MAX_QUEUE (ollama only)."),
+    interrupt_requests: bool = typer.Option(
+        True, help="llama-cpp-python: a waiting request ends the stream in progress."
+    ),
     fault_error_rate: float = typer.Option(0.0, min=0.0, max=1.0, help="Fraction answered 500."),
     fault_error_status: int = typer.Option(500, help="Status of those errors (500/502/503/504)."),
     fault_429_rate: float = typer.Option(0.0, min=0.0, max=1.0, help="Fraction answered 429."),
@@ -80,7 +105,7 @@ def serve(
     fault_drop_after: int | None = typer.Option(None, min=0, help="Streams cut after N."),
     log_level: str = typer.Option("info", help="Log level."),
 ) -> None:
-    """Serve one simulated vLLM replica."""
+    """Serve one simulated replica (vLLM, or the server given by --present-as)."""
     configure_logging(log_level)
     if kv_mode not in ("static", "elastic"):
         _fail(f"--kv-mode must be static or elastic, not {kv_mode!r}")
@@ -90,6 +115,9 @@ def serve(
         _fail(str(exc))
     if fault_error_status not in ERROR_STATUSES:
         _fail("--fault-error-status must be one of 500, 502, 503, 504")
+    problem = face_problem(present_as, metrics, legacy_metrics)
+    if problem:
+        _fail(problem)
     faults = Faults(
         error_rate=fault_error_rate,
         error_status=fault_error_status,
@@ -118,11 +146,19 @@ def serve(
         seed=seed,
         legacy_metrics=legacy_metrics,
         faults=faults,
+        present_as=present_as,
+        metrics=metrics,
+        health_delay=(1.0 if present_as == "sglang" else 0.0)
+        if health_delay is None
+        else health_delay,
+        max_queue=max_queue,
+        interrupt_requests=interrupt_requests,
     )
     get_logger("vllm_sim").info(
         "replica_starting",
         model=model,
         profile=profile,
+        present_as=present_as,
         url=f"http://{host}:{port}",
         time_scale=time_scale,
         kv_mode=kv_mode,

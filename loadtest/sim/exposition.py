@@ -1,4 +1,5 @@
-"""vLLM's /metrics for one simulated replica: names, types, labels and buckets as vLLM's.
+"""/metrics for one simulated replica: vLLM's names, types, labels and buckets (and, below,
+SGLang's and llama-server's, for replicas presenting themselves as those servers).
 
 Current names follow vLLM 0.32 (tests/fixtures/vllm-0.32.0-metrics.txt is a real server's
 page, and tests/loadtest/sim/test_metrics.py checks against it): every
@@ -242,7 +243,7 @@ class VllmCollector(Collector):
         )
 
 
-def metrics_registry(collector: VllmCollector) -> CollectorRegistry:
+def metrics_registry(collector: Collector) -> CollectorRegistry:
     """A fresh registry holding only this replica's collector (never the global one)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
@@ -251,3 +252,82 @@ def metrics_registry(collector: VllmCollector) -> CollectorRegistry:
 
 def render(registry: CollectorRegistry) -> bytes:
     return generate_latest(registry)
+
+
+class SglangCollector(Collector):
+    """SGLang's /metrics (--enable-metrics): the scheduler gauges and tokenizer counters
+    the gateway and dashboards read, with SGLang's labels (sgl-project/sglang,
+    python/sglang/srt/metrics/collector.py). One scheduler: tp_rank and pp_rank 0."""
+
+    LABELS = ("engine_type", "model_name", "pp_rank", "tp_rank")
+
+    def __init__(self, model: str, stats: Callable[[], EngineStats]) -> None:
+        self.model = model
+        self.stats = stats
+        self.created = time.time()
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.stats()
+        values = ["unified", self.model, "0", "0"]
+        gauges = (
+            ("sglang:num_running_reqs", "The number of running requests.", stats.running),
+            ("sglang:num_queue_reqs", "The number of requests in the waiting queue.",
+             stats.waiting),
+            ("sglang:token_usage", "The token usage.", stats.kv_usage),
+            ("sglang:num_used_tokens", "The number of used tokens.", stats.used_blocks * 16),
+            ("sglang:max_total_num_tokens", "Maximum total number of tokens in the KV pool.",
+             stats.num_blocks * 16),
+        )  # fmt: skip
+        for name, doc, value in gauges:
+            family = GaugeMetricFamily(name, doc, labels=self.LABELS)
+            family.add_metric(values, value)
+            yield family
+        finished = sum(stats.finished.values())
+        counters = (
+            ("sglang:prompt_tokens", "Number of prefill tokens processed.", stats.prompt_tokens),
+            ("sglang:generation_tokens", "Number of generation tokens processed.",
+             stats.generation_tokens),
+            ("sglang:cached_tokens", "Number of cached prompt tokens.", stats.prefix_hits),
+            ("sglang:num_requests", "Number of requests processed.", finished),
+        )  # fmt: skip
+        for name, doc, value in counters:
+            counter = CounterMetricFamily(name, doc, labels=self.LABELS)
+            counter.add_metric(values, value, created=self.created)
+            yield counter
+
+
+# llama-server's /metrics (--metrics): eleven unlabelled series (ggml-org/llama.cpp
+# tools/server/README.md; the KV gauges went in PR #13660). Written by hand, since
+# prometheus-client would rename `n_tokens_max`, a counter without `_total`.
+_LLAMA_SERVER_SERIES = (
+    ("prompt_tokens_total", "counter", "Number of prompt tokens processed."),
+    ("prompt_seconds_total", "counter", "Prompt process time"),
+    ("tokens_predicted_total", "counter", "Number of generation tokens processed."),
+    ("tokens_predicted_seconds_total", "counter", "Predict process time"),
+    ("n_decode_total", "counter", "Total number of llama_decode() calls"),
+    ("n_tokens_max", "counter", "Largest observed n_tokens."),
+    ("n_busy_slots_per_decode", "gauge", "Average number of busy slots per llama_decode() call"),
+    ("prompt_tokens_seconds", "gauge", "Average prompt throughput in tokens/s."),
+    ("predicted_tokens_seconds", "gauge", "Average generation throughput in tokens/s."),
+    ("requests_processing", "gauge", "Number of requests processing."),
+    ("requests_deferred", "gauge", "Number of requests deferred."),
+)
+
+
+def llama_server_metrics(stats: EngineStats) -> bytes:
+    """llama-server's exposition text. Timings are not simulated and read 0."""
+    values = {
+        "prompt_tokens_total": stats.prompt_tokens,
+        "tokens_predicted_total": stats.generation_tokens,
+        "n_busy_slots_per_decode": stats.running,
+        "requests_processing": stats.running,
+        "requests_deferred": stats.waiting,
+    }
+    lines = []
+    for name, kind, doc in _LLAMA_SERVER_SERIES:
+        lines += [
+            f"# HELP llamacpp:{name} {doc}",
+            f"# TYPE llamacpp:{name} {kind}",
+            f"llamacpp:{name} {values.get(name, 0)}",
+        ]
+    return ("\n".join(lines) + "\n").encode()

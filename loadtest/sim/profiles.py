@@ -14,6 +14,7 @@ import yaml
 PROFILES: tuple[str, ...] = (
     "llama-3.1-8b-h100",
     "qwen2.5-7b-h100",
+    "qwen2.5-7b-gb10",
     "mixtral-8x7b-h100-tp2",
     "tiny",
 )

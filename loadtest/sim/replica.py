@@ -46,6 +46,14 @@ class ReplicaConfig:
     seed: int = 0
     legacy_metrics: bool = False
     faults: Faults = field(default_factory=Faults)
+    # Which server's API it presents (loadtest.sim.faces.FACES) and its options:
+    # /metrics on or off (None: that server's default), seconds SGLang's /health takes,
+    # Ollama's OLLAMA_MAX_QUEUE, llama-cpp-python's interrupt_requests.
+    present_as: str = "vllm"
+    metrics: bool | None = None
+    health_delay: float = 0.0
+    max_queue: int = 512
+    interrupt_requests: bool = True
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(

@@ -14,7 +14,7 @@ import heapq
 from array import array
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from loadtest.sim.engine import EngineConfig, EngineModel, RequestRejected
 from loadtest.sim.kvcache import SharedKVPool
@@ -182,7 +182,7 @@ class VirtualScrapes:
     """The gateway poller's dealings with the pool, on a virtual clock: a scrape takes the
     pool's mark as it begins, and records what it read (or its failure) when it ends."""
 
-    def __init__(self, pool: ReplicaPool) -> None:
+    def __init__(self, pool: ReplicaPool[Any]) -> None:
         self.pool = pool
         # Scrapes under way: replica -> (mark, what was read, None if the scrape fails).
         self.under_way: dict[str, tuple[ScrapeMark, Metrics | None]] = {}
@@ -224,7 +224,7 @@ class _FleetRun:
         scrape_fails: Callable[[str, float], bool] | None,
     ) -> None:
         self.now = 0.0
-        self.pool = ReplicaPool(
+        self.pool: ReplicaPool[Replica] = ReplicaPool(
             (
                 Replica(id=name, url=f"virtual://{name}", models=(model,))
                 for name, (model, _) in engines.items()

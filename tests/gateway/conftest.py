@@ -53,12 +53,14 @@ def replicas_file(tmp_path: Path, entries: list[dict[str, Any]]) -> Path:
 
 @pytest.fixture
 def gateway(spawn: Callable[..., Proc]) -> Callable[..., Proc]:
-    """gateway(replicas=[urls] | replicas_file=path, **GATEWAY_ settings) -> running gateway."""
+    """gateway(replicas=[urls] | replicas_file=path, env={...}, **GATEWAY_ settings) -> running
+    gateway; `env` adds other variables (a replica's API key)."""
 
-    def _gateway(**settings: Any) -> Proc:
+    def _gateway(env: dict[str, str] | None = None, **settings: Any) -> Proc:
         env = {
             "GATEWAY_HEALTH_INTERVAL": "30",
             "GATEWAY_LOG_LEVEL": "warning",
+            **(env or {}),
         }
         for key, value in settings.items():
             if isinstance(value, list | tuple):

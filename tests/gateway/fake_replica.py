@@ -3,8 +3,9 @@
     python -m tests.gateway.fake_replica --port N --name NAME --models m1,m2
 
 It answers /v1/chat/completions, /v1/completions and /v1/embeddings (streaming or not),
-/v1/models, /health and /metrics, and is steered by POST /fake/config (status to answer
-with, delays, number of chunks, failing health). GET /fake/state reports how many
+/v1/models, /health, /version and /metrics (as vLLM does, so the gateway takes it for
+vLLM), and is steered by POST /fake/config (status to answer with, delays, number of
+chunks, failing health). GET /fake/state reports how many
 requests are open right now (`active`: a request whose client went away is cancelled
 and leaves it), how many arrived, and the last request's headers and raw body.
 """
@@ -111,10 +112,13 @@ class FakeReplica:
 
     async def models_list(self, request: web.Request) -> web.Response:
         data = [
-            {"id": m, "object": "model", "owned_by": "fake", "max_model_len": 4096 * (i + 1)}
+            {"id": m, "object": "model", "owned_by": "vllm", "max_model_len": 4096 * (i + 1)}
             for i, m in enumerate(self.models)
         ]
         return web.json_response({"object": "list", "data": data})
+
+    async def version(self, request: web.Request) -> web.Response:
+        return web.json_response({"version": "fake"})
 
     async def health(self, request: web.Request) -> web.Response:
         return web.Response(status=self.config["health_status"])
@@ -156,6 +160,7 @@ def main() -> None:
         app.router.add_post(path, fake.completions)
     app.router.add_get("/v1/models", fake.models_list)
     app.router.add_get("/health", fake.health)
+    app.router.add_get("/version", fake.version)
     app.router.add_get("/metrics", fake.metrics)
     app.router.add_post("/fake/config", fake.set_config)
     app.router.add_get("/fake/state", fake.state)

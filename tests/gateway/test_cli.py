@@ -58,7 +58,14 @@ def test_bad_configuration_stops_with_one_line(
     [
         ("replicas: [\n  - url: http://a:1\n  bad", ["not valid YAML"]),
         ("url: http://a:1\n", ["expected a list of replicas"]),
-        ("- name: a\n", ["replica 0", "url: Field required", "allowed keys: url, name, models"]),
+        (
+            "- name: a\n",
+            [
+                "replica 0",
+                "url: Field required",
+                "allowed keys: url, name, kind, models, aliases, api_key_env",
+            ],
+        ),
         ("- url: http://a:1\n  weight: 3\n", ["replica 0", "weight", "allowed keys"]),
         ("- url: http://a:1\n  models: llama\n", ["replica 0", "models"]),
         ("[]", ["no replicas"]),

@@ -7,8 +7,10 @@ import httpx
 import orjson
 import pytest
 
-from gateway.health import HealthChecker, parse_models
-from routers.pool import Replica, ReplicaPool
+from gateway.health import HealthChecker, parse_models, parse_tags
+from gateway.kinds import KINDS
+from gateway.upstream import Upstream
+from routers.pool import ReplicaPool
 from turnout.logs import configure_logging
 
 Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]
@@ -57,7 +59,7 @@ class FakeReplicas:
 
 
 def make_pool(*names: str, clock: Clock | None = None) -> ReplicaPool:
-    return ReplicaPool((Replica(id=n, url=f"http://{n}") for n in names), clock=clock or Clock())
+    return ReplicaPool((Upstream(id=n, url=f"http://{n}") for n in names), clock=clock or Clock())
 
 
 def events(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
@@ -97,7 +99,7 @@ async def test_refresh_all_is_bounded_by_the_timeout_when_a_replica_hangs() -> N
 async def test_pinned_models_are_kept_but_max_model_len_is_learned() -> None:
     fake = FakeReplicas()
     fake.models["a"] = models_body(("served-name", 8192))
-    pool = ReplicaPool([Replica(id="a", url="http://a", models=("alias",), models_pinned=True)])
+    pool = ReplicaPool([Upstream(id="a", url="http://a", models=("alias",), models_pinned=True)])
     async with httpx.AsyncClient(transport=httpx.MockTransport(fake)) as http:
         await HealthChecker(pool, http, interval=1.0).refresh_all()
     assert pool.get("a").models == ("alias",)
@@ -151,7 +153,7 @@ async def test_failing_replica_is_ejected_with_backoff_and_restored(
 
 async def test_run_restores_a_passively_ejected_replica_promptly() -> None:
     fake = FakeReplicas()
-    pool = ReplicaPool([Replica(id="a", url="http://a")], backoff_base=0.1)
+    pool = ReplicaPool([Upstream(id="a", url="http://a")], backoff_base=0.1)
     async with httpx.AsyncClient(transport=httpx.MockTransport(fake)) as http:
         task = asyncio.create_task(HealthChecker(pool, http, interval=0.2, timeout=0.1).run())
         await asyncio.sleep(0.05)
@@ -173,7 +175,7 @@ async def test_models_refresh_failure_keeps_what_was_known() -> None:
             return httpx.Response(200)
         return httpx.Response(200, text="not json")
 
-    pool = ReplicaPool([Replica(id="a", url="http://a", models=("m",))])
+    pool = ReplicaPool([Upstream(id="a", url="http://a", models=("m",))])
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
         assert await HealthChecker(pool, http, interval=1.0).check_once("a") is True
     assert pool.get("a").models == ("m",) and pool.get("a").healthy
@@ -215,3 +217,96 @@ async def test_a_replica_without_health_endpoint_is_judged_by_its_model_list() -
         assert await checker.check_once("ollama") is False
     assert not pool.get("ollama").healthy
     assert pool.get("ollama").last_error == "/v1/models answered HTTP 502"
+
+
+def kind_replica(name: str, kind: str, **fields: Any) -> Upstream:
+    replica = Upstream(id=name, url=f"http://{name}", kind_verified=True, **fields)
+    replica.set_kind(KINDS[kind])
+    return replica
+
+
+async def test_sglang_health_is_given_the_second_its_generation_takes() -> None:
+    # SGLang's /health runs a one-token generation; the usual timeout would eject it.
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/health":
+            await asyncio.sleep(0.3)
+            return httpx.Response(200)
+        return httpx.Response(200, json=models_body(("m", 4096)))
+
+    pool = ReplicaPool([kind_replica("s", "sglang"), kind_replica("v", "vllm")])
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        checker = HealthChecker(pool, http, interval=0.2, timeout=0.1)
+        assert await checker.check_once("s") is True
+        assert await checker.check_once("v") is False
+    assert pool.get("v").last_error == "timeout"
+
+
+async def test_each_kind_is_probed_where_it_answers() -> None:
+    calls: Counter[tuple[str, str]] = Counter()
+    tags = {"models": [{"name": "llama3.1:8b"}]}
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        host, path = request.url.host, request.url.path
+        calls[host, path] += 1
+        pages = {
+            ("ollama", "/"): httpx.Response(200, text="Ollama is running"),
+            ("ollama", "/api/tags"): httpx.Response(200, json=tags),
+            ("lcp", "/openapi.json"): httpx.Response(200, json={"info": {}}),
+            ("lcp", "/v1/models"): httpx.Response(200, json=models_body(("gguf", 2048))),
+            ("api", "/v1/models"): httpx.Response(200, json=models_body(("gpt", 8192))),
+        }
+        return pages.get((host, path), httpx.Response(404, text="404 page not found"))
+
+    pool = ReplicaPool(
+        [
+            kind_replica("ollama", "ollama", aliases={"llama": "llama3.1:8b"}),
+            kind_replica("lcp", "llama-cpp-python"),
+            kind_replica("api", "openai"),
+        ]
+    )
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        checker = HealthChecker(pool, http, interval=1.0)
+        await checker.refresh_all()
+        assert [r.healthy for r in pool] == [True, True, True]
+        assert pool.get("ollama").models == ("llama",)
+        assert pool.get("lcp").models == ("gguf",) and pool.get("api").models == ("gpt",)
+        # llama-cpp-python's listing takes its generation lock: not read while busy.
+        pool.acquire("lcp")
+        assert await checker.check_once("lcp") is True
+    assert calls["lcp", "/openapi.json"] == 2 and calls["lcp", "/v1/models"] == 1
+    assert calls["api", "/v1/models"] == 1  # the probe's answer is the listing
+    assert not any(path == "/health" for _, path in calls)
+
+
+async def test_a_kind_is_detected_once_and_a_wrong_one_keeps_the_replica_out(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("info", json=True)
+    fake = FakeReplicas()  # vLLM-like, minus /version: a generic OpenAI server
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/version":
+            return httpx.Response(200, json={"version": "0.32.0"})
+        return await fake(request)
+
+    wrong = Upstream(id="b", url="http://b")
+    wrong.set_kind(KINDS["sglang"])
+    pool = ReplicaPool([Upstream(id="a", url="http://a"), wrong])
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        checker = HealthChecker(pool, http, interval=1.0)
+        await checker.refresh_all()
+        assert await checker.check_once("a") is True
+    a, b = pool.get("a"), pool.get("b")
+    assert a.kind is not None and a.kind.name == "vllm" and a.kind_verified
+    assert a.healthy and not b.healthy
+    assert b.last_error.startswith("kind is 'sglang' but the server answers like 'vllm'")
+    logged = [e for e in events(capsys) if e["event"] == "replica_kind_mismatch"]
+    assert [e["replica"] for e in logged] == ["b"]
+
+
+def test_ollama_lists_null_when_no_model_is_pulled() -> None:
+    assert parse_models({"object": "list", "data": None}) == ([], {})
+    assert parse_tags({"models": [{"name": "qwen3:32b"}, {"size": 1}]}) == ["qwen3:32b"]
+    assert parse_tags({"models": None}) == []
+    with pytest.raises(ValueError, match="Ollama model list"):
+        parse_tags({"data": []})

@@ -6,7 +6,8 @@ from typing import Any
 import httpx
 
 from gateway.periodic import ProbeFailed, describe_error, every_replica
-from routers.pool import Replica, ReplicaPool
+from gateway.upstream import Upstream
+from routers.pool import ReplicaPool
 
 
 class _Log:
@@ -18,7 +19,7 @@ class _Log:
 
 
 def make_pool(*names: str) -> ReplicaPool:
-    return ReplicaPool(Replica(id=n, url=f"http://{n}", models=("m",)) for n in names)
+    return ReplicaPool(Upstream(id=n, url=f"http://{n}", models=("m",)) for n in names)
 
 
 async def test_a_crashing_round_is_logged_and_the_loop_goes_on() -> None:

@@ -7,9 +7,11 @@ from collections.abc import Awaitable, Callable
 import httpx
 import pytest
 
+from gateway.kinds import KINDS
 from gateway.poller import MetricsPoller
+from gateway.upstream import Upstream
 from routers import Metrics
-from routers.pool import Replica, ReplicaPool
+from routers.pool import ReplicaPool
 
 Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]
 
@@ -24,7 +26,7 @@ def vllm_text(waiting: int, running: int) -> str:
 
 
 def make_pool(*names: str) -> ReplicaPool:
-    return ReplicaPool(Replica(id=n, url=f"http://{n}", models=("m",)) for n in names)
+    return ReplicaPool(Upstream(id=n, url=f"http://{n}", models=("m",)) for n in names)
 
 
 def client(handler: Handler) -> httpx.AsyncClient:
@@ -196,3 +198,35 @@ async def test_replicas_are_scraped_at_staggered_times() -> None:
             await task
     # "a" at once, "b" half an interval later.
     assert first["b"] - first["a"] > 0.15
+
+
+async def test_each_kind_reads_its_own_engine_names_or_nothing() -> None:
+    scraped: Counter[str] = Counter()
+    both = vllm_text(7, 1) + (
+        "# TYPE sglang:num_queue_reqs gauge\n"
+        'sglang:num_queue_reqs{engine_type="unified",model_name="m",pp_rank="0",tp_rank="0"} 2\n'
+        "# TYPE sglang:num_running_reqs gauge\n"
+        'sglang:num_running_reqs{engine_type="unified",model_name="m",pp_rank="0",tp_rank="0"} 3\n'
+    )
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        scraped[request.url.host] += 1
+        if request.url.host == "lcpp":  # llama-server without --metrics
+            return httpx.Response(501, json={"error": {"type": "not_supported_error"}})
+        return httpx.Response(200, text=both)
+
+    replicas = []
+    for name, kind in [("s", "sglang"), ("v", "vllm"), ("lcpp", "llamacpp"), ("o", "ollama")]:
+        replica = Upstream(id=name, url=f"http://{name}", models=("m",))
+        replica.set_kind(KINDS[kind])
+        replicas.append(replica)
+    pool = ReplicaPool(replicas)
+    async with client(handler) as http:
+        poller = MetricsPoller(pool, http, interval=1.0, timeout=0.5)
+        for name in ("s", "v", "lcpp", "o"):
+            await poller.scrape_once(name)
+    assert pool.get("s").metrics == Metrics(waiting=2, running=3)
+    assert pool.get("v").metrics == Metrics(waiting=7, running=1)
+    assert pool.get("lcpp").metrics is None and not pool.get("lcpp").scrape_failed
+    # Ollama has no /metrics: it is never asked, and is routed by local counts.
+    assert pool.get("o").metrics is None and scraped["o"] == 0

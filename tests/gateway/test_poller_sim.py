@@ -11,14 +11,15 @@ import pytest
 
 from gateway.health import HealthChecker
 from gateway.poller import MetricsPoller
-from routers.pool import Replica, ReplicaPool
+from gateway.upstream import Upstream
+from routers.pool import ReplicaPool
 from tests.loadtest.sim.serving import MODEL, serve_argv, wait_until
 from tests.procs import Proc
 from turnout.engine_metrics import parse_metrics
 
 
 def pool_of(*procs: Proc) -> ReplicaPool:
-    return ReplicaPool(Replica(id=f"r{i}", url=p.url) for i, p in enumerate(procs))
+    return ReplicaPool(Upstream(id=f"r{i}", url=p.url) for i, p in enumerate(procs))
 
 
 def load(proc: Proc, n: int) -> list[threading.Thread]:
@@ -87,7 +88,7 @@ async def test_a_hanging_metrics_endpoint_delays_no_other_scrape(
 
 async def test_health_fault_ejects_and_clearing_it_restores(spawn: Callable[..., Proc]) -> None:
     proc = spawn(serve_argv())
-    pool = ReplicaPool([Replica(id="r0", url=proc.url)], backoff_base=0.2)
+    pool = ReplicaPool([Upstream(id="r0", url=proc.url)], backoff_base=0.2)
     async with httpx.AsyncClient() as http:
         checker = HealthChecker(pool, http, interval=0.2, timeout=0.5)
         await checker.refresh_all()

@@ -1,8 +1,9 @@
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.telemetry import Telemetry
+from gateway.upstream import Upstream
 from routers import Metrics
-from routers.pool import Replica, ReplicaPool
+from routers.pool import ReplicaPool
 
 
 def samples(telemetry: Telemetry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -16,7 +17,7 @@ def samples(telemetry: Telemetry) -> dict[tuple[str, tuple[tuple[str, str], ...]
 
 def test_requests_and_pool_gauges() -> None:
     now = [100.0]
-    pool = ReplicaPool([Replica("a", "http://a:1", ("m",)), Replica("b", "http://b:1", ("m",))])
+    pool = ReplicaPool([Upstream("a", "http://a:1", ("m",)), Upstream("b", "http://b:1", ("m",))])
     telemetry = Telemetry(pool, clock=lambda: now[0])
     pool.acquire("a")
     pool.mark_down("b", "test")
@@ -43,7 +44,7 @@ def test_requests_and_pool_gauges() -> None:
 
 
 def test_registries_are_per_app() -> None:
-    pool = ReplicaPool([Replica("a", "http://a:1")])
+    pool = ReplicaPool([Upstream("a", "http://a:1")])
     one, two = Telemetry(pool), Telemetry(pool)
     one.observe_retry("m")
     assert ("turnout_retries_total", (("model", "m"),)) not in samples(two)

@@ -105,3 +105,21 @@ def test_a_failing_hook_does_not_break_health_handling() -> None:
     gateway_with(Recording(fail=True), pool)
     assert pool.mark_down("a", "refused") is True
     assert not pool.get("a").healthy
+
+
+def test_models_are_listed_under_their_public_names() -> None:
+    pool = ReplicaPool([Replica(id="o", url="http://o", aliases={"llama": "llama3.1:8b"})])
+    pool.set_models("o", ["llama3.1:8b", "phi4"], {"llama3.1:8b": 8192})
+    assert pool.get("o").models == ("llama", "phi4")
+    assert pool.get("o").max_model_len == {"llama": 8192}
+    assert [v.id for v in pool.candidates("llama")] == ["o"]
+    assert pool.candidates("llama3.1:8b") == []
+
+
+def test_a_replica_that_takes_one_request_at_a_time_is_no_candidate_while_busy() -> None:
+    one = Replica(id="p", url="http://p", models=("m",), max_in_flight=1)
+    pool = ReplicaPool([one, Replica(id="v", url="http://v", models=("m",))])
+    pool.acquire("p")
+    assert [v.id for v in pool.candidates("m")] == ["v"]
+    pool.release("p")
+    assert [v.id for v in pool.candidates("m")] == ["p", "v"]

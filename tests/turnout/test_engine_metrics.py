@@ -217,3 +217,33 @@ def test_a_vllm_page_is_parsed_from_its_few_wanted_lines() -> None:
     assert 5 <= len(kept) <= 20
     assert not any("_bucket" in line or "_created" in line for line in kept)
     assert 'vllm:num_requests_waiting{engine="0",model_name="tiny"} 4.0' in kept
+
+
+def sglang_series(name: str, value: float, dp: int, tp: int) -> str:
+    labels = f'dp_rank="{dp}",engine_type="unified",model_name="m",pp_rank="0",tp_rank="{tp}"'
+    return f"sglang:{name}{{{labels}}} {value}\n"
+
+
+def test_sglang_counts_each_data_parallel_rank_once() -> None:
+    # --enable-metrics-for-all-schedulers: every TP rank repeats its DP rank's figures.
+    text = "# TYPE sglang:num_queue_reqs gauge\n# TYPE sglang:num_running_reqs gauge\n"
+    for dp, (queued, running) in enumerate([(2, 5), (4, 1)]):
+        for tp in (0, 1):
+            text += sglang_series("num_queue_reqs", queued, dp, tp)
+            text += sglang_series("num_running_reqs", running, dp, tp)
+    assert parse_metrics(text, "sglang") == Metrics(waiting=6.0, running=6.0)
+
+
+def test_sglang_hit_rate_comes_from_its_counters_not_the_gauge_reset_at_decode() -> None:
+    text = SGLANG + (
+        "# TYPE sglang:cached_tokens counter\n"
+        'sglang:cached_tokens_total{model_name="meta-llama/Llama-3.1-8B-Instruct"} 2.032e+06\n'
+    )
+    metrics = parse_metrics(text, "sglang")
+    assert metrics is not None and metrics.prefix_hit_rate == pytest.approx(0.25, rel=1e-3)
+
+
+def test_a_known_engine_reads_its_own_names_only() -> None:
+    assert parse_metrics(SGLANG, "vllm") is None
+    assert parse_metrics(LLAMA_CPP, "llamacpp") == Metrics(waiting=6.0, running=2.0)
+    assert parse_metrics(V1_TWO_ENGINES, "sglang") is None

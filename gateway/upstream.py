@@ -1,0 +1,40 @@
+"""A replica as the gateway knows it: the routing state the pool keeps (routers.pool), plus
+what server it is and how to talk to it, which routing never needs."""
+
+from dataclasses import dataclass, field
+
+import orjson
+
+from gateway.kinds import Kind
+from routers.pool import Replica
+
+
+@dataclass
+class Upstream(Replica):
+    # What server this is (None until told or detected), and whether its answers fit.
+    kind: Kind | None = None
+    kind_verified: bool = False
+    # The Authorization header value for this replica (from api_key_env); never shown.
+    authorization: str | None = field(default=None, repr=False)
+    # Statuses that mean "busy, try another" from this kind of server (never ejects it).
+    busy_statuses: frozenset[int] = frozenset()
+
+    def set_kind(self, kind: Kind | None) -> None:
+        self.kind = kind
+        self.max_in_flight = None if kind is None else kind.max_in_flight
+        self.busy_statuses = frozenset() if kind is None else kind.busy_statuses
+
+    def request_for(
+        self, model: str, body: bytes, headers: list[tuple[str, str]]
+    ) -> tuple[bytes, list[tuple[str, str]]]:
+        """The body and headers to send this replica: the model under its own name, and its
+        API key. Unchanged (the very same objects) when it needs neither."""
+        own = self.aliases.get(model) if self.aliases else None
+        if own is not None:
+            data = orjson.loads(body)
+            data["model"] = own
+            body = orjson.dumps(data)
+        if self.authorization is not None:
+            headers = [h for h in headers if h[0] != "authorization"]
+            headers.append(("authorization", self.authorization))
+        return body, headers
