@@ -67,15 +67,21 @@ class PlainBatchProgress:
         self._stream = stream or sys.stderr
         self._every = every_s
         self._next = 0.0
+        self._unprinted: BatchSnapshot | None = None
 
     def update(self, snapshot: BatchSnapshot) -> None:
         now = time.monotonic()
         if now >= self._next:
             self._next = now + self._every
+            self._unprinted = None
             print(line(snapshot), file=self._stream, flush=True)
+        else:
+            self._unprinted = snapshot
 
     def close(self) -> None:
-        pass
+        """The last state is always printed."""
+        if self._unprinted is not None:
+            print(line(self._unprinted), file=self._stream, flush=True)
 
 
 class LiveBatchProgress:

@@ -185,16 +185,18 @@ class _Queue:
 
 
 class _Pacer:
-    """At most `rate` sends per second, in order of asking; a stop wakes every sleeper."""
+    """At most `rate` sends per second, in order of asking; a stop wakes every sleeper.
+    Slots missed while the loop was busy are made up within `catch_up_s`, no further back."""
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float, catch_up_s: float = 0.5) -> None:
         self.interval = 1.0 / rate
-        self.next = 0.0
+        self.catch_up_s = catch_up_s
+        self.next: float | None = None
         self.sleepers: set[asyncio.Future[None]] = set()
 
     async def wait(self) -> None:
         now = time.perf_counter()
-        slot = max(self.next, now)
+        slot = now if self.next is None else max(self.next, now - self.catch_up_s)
         self.next = slot + self.interval
         if slot - now > 0.0002:
             loop = asyncio.get_running_loop()
@@ -283,7 +285,7 @@ class BatchRunner:
             self.counters.left = self.queue.left + self.queue.in_flight
             self.duration_s = time.perf_counter() - start
             if self.progress is not None:
-                self.progress.update(self.snapshot(self.duration_s))
+                self.progress.update(self.snapshot(self.duration_s, whole_run=True))
                 self.progress.close()
         return Session(self.counters, self.duration_s, self.stop_reason, self.error)
 
@@ -428,7 +430,8 @@ class BatchRunner:
         if limit and counters.consecutive_failures >= limit:
             self.halt("failures")
 
-    def snapshot(self, elapsed: float) -> BatchSnapshot:
+    def snapshot(self, elapsed: float, *, whole_run: bool = False) -> BatchSnapshot:
+        """The job now; rates over the last ~10 s, or over the whole run."""
         counters = self.counters
         now = time.perf_counter()
         finished = counters.ok + counters.failed
@@ -436,6 +439,8 @@ class BatchRunner:
         while len(self.history) > 2 and now - self.history[1][0] >= 10.0:
             self.history.popleft()
         then, finished_then, tokens_then = self.history[0]
+        if whole_run:
+            then, finished_then, tokens_then = now - elapsed, 0, 0
         span = now - then
         return BatchSnapshot(
             elapsed_s=elapsed,

@@ -143,6 +143,9 @@ def run(
             fsync_interval=fsync_interval,
             show_progress=progress,
         )
+    except KeyboardInterrupt:  # before sending started (the check of a long input)
+        console.print("interrupted before anything was sent", highlight=False)
+        code = 130
     finally:
         lock.release()
     raise typer.Exit(code)
