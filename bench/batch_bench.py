@@ -9,7 +9,8 @@ output with fsync every second) in this process, pinned to CPU 0, against bench/
 2. rate: --rate 5000 for --requests requests: the rate achieved, and the client's CPU per
    request and share of its core (not the bottleneck while well under 100%).
 3. max: no rate limit, --concurrency 128: the most the pair does, and who is busier.
-4. memory (--lines, default 1,000,000; 0 skips): RSS sampled every half second while a
+4. sim: the same against vllm-sim (--time-scale 0, one process): the simulator's own ceiling.
+5. memory (--lines, default 1,000,000; 0 skips): RSS sampled every half second while a
    --lines input is checked and sent; flat means the same RSS at 10% and at 100% done.
 
     .venv/bin/python bench/batch_bench.py [--requests 50000] [--lines 1000000]
@@ -52,6 +53,12 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def run_delay_s() -> float:
+    """Seconds this process's main thread has waited for a CPU while runnable."""
+    with open("/proc/self/schedstat") as stat:
+        return int(stat.read().split()[1]) / 1e9
+
+
 def free_port() -> int:
     import socket
 
@@ -76,6 +83,27 @@ def start_backend(cpu: int | None) -> tuple[subprocess.Popen[bytes], str]:
             time.sleep(0.05)
     proc.kill()
     raise SystemExit("fake_backend did not start")
+
+
+def start_sim(cpu: int | None) -> tuple[subprocess.Popen[bytes], str]:
+    """vllm-sim without simulated time: what the simulator itself serves per core."""
+    port = free_port()
+    argv = [str(Path(sys.executable).parent / "vllm-sim"), "serve", "--model", "bench-model"]
+    argv += ["--profile", "tiny", "--time-scale", "0", "--port", str(port)]
+    argv += ["--log-level", "warning"]
+    if cpu is not None:
+        argv = ["taskset", "-c", str(cpu), *argv]
+    proc = subprocess.Popen(argv, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url + "/health", timeout=1.0)
+            return proc, url
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("vllm-sim did not start")
 
 
 def write_input(path: Path, n: int) -> None:
@@ -138,9 +166,11 @@ def send(
     )
     runner = BatchRunner(pending(index, todo.todo), writer, options, total=index.requests)
     del index, todo
-    cpu = time.process_time()
+    cpu, waited = time.process_time(), run_delay_s()
     session = run_async(runner.run())
-    cpu = time.process_time() - cpu
+    cpu, waited = time.process_time() - cpu, run_delay_s() - waited
+    if session.duration_s > 0:
+        print(f"  (the client waited for a CPU {waited / session.duration_s:.0%} of the time)")
     writer.close()
     if sampler is not None:
         sampler.phase = "end"
@@ -177,6 +207,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=50_000)
     parser.add_argument("--rate", type=float, default=5000.0)
     parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--sim-requests", type=int, default=10_000)
     args = parser.parse_args()
     pin = (os.cpu_count() or 1) >= 2
     if pin:
@@ -202,6 +233,23 @@ def main() -> None:
                     f"us/request = {cpu / wall:.0%} of its core; server {server / wall:.0%} of "
                     f"its core; client capacity ~{done / cpu:,.0f} req/s per core"
                 )
+            sim, sim_url = start_sim(1 if pin else None)
+            try:
+                sim_before = cpu_s(sim.pid)
+                sim_tasks = root / "sim.jsonl"
+                write_input(sim_tasks, args.sim_requests)
+                done, wall, cpu = send(
+                    sim_url, sim_tasks, root / "sim-out.jsonl", concurrency=128, rate=None
+                )
+                server = cpu_s(sim.pid) - sim_before
+                print(
+                    f"sim: vllm-sim --time-scale 0 as the target, --concurrency 128: {done:,} "
+                    f"requests at {done / wall:,.0f} req/s; client {cpu / wall:.0%} of its core, "
+                    f"vllm-sim {server / wall:.0%} of its core (the simulator is the bottleneck)"
+                )
+            finally:
+                sim.kill()
+                sim.wait()
             if args.lines:
                 tasks = root / "million.jsonl"
                 write_input(tasks, args.lines)

@@ -101,16 +101,29 @@ class LiveBatchProgress:
 
 
 def render(snapshot: BatchSnapshot) -> Any:
-    """The bar and the figures, as one rich renderable."""
+    """The bar with done/total, rate and ETA; under it tokens, failures and what is in flight."""
+    from rich.console import Group
     from rich.progress_bar import ProgressBar
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table.grid(padding=(0, 2))
-    table.add_row(
-        ProgressBar(total=max(snapshot.total, 1), completed=snapshot.done, width=30),
-        line(snapshot),
+    s = snapshot
+    share = s.done / s.total if s.total else 1.0
+    head = Text.assemble(
+        (f"{s.done:,}/{s.total:,}", "bold"),
+        f" ({share:.1%})  {s.rate:,.1f} req/s  ETA {duration(s.eta_s)}",
     )
-    return table
+    failed = Text(f"failed {s.failed:,}", style="red" if s.failed else "")
+    tail = Text.assemble(
+        f"{s.output_tokens_per_s:,.0f} tok/s out  ",
+        failed,
+        f"  retries {s.retries:,}  in flight {s.in_flight}",
+        f" +{s.waiting} waiting" if s.waiting else "",
+        f"  {duration(s.elapsed_s)}",
+    )
+    table = Table.grid(padding=(0, 2))
+    table.add_row(ProgressBar(total=max(s.total, 1), completed=s.done, width=24), head)
+    return Group(table, tail)
 
 
 def default_batch_progress() -> BatchProgressSink:
