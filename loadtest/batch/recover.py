@@ -51,9 +51,13 @@ def fsync_directory(path: Path) -> None:
         os.close(fd)
 
 
-def recover(path: Path, *, retry_failed: bool = False) -> Existing:
+def recover(path: Path, *, retry_failed: bool = False, repair: bool = True) -> Existing:
     """Read `path` (absent: empty), cut a torn end, and with `retry_failed` rewrite it without
-    the results that are not HTTP 200 so that they are sent again. Raises DamagedOutput."""
+    the results that are not HTTP 200 so that they are sent again. Raises DamagedOutput.
+
+    With `repair` false the file is only read (`cut_bytes` says whether it needs cutting)."""
+    if not repair:
+        retry_failed = False
     empty = np.array([], dtype=ID_DTYPE)
     if not path.exists():
         return Existing(empty, 0, 0, 0, 0, 0, 0)
@@ -89,9 +93,11 @@ def recover(path: Path, *, retry_failed: bool = False) -> Existing:
                     if rewrite is not None:
                         rewrite.write(raw)
                 offset += len(raw)
-        cut_saved = _save_cut(path, good_end) if bad is not None else None
         cut = path.stat().st_size - good_end
-        if rewrite is not None and dropped:
+        cut_saved = _save_cut(path, good_end) if bad is not None and repair else None
+        if not repair:
+            pass
+        elif rewrite is not None and dropped:
             rewrite.flush()
             os.fsync(rewrite.fileno())
             rewrite.close()

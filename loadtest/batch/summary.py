@@ -106,7 +106,7 @@ def summarize(
     wall = session.duration_s if session is not None else 0.0
     ok, failed = (c.ok, c.failed) if c is not None else (0, 0)
     prompt, completion = (c.prompt_tokens, c.completion_tokens) if c is not None else (0, 0)
-    done = before.results + ok + failed
+    done = before.results - before.duplicates + ok + failed
 
     def per_s(value: int) -> float:
         return value / wall if wall > 0 else 0.0

@@ -187,20 +187,24 @@ def _job(
             soft_wrap=True,
         )
     try:
-        existing = recover(output, retry_failed=retry_failed)
+        # Read only first: an output that belongs to another input is refused untouched.
+        existing = recover(output, repair=False)
+        foreign = plan(index, existing.done).unknown
+        if foreign:
+            console.print(
+                f"[red]error:[/red] {output} has {foreign:,} results whose custom_id is on no "
+                f"valid line of {input_path}: is it the output of another input?",
+                highlight=False,
+                soft_wrap=True,
+            )
+            return 2
+        if existing.cut_bytes or retry_failed:
+            existing = recover(output, retry_failed=retry_failed)
     except DamagedOutput as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         return 2
     _describe_existing(console, output, existing, resume)
     todo = plan(index, existing.done)
-    if todo.unknown:
-        console.print(
-            f"[red]error:[/red] {output} has {todo.unknown:,} results whose custom_id is on no "
-            f"valid line of {input_path}: is it the output of another input?",
-            highlight=False,
-            soft_wrap=True,
-        )
-        return 2
     requests = index.requests
     console.print(
         f"{requests:,} requests in {input_path}: {todo.done:,} done, {todo.to_send:,} to send "

@@ -350,6 +350,22 @@ def test_invalid_lines_are_listed_before_anything_is_sent(instant: Proc, tmp_pat
     assert {line["response"]["status_code"] for line in results(out).values()} == {200}
 
 
+def test_the_output_of_another_input_is_refused_untouched(instant: Proc, tmp_path: Path) -> None:
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    make_input(first, 6, seed=1)
+    make_input(second, 6, seed=2)
+    with second.open("ab") as sink:  # custom_ids of its own
+        sink.write(orjson.dumps({"custom_id": "other", "model": MODEL, "prompt": "x"}) + b"\n")
+    out = tmp_path / "results.jsonl"
+    assert finish(batch(instant.url, second, out))[0] == 0
+    with out.open("ab") as sink:
+        sink.write(b'{"torn')
+    before = out.read_bytes()
+    code, output = finish(batch(instant.url, first, out, "--resume", "--retry-failed"))
+    assert code == 2 and "1 results whose custom_id is on no valid line" in output
+    assert out.read_bytes() == before
+
+
 def test_an_existing_output_is_never_overwritten(tmp_path: Path) -> None:
     tasks = tmp_path / "tasks.jsonl"
     make_input(tasks, 3, seed=1)

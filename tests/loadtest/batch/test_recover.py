@@ -55,6 +55,17 @@ def test_a_torn_end_is_cut_and_kept_beside_the_output(tmp_path: Path, tail: byte
     assert recover(path).cut_bytes == 0  # the repair is done once
 
 
+def test_reading_without_repair_touches_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    torn = b'{"torn'
+    before = ok("a") + http_error("b") + torn
+    path.write_bytes(before)
+    existing = recover(path, retry_failed=True, repair=False)
+    assert path.read_bytes() == before and list(tmp_path.iterdir()) == [path]
+    assert (existing.results, existing.failed, existing.cut_bytes) == (2, 1, len(torn))
+    assert existing.cut_saved is None and existing.dropped_failed == 0
+
+
 def test_a_bad_line_with_results_after_it_is_not_a_torn_end(tmp_path: Path) -> None:
     path = tmp_path / "out.jsonl"
     before = ok("a") + b"garbage\n" + ok("b")
