@@ -195,11 +195,11 @@ else:
         dtype='S16'))
 print(f'{rss() - base:.0f}')
 """
-    for kind, label in (("set", "Python set of str"), ("digests", "sorted 16-byte digests")):
+    for kind, label in (("set", "a Python set of str"), ("digests", "sorted 16-byte digests")):
         grown = subprocess.run(
             [sys.executable, "-c", code, kind], capture_output=True, text=True, check=True
         ).stdout.strip()
-        print(f"  1,000,000 custom_ids ('task-00000000') as a {label}: +{grown} MB RSS")
+        print(f"  1,000,000 custom_ids ('task-00000000') as {label}: +{grown} MB RSS")
 
 
 def main() -> None:
@@ -244,8 +244,9 @@ def main() -> None:
                 server = cpu_s(sim.pid) - sim_before
                 print(
                     f"sim: vllm-sim --time-scale 0 as the target, --concurrency 128: {done:,} "
-                    f"requests at {done / wall:,.0f} req/s; client {cpu / wall:.0%} of its core, "
-                    f"vllm-sim {server / wall:.0%} of its core (the simulator is the bottleneck)"
+                    f"requests at {done / wall:,.0f} req/s; CPU per request: vllm-sim "
+                    f"{server / done * 1e6:.0f} us, the client {cpu / done * 1e6:.0f} us "
+                    f"({server / cpu:.1f}x: the simulator's core runs out first)"
                 )
             finally:
                 sim.kill()

@@ -2,8 +2,9 @@
 custom_ids found with their line numbers, and then a plan of which lines still need sending.
 
 Memory: custom_ids are kept as 16-byte digests in numpy arrays, not as Python strings: about
-40 MB per million lines while checking, then 1 byte per line for the plan. A Python set of a
-million short custom_ids alone costs ~100 MB (measured by bench/batch_bench.py).
+45 MB per million lines at the peak of the check (sorting them), then 1 byte per line for the
+plan while sending. A Python set of a million short custom_ids alone costs ~98 MB
+(bench/batch_bench.py).
 """
 
 from __future__ import annotations
@@ -72,45 +73,64 @@ class Plan:
         return int(np.count_nonzero(self.todo))
 
 
+def count_lines(path: Path) -> int:
+    """Lines in `path`, a last one without a newline included."""
+    lines, last = 0, b"\n"
+    with path.open("rb") as source:
+        while block := source.read(1 << 20):
+            lines += block.count(b"\n")
+            last = block[-1:]
+    return lines + (last != b"\n")
+
+
 def scan(path: Path) -> InputIndex:
     """Check every line of `path`; raises OSError when it cannot be read."""
     stat = path.stat()
-    status = bytearray()
-    digests = bytearray()
+    # Sized up front: numpy arrays this large are mapped memory, returned whole when freed.
+    size = count_lines(path)
+    codes = np.zeros(size, dtype=np.uint8)
+    ids = np.empty(size, dtype=ID_DTYPE)
+    valid = 0
     with path.open("rb") as source:
         for number, raw in enumerate(source, start=1):
+            if number > size:
+                raise InputChanged(f"{path} grew while it was being checked")
             if is_blank(raw):
-                status.append(BLANK)
-                continue
+                continue  # codes are BLANK (0) until set
             try:
                 task = parse_line(raw, number)
             except InvalidLine:
-                status.append(INVALID)
+                codes[number - 1] = INVALID
                 continue
-            status.append(VALID)
-            digests += digest(task.custom_id)
-    codes = np.frombuffer(bytes(status), dtype=np.uint8).copy()
-    ids = np.frombuffer(bytes(digests), dtype=ID_DTYPE)
-    del status, digests
+            codes[number - 1] = VALID
+            ids[valid] = digest(task.custom_id)
+            valid += 1
+    ids = ids[:valid].copy() if valid < size else ids
     valid_lines = np.flatnonzero(codes == VALID)
     order = np.argsort(ids, kind="stable")  # equal ids stay in line order: the first one wins
     ordered = ids[order]
     repeat = np.zeros(len(ids), dtype=bool)
     repeat[1:] = ordered[1:] == ordered[:-1]
-    positions = np.arange(len(ids))
-    group_start = np.maximum.accumulate(np.where(repeat, 0, positions)) if len(ids) else positions
-    duplicate_lines = valid_lines[order[repeat]]
-    first_lines = valid_lines[order[group_start[repeat]]]
-    codes[duplicate_lines] = DUPLICATE
-    keep = np.ones(len(ids), dtype=bool)
-    keep[order[repeat]] = False
-    by_line = np.argsort(duplicate_lines)
+    del ordered
+    no_lines = np.array([], dtype=np.int64)
+    duplicate_lines, first_lines = no_lines, no_lines
+    if repeat.any():
+        group = np.cumsum(~repeat) - 1  # the group of equal ids each sorted position is in
+        starts = np.flatnonzero(~repeat)
+        duplicate_lines = valid_lines[order[repeat]]
+        first_lines = valid_lines[order[starts[group[repeat]]]]
+        codes[duplicate_lines] = DUPLICATE
+        keep = np.ones(len(ids), dtype=bool)
+        keep[order[repeat]] = False
+        ids = ids[keep]
+        by_line = np.argsort(duplicate_lines)
+        duplicate_lines, first_lines = duplicate_lines[by_line], first_lines[by_line]
     return InputIndex(
         path=path,
         status=codes,
-        ids=ids[keep],
-        duplicate_lines=duplicate_lines[by_line] + 1,
-        first_lines=first_lines[by_line] + 1,
+        ids=ids,
+        duplicate_lines=duplicate_lines + 1,
+        first_lines=first_lines + 1,
         size=stat.st_size,
         mtime_ns=stat.st_mtime_ns,
     )
@@ -157,15 +177,20 @@ def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
 
 
 def pending(index: InputIndex, todo: np.ndarray) -> Iterator[Task]:
-    """The tasks of the lines marked in `todo`, read from the input as they are needed."""
+    """The tasks of the lines marked in `todo`, read from the input as they are needed.
+    Holds one byte per line, not the index (its digests can go once the plan is made)."""
     index.check_unchanged()
-    marks = todo.tobytes()  # indexing bytes is several times cheaper than a numpy bool array
-    with index.path.open("rb") as source:
+    return _read_marked(index.path, index.size, todo.tobytes())
+
+
+def _read_marked(path: Path, size: int, marks: bytes) -> Iterator[Task]:
+    # Indexing bytes is several times cheaper than indexing a numpy bool array.
+    with path.open("rb") as source:
         for number, raw in enumerate(source, start=1):
-            if marks[number - 1]:
+            if number <= len(marks) and marks[number - 1]:
                 try:
                     yield parse_line(raw, number)
                 except InvalidLine as exc:
-                    raise InputChanged(f"{index.path}:{number} changed: {exc}") from None
-    if os.stat(index.path).st_size != index.size:
-        raise InputChanged(f"{index.path} changed while the job ran")
+                    raise InputChanged(f"{path}:{number} changed: {exc}") from None
+    if os.stat(path).st_size != size:
+        raise InputChanged(f"{path} changed while the job ran")

@@ -50,7 +50,9 @@ def run(
     output: Annotated[Path, typer.Option(help="JSONL results, OpenAI Batch output format.")],
     concurrency: Annotated[
         int | None,
-        typer.Option(min=1, help="Requests in flight at most [default: 64; 1024 with --rate]."),
+        typer.Option(
+            min=1, help="Requests in flight at most.", show_default="64; 1024 with --rate"
+        ),
     ] = None,
     rate: Annotated[
         float | None, typer.Option(min=0.001, help="Requests per second at most (retries count).")
@@ -67,7 +69,8 @@ def run(
     errors_file: Annotated[
         Path | None,
         typer.Option(
-            help="Where --skip-invalid lists invalid lines [default: <output>.invalid.jsonl]."
+            help="Where --skip-invalid lists invalid lines.",
+            show_default="<output stem>.invalid.jsonl",
         ),
     ] = None,
     max_attempts: Annotated[int, typer.Option(min=1, help="Attempts per request, at most.")] = 8,

@@ -69,7 +69,8 @@ def cost_command(
     prices: Annotated[
         Path | None,
         typer.Option(
-            help="Your prices YAML over the built-in one [default: ./turnout-prices.yaml if any]."
+            help="Your prices YAML over the built-in one.",
+            show_default="./turnout-prices.yaml if present",
         ),
     ] = None,
 ) -> None:

@@ -99,3 +99,11 @@ def test_an_input_changed_after_the_check_is_refused(tmp_path: Path) -> None:
     os.utime(path, ns=(index.mtime_ns + 10**9, index.mtime_ns + 10**9))
     with pytest.raises(InputChanged):
         list(pending(index, todo))
+
+
+def test_a_last_line_without_newline_counts(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(request("a") + b"\n\n" + request("b"))
+    index = scan(path)
+    assert index.status.tolist() == [VALID, BLANK, VALID]
+    assert [t.custom_id for t in pending(index, plan(index, done()).todo)] == ["a", "b"]
