@@ -70,9 +70,10 @@ class Session:
 
     counters: Counters
     duration_s: float
-    # None: every task was sent to its end; else "interrupted", "failures" or "error".
+    # None: every task was sent to its end; else "interrupted", "failures", "error" (or
+    # "abandoned", set by the command on a second Ctrl-C).
     stop_reason: str | None
-    error: str | None = None
+    error: str | None = None  # what stopped it ("error"), or the last failure ("failures")
 
 
 class Answer(NamedTuple):
@@ -428,6 +429,7 @@ class BatchRunner:
         self.queue.finished()
         limit = self.options.stop_after_failures
         if limit and counters.consecutive_failures >= limit:
+            self.error = f"the last was {_describe(outcome)}"
             self.halt("failures")
 
     def snapshot(self, elapsed: float, *, whole_run: bool = False) -> BatchSnapshot:
@@ -462,6 +464,17 @@ class BatchRunner:
             snapshot = self.snapshot(time.perf_counter() - start)
             if self.progress is not None:
                 self.progress.update(snapshot)
+
+
+def _describe(outcome: Answer | Failure) -> str:
+    """One failure, for a person: HTTP 404: The model `x` does not exist."""
+    if isinstance(outcome, Failure):
+        return f"{outcome.code}: {outcome.message}"
+    parsed = outcome.parsed
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    text = message if isinstance(message, str) else outcome.body[:200].decode("utf-8", "replace")
+    return f"HTTP {outcome.status}: {text}"
 
 
 def _past_deadline(policy: RetryPolicy) -> Failure:

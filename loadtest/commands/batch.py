@@ -368,8 +368,9 @@ def _verdict(
     if reason == "failures" and session is not None:
         in_a_row = session.counters.consecutive_failures
         console.print(
-            f"[red]stopped:[/red] the last {in_a_row} requests all failed for good: is the "
-            f"target up? {left} (add --retry-failed to send the failed ones again)",
+            f"[red]stopped:[/red] the last {in_a_row} requests all failed for good "
+            f"({session.error}): is the target up, and are the requests right? {left} "
+            "(add --retry-failed to send the failed ones again)",
             highlight=False,
             soft_wrap=True,
         )

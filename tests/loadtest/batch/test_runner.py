@@ -171,6 +171,7 @@ async def test_an_unreachable_target_fails_requests_then_stops_the_run(tmp_path:
         stop_after_failures=5,
     )
     assert session.stop_reason == "failures"
+    assert session.error is not None and "connection_error: cannot connect" in session.error
     assert len(lines) == 5
     assert {line["error"]["code"] for line in lines.values()} == {"connection_error"}
     assert session.counters.left == 0  # the 45 not started are simply not done
