@@ -2,7 +2,7 @@
 
 import typer
 
-from loadtest.commands import compare, run
+from loadtest.commands import batch, compare, cost, run
 
 app = typer.Typer(add_completion=False, no_args_is_help=True)
 
@@ -10,6 +10,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True)
 app.command(name="run")(run.run)
 app.command(name="workloads")(run.workloads)
 app.command(name="compare")(compare.compare_command)
+app.add_typer(batch.batch_app, name="batch")
+app.command(name="cost")(cost.cost_command)
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from loadtest.analysis.results import new_dir
 from loadtest.analysis.stats import figures
+from loadtest.analysis.summary import summarize
 from loadtest.compare.agreement import Agreement, agreement
 from loadtest.compare.judge import Judged, judge, measured, schedule_window
 from loadtest.compare.live import SideRun, as_runs, judged_workload, run_repeats, write_json
@@ -287,12 +288,40 @@ def _point(point: VirtualPoint) -> dict[str, Any]:
     }
 
 
+def _figures(result: Comparison, side: str) -> dict[str, Any]:
+    """A side's summary figures in hardware time, for `loadtest cost` and notebooks: the
+    single virtual point's, else the live check's first run with its rates multiplied and
+    its latencies divided by the time scale; none for a sweep alone."""
+    if result.point is not None:
+        played = result.point.a if side == "a" else result.point.b
+        figures = summarize(played.records, result.workload).to_dict()
+        return {"figures": figures, "figures_from": f"virtual time, load {result.point.load:.2f}"}
+    if result.live is None:
+        return {}
+    live = result.live
+    run = (live.runs_a if side == "a" else live.runs_b)[0]
+    scale = live.time_scale
+    figures = {
+        key: value if not isinstance(value, float) else _to_hardware(key, value, scale)
+        for key, value in run.summary.to_dict().items()
+    }
+    return {"figures": figures, "figures_from": f"live run 1, time scale {scale:g} undone"}
+
+
+def _to_hardware(key: str, value: float, scale: float) -> float:
+    if key.endswith(("_rps", "_per_s")):
+        return value * scale
+    if key.endswith("_s") and key != "window_s":
+        return value / scale
+    return value
+
+
 def _document(
     result: Comparison, options: CompareOptions, seed: int, wall_s: float
 ) -> dict[str, Any]:
     doc: dict[str, Any] = {
-        "a": as_dict(result.a),
-        "b": as_dict(result.b),
+        "a": {**as_dict(result.a), **_figures(result, "a")},
+        "b": {**as_dict(result.b), **_figures(result, "b")},
         "workload": result.workload.name,
         "seed": seed,
         "mode": options.mode,

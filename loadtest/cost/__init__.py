@@ -1,0 +1,1 @@
+"""What a million tokens cost on a fleet, from measured throughput and GPU prices."""
