@@ -62,19 +62,33 @@ def judge(
     diffs = compare_sides(
         side_a, side_b, resamples=resamples, seed=seed, min_effect=min_effect, only=only
     )
-    cautions = [
-        f"the generator sent {side.name}'s run {k + 1} late (lag p99 {lag * 1000:.1f} ms, "
-        f"budget {LAG_BUDGET_S * 1000:g} ms): its figures describe the client too"
-        for side in (a, b)
-        for k, lag in enumerate(side.lag_p99_s)
-        if lag > LAG_BUDGET_S
-    ]
+    cautions = _lag_cautions(a, b)
     if only is not None and not {"ttft_p99_s", "goodput_rps", "error_rate"} <= set(only):
         return Judged(diffs, Verdict("", None), [], len(runs_a), len(runs_a[0]) if runs_a else 0)
     decision = verdict(diffs, a.name, b.name, cautions=cautions)
     facts = [_facts(side, runs, workload) for side, runs in ((a, runs_a), (b, runs_b))]
     notes = observations(diffs, facts[0], facts[1])
     return Judged(diffs, decision, notes, len(runs_a), len(runs_a[0]) if runs_a else 0)
+
+
+def _lag_cautions(a: Runs, b: Runs) -> list[str]:
+    """One line when the generator sent late in any run: those figures describe it too."""
+    late = [
+        (side.name, k + 1, lag)
+        for side in (a, b)
+        for k, lag in enumerate(side.lag_p99_s)
+        if lag > LAG_BUDGET_S
+    ]
+    if not late:
+        return []
+    runs = len(a.lag_p99_s) + len(b.lag_p99_s)
+    lags = [lag * 1000 for _, _, lag in late]
+    which = ", ".join(f"{name} run {k}" for name, k, _ in late)
+    return [
+        f"the load generator sent late in {len(late)} of {runs} runs ({which}: lag p99 "
+        f"{min(lags):.1f}-{max(lags):.1f} ms, budget {LAG_BUDGET_S * 1000:g} ms), so the "
+        "figures describe the client too; lower the rate or quiet the machine"
+    ]
 
 
 def _facts(side: Runs, runs: list[list[RequestRecord]], workload: Workload) -> SideFacts:

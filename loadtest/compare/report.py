@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from loadtest.analysis.report import (
     COLORS,
@@ -107,6 +108,8 @@ def sweep_plot(found: Sequence[Curve], a: str, b: str) -> str:
         ax.set_ylabel("req/s" if curve.figure == "goodput_rps" else "ms")
         if curve.figure != "goodput_rps":
             ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(ScalarFormatter())
+            ax.yaxis.set_minor_formatter(NullFormatter())
         ax.grid(True, alpha=0.3)
         ax.legend(loc="upper left", fontsize="small")
     fig.tight_layout()

@@ -41,7 +41,7 @@ from loadtest.environments.catalog import (
     resolve,
 )
 from loadtest.playback.capacity import Capacity
-from loadtest.playback.fleets import VirtualFleet, virtual_fleet
+from loadtest.playback.fleets import LiveOnly, VirtualFleet, virtual_fleet
 from loadtest.workload.format import load_workload
 from loadtest.workload.model import Workload
 from loadtest.workload.schedule import Schedule, build_schedule
@@ -103,7 +103,7 @@ def compare(
     if needs_fleets:
         try:
             fleets = (virtual_fleet(a), virtual_fleet(b))
-        except EnvironmentsError as exc:
+        except LiveOnly as exc:
             if options.mode != "auto":
                 raise
             say(f"virtual time: not possible here ({exc}); live only")

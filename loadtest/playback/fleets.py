@@ -36,10 +36,15 @@ class VirtualFleet:
         return routers.load(self.strategy, **({"seed": seed} if accepts_seed else {}))
 
 
+class LiveOnly(EnvironmentsError):
+    """A sound environment that exists only live (a URL, a server's face, faults)."""
+
+
 def virtual_fleet(env: Environment) -> VirtualFleet:
-    """`env` in virtual time, or EnvironmentsError saying why it cannot be."""
+    """`env` in virtual time; LiveOnly when it can only run live, EnvironmentsError when it
+    is broken (an unknown profile, engine settings that cannot work)."""
     if env.url is not None:
-        raise EnvironmentsError(
+        raise LiveOnly(
             f"environment {env.name!r} is a URL ({env.url}): it runs only live, not in "
             "virtual time; give a local fleet, or drop --virtual"
         )
@@ -84,7 +89,7 @@ def _parse(env: str, args: tuple[str, ...]) -> argparse.Namespace:
     except argparse.ArgumentError as exc:
         raise EnvironmentsError(f"environment {env!r}: replica args: {exc}") from None
     if unknown:
-        raise EnvironmentsError(
+        raise LiveOnly(
             f"environment {env!r}: replica args {' '.join(unknown)} cannot be played in "
             "virtual time (faults and servers only exist live); drop --virtual"
         )

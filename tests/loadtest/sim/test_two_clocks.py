@@ -3,11 +3,13 @@ pool in the same state for the same events, and the virtual scrape reads what th
 parser would read from the simulator's /metrics page."""
 
 import asyncio
+from typing import Any
 
 import httpx
 import pytest
 
 from gateway.poller import MetricsPoller
+from gateway.upstream import Upstream
 from loadtest.sim.exposition import LatencyHistograms, VllmCollector, metrics_registry, render
 from loadtest.sim.types import EngineStats
 from loadtest.sim.virtual import VirtualScrapes, metrics_of
@@ -55,11 +57,12 @@ def test_the_virtual_scrape_reads_what_the_gateway_parses(stats: EngineStats) ->
 async def test_poller_and_virtual_scrapes_leave_identical_views() -> None:
     clock = Clock()
 
-    def pool() -> ReplicaPool:
-        members = [Replica(id=n, url=f"http://{n}", models=("m",)) for n in ("a", "b")]
+    def pool(kind: type[Replica]) -> ReplicaPool[Any]:
+        members = [kind(id=n, url=f"http://{n}", models=("m",)) for n in ("a", "b")]
         return ReplicaPool(members, stale_after=3.0, clock=clock)
 
-    live, virtual = pool(), pool()
+    # The gateway keeps its own facts on each replica (Upstream); routing state is the same.
+    live, virtual = pool(Upstream), pool(Replica)
     answer = asyncio.Event()
     entered = asyncio.Event()
 
