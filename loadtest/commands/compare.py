@@ -15,9 +15,10 @@ from rich.table import Table
 
 from loadtest.analysis.stats import Difference, figures
 from loadtest.compare.options import (
+    POINT_REQUESTS,
     REPEATS,
+    SWEEP_REQUESTS,
     TIME_SCALE,
-    VIRTUAL_REQUESTS,
     CompareOptions,
     Mode,
     Sweep,
@@ -156,8 +157,13 @@ def compare_command(
         float, typer.Option(help="Smallest relative difference called better.")
     ] = 0.05,
     virtual_requests: Annotated[
-        int, typer.Option(min=100, help="Requests per virtual point.")
-    ] = VIRTUAL_REQUESTS,
+        int | None,
+        typer.Option(
+            min=100,
+            help=f"Requests per virtual load (default {SWEEP_REQUESTS:,} in a sweep, "
+            f"{POINT_REQUESTS:,} for one load).",
+        ),
+    ] = None,
     environments: Annotated[
         Path | None,
         typer.Option(help="Environments YAML (default: ./turnout-environments.yaml if any)."),

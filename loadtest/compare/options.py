@@ -18,8 +18,10 @@ REPEATS = 2
 # URL environments have no known saturation rate: a plain rate then.
 URL_RATE = 25.0
 URL_DURATION_S = 30.0
-# Virtual points: requests per point (a p99 then rests on 60 requests beyond it).
-VIRTUAL_REQUESTS = 4000
+# Virtual requests per load: a sweep's points (a p99 rests on 40 requests beyond it), and a
+# single load, where a p99 difference of ~10% needs ~20,000 requests to clear the noise.
+SWEEP_REQUESTS = 4000
+POINT_REQUESTS = 20000
 
 
 @dataclass(frozen=True)
@@ -73,4 +75,5 @@ class CompareOptions:
     sample_interval_s: float = 0.5
     api_key: str | None = None
     min_effect: float = 0.05
-    virtual_requests: int = VIRTUAL_REQUESTS
+    # Requests per virtual load; None: SWEEP_REQUESTS in a sweep, POINT_REQUESTS for one load.
+    virtual_requests: int | None = None

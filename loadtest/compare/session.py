@@ -25,6 +25,7 @@ from loadtest.compare.options import (
     LIVE_DURATION_S,
     LIVE_LOAD,
     LIVE_WALL_RATE,
+    POINT_REQUESTS,
     URL_DURATION_S,
     URL_RATE,
     CompareOptions,
@@ -153,7 +154,7 @@ def _virtual(
 def _virtual_schedule(
     workload: Workload, options: CompareOptions, seed: int, rate: float
 ) -> Schedule:
-    length: dict[str, Any] = {"requests": options.virtual_requests}
+    length: dict[str, Any] = {"requests": options.virtual_requests or POINT_REQUESTS}
     if options.duration is not None:
         length = {"duration": options.duration}
     elif options.requests is not None:

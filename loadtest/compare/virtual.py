@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 
 from loadtest.compare.judge import Judged, Runs, judge, measured, schedule_window
-from loadtest.compare.options import CompareOptions
+from loadtest.compare.options import SWEEP_REQUESTS, CompareOptions
 from loadtest.playback.capacity import Capacity, capacity
 from loadtest.playback.fleets import VirtualFleet
 from loadtest.playback.play import Played, play
@@ -67,10 +67,9 @@ def at_load(
     seed: int,
     keep_samples: bool = False,
 ) -> VirtualPoint:
-    """A comparison at `load` x `unit.rate`, `options.virtual_requests` requests long."""
-    schedule = build_schedule(
-        workload, seed=seed, rate=load * unit.rate, requests=options.virtual_requests
-    )
+    """A comparison at `load` x `unit.rate`, as many requests as a sweep's point has."""
+    requests = options.virtual_requests or SWEEP_REQUESTS
+    schedule = build_schedule(workload, seed=seed, rate=load * unit.rate, requests=requests)
     return compare_at(fleets, workload, schedule, load, options, keep_samples=keep_samples)
 
 

@@ -87,7 +87,7 @@ def test_a_single_load_in_virtual_time(files: tuple[Path, Path], tmp_path: Path)
     result = compare("tiny-rr", "tiny-qd", options(files, tmp_path / "r", load=0.7))
     assert result.point is not None and not result.sweep
     assert result.point.load == 0.7
-    assert len(result.point.schedule.requests) == 600
+    assert len(result.point.schedule.requests) == 600  # --virtual-requests
     assert re.match(r"at load 0\.70 \(virtual time\): ", result.verdict)
     html = (result.directory / "report.html").read_text()
     assert "At load 0.70" in html and "Latency CDFs" in html
