@@ -22,10 +22,8 @@ class StrategyChange(BaseModel):
 
 
 def require_admin_key(request: Request, gw: GatewayDep) -> None:
-    key = gw.settings.admin_key
-    keys = (key.encode(),) if key else ()
     value = request.headers.get("authorization")
-    check_bearer(None if value is None else value.encode("latin-1"), keys, "admin key")
+    check_bearer(None if value is None else value.encode("latin-1"), gw.admin_keys, "admin key")
 
 
 def replicas_body(gw: Gateway) -> dict[str, Any]:

@@ -12,7 +12,6 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response
 from starlette.routing import Route
 
-from gateway.auth import check_bearer
 from gateway.proxy import ProxyEndpoint
 from gateway.state import Gateway, gateway_of
 from gateway.telemetry import CONTENT_TYPE
@@ -37,7 +36,7 @@ def json_response(body: Any, status: int = 200) -> Response:
 
 
 def require_client_key(request: Request, gw: GatewayDep) -> None:
-    check_bearer(_authorization(request), gw.api_keys, "API key")
+    gw.keys.check(_authorization(request))
 
 
 def models_body(gw: Gateway) -> dict[str, Any]:

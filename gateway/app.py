@@ -18,11 +18,15 @@ from gateway.admin import build_admin
 from gateway.api import RELAYED_PATHS, build_api, mount_relay
 from gateway.errors import GatewayError, InvalidRequest, from_status
 from gateway.health import HealthChecker
+from gateway.intake import request_id_from
+from gateway.keys import KeyRing, KeysInvalid, build_ring, watch_key_file
+from gateway.limits import Limits
 from gateway.poller import MetricsPoller
 from gateway.pool import ReplicaPool
-from gateway.proxy import ProxyEndpoint, request_id_from
+from gateway.proxy import ProxyEndpoint
 from gateway.replicas_file import ConfigError, ReplicaEntry, load_replica_specs
 from gateway.settings import GatewaySettings
+from gateway.startup import check_admin_exposure
 from gateway.state import Gateway
 from gateway.telemetry import Telemetry
 from turnout.asgi import Message, Receive, Scope, Send
@@ -74,17 +78,23 @@ def _tagged(scope: Scope, send: Send) -> Send:
 
 def create_app(settings: GatewaySettings) -> FastAPI:
     """Build the gateway. Raises ConfigError (one line: what is wrong, what is allowed)
-    for an unknown strategy or a bad replica list, before anything starts."""
+    for an unknown strategy, a bad replica list or keys file, or an /admin that would be
+    open to the network, before anything starts."""
+    check_admin_exposure(settings)
     specs = load_replica_specs(settings)
     if settings.strategy not in routers.available():
         raise ConfigError(
             f"unknown strategy {settings.strategy!r}: misspelled or not installed; "
             f"available: {', '.join(routers.available()) or 'none'}"
         )
+    try:
+        keys = _key_ring(settings)
+    except KeysInvalid as exc:
+        raise ConfigError(str(exc)) from None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        async with _running_gateway(settings, specs) as gw:
+        async with _running_gateway(settings, specs, keys) as gw:
             yield {"gateway": gw}
 
     app = GatewayApp(
@@ -106,9 +116,18 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     return app
 
 
+def _key_ring(settings: GatewaySettings) -> KeyRing:
+    return build_ring(
+        settings.api_key_values(),
+        settings.api_keys_file,
+        rate=settings.key_rate,
+        concurrency=settings.key_concurrency,
+    )
+
+
 @contextlib.asynccontextmanager
 async def _running_gateway(
-    settings: GatewaySettings, specs: list[ReplicaEntry]
+    settings: GatewaySettings, specs: list[ReplicaEntry], keys: KeyRing
 ) -> AsyncIterator[Gateway]:
     log = get_logger("gateway")
     # Metrics older than three polls are unknown, not idle.
@@ -137,6 +156,8 @@ async def _running_gateway(
         telemetry=Telemetry(pool),
         strategy=routers.load(settings.strategy),
         log=get_logger("gateway.proxy"),
+        keys=keys,
+        limits=Limits(settings.max_requests),
     )
     pool.set_listener(gw.replica_changed)
     gw.announce_replicas()
@@ -150,6 +171,11 @@ async def _running_gateway(
             asyncio.create_task(health.run(), name="health"),
             asyncio.create_task(poller.run(), name="poller"),
         ]
+        if settings.api_keys_file is not None:
+            watcher = watch_key_file(
+                settings.api_keys_file, lambda: _key_ring(settings), gw.set_keys, log
+            )
+            tasks.append(asyncio.create_task(watcher, name="keys file"))
         log.info(
             "gateway_started",
             replicas=[r.id for r in pool],
@@ -157,6 +183,8 @@ async def _running_gateway(
             models=pool.served_models(),
             strategy=settings.strategy,
             listen=f"http://{settings.host}:{settings.port}",
+            client_keys=len(keys),
+            admin="key" if settings.admin_key_value() else "open",
         )
         yield gw
     finally:

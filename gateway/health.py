@@ -63,10 +63,10 @@ class HealthChecker:
         replica = self._pool.get(replica_id)
         models: httpx.Response | None = None
         try:
-            response = await self._get(f"{replica.url}/health")
+            response = await self._get(f"{replica.url}/health", replica.api_key)
             if response.status_code in (404, 405):
                 # No /health (Ollama's OpenAI API): a model list that answers is alive.
-                response = models = await self._get(f"{replica.url}/v1/models")
+                response = models = await self._get(f"{replica.url}/v1/models", replica.api_key)
             if response.status_code != 200:
                 path = response.request.url.path
                 raise ProbeFailed(f"{path} answered HTTP {response.status_code}")
@@ -86,7 +86,7 @@ class HealthChecker:
         replica = self._pool.get(replica_id)
         try:
             if response is None:
-                response = await self._get(f"{replica.url}/v1/models")
+                response = await self._get(f"{replica.url}/v1/models", replica.api_key)
             response.raise_for_status()
             models, max_len = parse_models(response.json())
         except Exception as exc:
@@ -97,10 +97,11 @@ class HealthChecker:
             self._log.info("models_changed", replica=replica_id, models=sorted(models))
         self._pool.set_models(replica_id, models, max_len)
 
-    async def _get(self, url: str) -> httpx.Response:
+    async def _get(self, url: str, api_key: str | None = None) -> httpx.Response:
+        headers = {"authorization": f"Bearer {api_key}"} if api_key else None
         # httpx's timeouts are per phase; this bounds the whole exchange.
         async with asyncio.timeout(self._timeout):
-            return await self._client.get(url, timeout=self._timeout)
+            return await self._client.get(url, timeout=self._timeout, headers=headers)
 
 
 def parse_models(body: Any) -> tuple[list[str], dict[str, int]]:

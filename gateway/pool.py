@@ -8,8 +8,16 @@ replicas out (with exponential backoff) and bring them back.
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
+from gateway.deadlines import FirstByteEstimate
 from routers import Metrics, ReplicaView
+
+
+class Waiter(Protocol):
+    """A request waiting for a replica's first byte (gateway/dispatch.py's Exchange)."""
+
+    def replica_lost(self, replica_id: str) -> None: ...
 
 
 @dataclass
@@ -31,6 +39,14 @@ class Replica:
     ejections: int = 0
     retry_at: float = 0.0
     last_error: str = ""
+    # Sent to the replica as `Authorization: Bearer <key>`; never shown or logged.
+    api_key: str | None = field(default=None, repr=False)
+    # Time to first byte, for streams and for whole answers (gateway/deadlines.py).
+    first_byte_stream: FirstByteEstimate = field(default_factory=FirstByteEstimate)
+    first_byte_whole: FirstByteEstimate = field(default_factory=FirstByteEstimate)
+    # Requests on this replica still waiting for their first byte (nothing sent to their
+    # clients yet): where an ejection sends them elsewhere at once.
+    waiting: set[Waiter] = field(default_factory=set, repr=False)
 
 
 class ReplicaPool:
@@ -166,8 +182,12 @@ class ReplicaPool:
         r.ejections += 1
         delay = min(self._backoff_base * 2 ** (r.ejections - 1), self._backoff_max)
         r.retry_at = self._clock() + delay
-        if was_healthy and self._listener is not None:
-            self._listener(replica_id, False)
+        if was_healthy:
+            if self._listener is not None:
+                self._listener(replica_id, False)
+            # Nothing has reached these requests' clients: they may go elsewhere now.
+            for waiter in list(r.waiting):
+                waiter.replica_lost(replica_id)
         return was_healthy
 
     def mark_up(self, replica_id: str) -> bool:

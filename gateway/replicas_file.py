@@ -7,15 +7,16 @@ optionally `name` and `models`:
       - url: http://10.0.0.1:8000
         name: llama-0
         models: [meta-llama/Llama-3.1-8B-Instruct]
+        api_key: ...          # optional: sent as Bearer (vLLM --api-key); never shown or logged
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
 from gateway.pool import Replica
 from gateway.settings import GatewaySettings
@@ -30,10 +31,15 @@ class ReplicaEntry:
     name: str
     url: str
     models: tuple[str, ...] = ()
+    api_key: str | None = field(default=None, repr=False)
 
     def to_replica(self) -> Replica:
         return Replica(
-            id=self.name, url=self.url, models=self.models, models_pinned=bool(self.models)
+            id=self.name,
+            url=self.url,
+            models=self.models,
+            models_pinned=bool(self.models),
+            api_key=self.api_key,
         )
 
 
@@ -42,6 +48,7 @@ class _Entry(BaseModel):
     url: str
     name: str | None = None
     models: list[str] | None = None
+    api_key: SecretStr | None = None
 
 
 def normalize_url(url: str) -> tuple[str, str]:
@@ -53,6 +60,12 @@ def normalize_url(url: str) -> tuple[str, str]:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError as exc:
         raise ConfigError(f"replica URL {url!r} has a bad port") from exc
+    if parts.username is not None or parts.password is not None:
+        # The URL is shown in /admin and in logs; a key belongs in api_key.
+        raise ConfigError(
+            f"replica URL {parts.scheme}://...@{parts.hostname}: credentials in a URL are "
+            "not allowed; give the replica's key as api_key in the replicas file"
+        )
     if parts.query or parts.fragment:
         raise ConfigError(f"replica URL {url!r} must not have a query or fragment")
     base = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
@@ -92,12 +105,16 @@ def _from_file(path: Path) -> list[ReplicaEntry]:
                 f"{'.'.join(str(p) for p in e['loc']) or 'entry'}: {e['msg']}" for e in exc.errors()
             )
             raise ConfigError(
-                f"replicas file {path}: replica {i}: {problems} (allowed keys: url, name, models)"
+                f"replicas file {path}: replica {i}: {problems} "
+                "(allowed keys: url, name, models, api_key)"
             ) from exc
         base, default_name = normalize_url(entry.url)
         specs.append(
             ReplicaEntry(
-                name=entry.name or default_name, url=base, models=tuple(entry.models or ())
+                name=entry.name or default_name,
+                url=base,
+                models=tuple(entry.models or ()),
+                api_key=entry.api_key.get_secret_value() if entry.api_key else None,
             )
         )
     return specs

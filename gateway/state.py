@@ -8,6 +8,8 @@ from typing import Any
 import aiohttp
 
 import routers
+from gateway.keys import KeyRing
+from gateway.limits import Limits
 from gateway.pool import ReplicaPool
 from gateway.settings import GatewaySettings
 from gateway.telemetry import Telemetry
@@ -24,14 +26,21 @@ class Gateway:
     telemetry: Telemetry
     strategy: Strategy
     log: Any
+    # Client keys (replaced whole when the keys file changes) and their limits.
+    keys: KeyRing = field(default_factory=lambda: KeyRing({}))
+    limits: Limits = field(default_factory=Limits)
     # The strategy's optional hook, resolved once per strategy rather than per request.
     on_finished: FinishedHook | None = field(default=None)
-    # Client keys as bytes, compared against the raw Authorization header.
-    api_keys: tuple[bytes, ...] = ()
+    # The admin key as bytes, compared against the raw Authorization header.
+    admin_keys: tuple[bytes, ...] = ()
 
     def __post_init__(self) -> None:
         self.on_finished = getattr(self.strategy, "on_request_finished", None)
-        self.api_keys = tuple(key.encode() for key in self.settings.api_keys)
+        admin = self.settings.admin_key_value()
+        self.admin_keys = (admin.encode(),) if admin else ()
+
+    def set_keys(self, keys: KeyRing) -> None:
+        self.keys = keys
 
     def switch_strategy(self, name: str) -> None:
         """Raises routers.StrategyNotFound for an unknown name; the old one stays then."""
