@@ -38,6 +38,7 @@ class Exchange:
 
     __slots__ = (
         "error",
+        "failed",
         "first_byte_at",
         "headers",
         "key",
@@ -69,6 +70,8 @@ class Exchange:
         self.error = ""
         self.headers: list[tuple[str, str]] = []
         self.tried: list[str] = []
+        # "replica: kind" of each attempt that failed before the last one (for the log).
+        self.failed: list[str] = []
         self.rerouted = False
         self.task: asyncio.Task[Any] | None = None
         self.pool: ReplicaPool | None = None
@@ -126,6 +129,7 @@ async def dispatch(
                 raise failure.error from None
             last_error = failure.error
         tried.append(replica.id)
+        exchange.failed.append(f"{replica.id}: {exchange.error}")
     raise last_error or no_replica(gw, route.model)
 
 

@@ -82,7 +82,8 @@ def _client_gone(exchange: Exchange, scope: Scope) -> None:
         exchange.status = 408
     else:
         exchange.status = CLIENT_CLOSED
-    exchange.error = cut or exchange.error or "client_disconnected"
+    # The reason it ended; earlier attempts' failures are in `failed_attempts`.
+    exchange.error = cut or "client_disconnected"
 
 
 async def _send_error(exchange: Exchange, err: GatewayError, send: Send) -> None:
@@ -122,5 +123,6 @@ def _finish(gw: Gateway, exchange: Exchange) -> None:
         ttfb=None if ttfb is None else round(ttfb, 6),
         duration=round(duration, 6),
         retried=exchange.retried,
+        failed_attempts=exchange.failed or None,
         error=exchange.error or None,
     )

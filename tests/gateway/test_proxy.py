@@ -270,3 +270,27 @@ def test_only_replica_unreachable_is_502_then_503(
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "no_replica_available"
     assert httpx.get(gw.url + "/health", timeout=5).status_code == 503
+
+
+def test_the_log_line_keeps_each_attempt_apart(
+    fake: Callable[..., Fake], gateway: Callable[..., Proc], tmp_path: Path
+) -> None:
+    busy, slow = fake("r0"), fake("r1")
+    busy.configure(status=503)
+    slow.configure(headers_delay=60)
+    path = replicas_file(tmp_path, [{"url": f.url, "name": f.name} for f in (busy, slow)])
+    gw = gateway(replicas_file=path, strategy="round_robin", log_level="info")
+    # r0 answers 503, the retry waits on r1, and the client leaves: the line says the
+    # client left (not r0's 503), on r1, with r0's failure listed apart.
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(gw.url + "/v1/chat/completions", json={"model": "m1"}, timeout=1.0)
+
+    def finished() -> list[dict[str, Any]]:
+        lines = [json.loads(line) for line in gw.output().splitlines() if line.startswith("{")]
+        return [line for line in lines if line.get("event") == "request_finished"]
+
+    wait_until(lambda: len(finished()) == 1, 5, "the request's line")
+    line = finished()[0]
+    assert (line["status"], line["replica"], line["retried"]) == (499, "r1", True)
+    assert line["error"] == "client_disconnected"
+    assert line["failed_attempts"] == ["r0: http_503"]
