@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 import routers
 from gateway.admin import build_admin
 from gateway.api import RELAYED_PATHS, build_api, mount_relay
+from gateway.describe import with_strategy_names
 from gateway.errors import GatewayError, InvalidRequest, from_status
 from gateway.health import HealthChecker
 from gateway.intake import request_id_from
@@ -44,6 +45,9 @@ class GatewayApp(FastAPI):
     gets the same x-request-id and x-turnout-replica headers as relayed answers."""
 
     _relay = ProxyEndpoint()
+
+    def openapi(self) -> dict[str, Any]:
+        return with_strategy_names(super().openapi())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -102,7 +106,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
-        openapi_url=None,
+        # The description of the gateway's own endpoints (the relayed paths are OpenAI's).
+        openapi_url="/openapi.json",
         # FastAPI's native OpenTelemetry checks its providers on every request (~100 µs
         # here); the gateway has its own metrics and log line.
         telemetry={"tracing": False, "metrics": False, "logs": False},
