@@ -70,7 +70,7 @@ class Exchange:
         self.error = ""
         self.headers: list[tuple[str, str]] = []
         self.tried: list[str] = []
-        # "replica: kind" of each attempt that failed before the last one (for the log).
+        # "replica: kind after N s" of each attempt that failed before the last one.
         self.failed: list[str] = []
         self.rerouted = False
         self.task: asyncio.Task[Any] | None = None
@@ -121,6 +121,7 @@ async def dispatch(
             exchange.retried = True
             gw.telemetry.observe_retry(route.model)
         can_retry = attempt + 1 < MAX_ATTEMPTS and len(candidates) > 1
+        began = time.perf_counter()
         try:
             if await _attempt(gw, exchange, route, replica, path, body, send, can_retry):
                 return
@@ -129,7 +130,8 @@ async def dispatch(
                 raise failure.error from None
             last_error = failure.error
         tried.append(replica.id)
-        exchange.failed.append(f"{replica.id}: {exchange.error}")
+        spent = time.perf_counter() - began
+        exchange.failed.append(f"{replica.id}: {exchange.error} after {spent:.3f} s")
     raise last_error or no_replica(gw, route.model)
 
 

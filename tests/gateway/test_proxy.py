@@ -293,4 +293,5 @@ def test_the_log_line_keeps_each_attempt_apart(
     line = finished()[0]
     assert (line["status"], line["replica"], line["retried"]) == (499, "r1", True)
     assert line["error"] == "client_disconnected"
-    assert line["failed_attempts"] == ["r0: http_503"]
+    [failed] = line["failed_attempts"]
+    assert failed.startswith("r0: http_503 after ") and failed.endswith(" s")
