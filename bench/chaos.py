@@ -1,7 +1,8 @@
 """Chaos under load: replicas killed, hung, slowed and restarted on a schedule while streams
 flow through the gateway. Prints what became of every request and what the gateway did.
 
-Starts --replicas simulated replicas (`vllm-sim serve --profile tiny`) and a gateway
+Starts --replicas simulated replicas (`vllm-sim serve`, Llama-3.1-8B on an H100 by default:
+about 10 ms a token, so streams last seconds and faults catch some mid-way) and a gateway
 (queue_depth, health checks every --health-interval s), sends --rate streams per second
 for --duration seconds, and on the way (times are fractions of the duration):
 
@@ -37,25 +38,25 @@ sys.path.insert(0, str(ROOT))
 from tests.gateway.load import Outcome, drive  # noqa: E402
 from tests.procs import Proc, bin_path, free_port, start  # noqa: E402
 
-MODEL = "sim-tiny"
-
-
-def sim_argv(port: int, seed: int) -> list[str]:
-    return [bin_path("vllm-sim"), "serve", "--model", MODEL, "--profile", "tiny",
-            "--port", str(port), "--seed", str(seed), "--log-level", "warning"]  # fmt: skip
+MODEL = "sim-model"
 
 
 class Fleet:
     """The replicas this script started, and the faults done to them."""
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, profile: str) -> None:
+        self.profile = profile
         self.procs: list[Proc] = []
         for i in range(count):
             port = free_port()
-            self.procs.append(start(sim_argv(port, i), port=port))
+            self.procs.append(start(self.argv(port, i), port=port))
         self.stopped: set[int] = set()
         self.log: list[str] = []
         self.loop_time = 0.0
+
+    def argv(self, port: int, seed: int) -> list[str]:
+        return [bin_path("vllm-sim"), "serve", "--model", MODEL, "--profile", self.profile,
+                "--port", str(port), "--seed", str(seed), "--log-level", "warning"]  # fmt: skip
 
     def kill(self, i: int) -> None:
         os.killpg(self.procs[i].popen.pid, signal.SIGKILL)
@@ -74,7 +75,7 @@ class Fleet:
 
     async def restart(self, i: int) -> None:
         port = self.procs[i].port
-        self.procs[i] = await asyncio.to_thread(start, sim_argv(port, i), port=port)
+        self.procs[i] = await asyncio.to_thread(start, self.argv(port, i), port=port)
         self.log.append(f"restart sim{i}")
 
     async def slow(self, i: int, factor: float) -> None:
@@ -128,7 +129,7 @@ def classify(outcomes: list[Outcome]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    fleet = Fleet(args.replicas)
+    fleet = Fleet(args.replicas, args.profile)
     gw: Proc | None = None
     try:
         port = free_port()
@@ -173,7 +174,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--rate", type=float, default=20.0, help="streams per second")
-    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--max-tokens", type=int, default=128, help="tokens per stream")
+    parser.add_argument("--profile", default="llama-3.1-8b-h100", help="the replicas' profile")
     parser.add_argument("--replicas", type=int, default=4)
     parser.add_argument("--health-interval", type=float, default=1.0)
     parser.add_argument("--json", type=Path)
