@@ -6,7 +6,7 @@ POST /v1/chat/completions and /v1/completions (streaming when the body says
 GET /health, /version, /v1/models and /metrics so a gateway can start in front of it (and
 take it for vLLM).
 
-    python bench/fake_backend.py --port 9001 [--chunks 16]
+    python bench/fake_backend.py --port 9001 [--chunks 16] [--chunk-delay 0]
 """
 
 import argparse
@@ -60,8 +60,9 @@ def _chunk(content: str) -> bytes:
 
 
 class Backend(asyncio.Protocol):
-    def __init__(self, chunks: int) -> None:
+    def __init__(self, chunks: int, chunk_delay: float = 0.0) -> None:
         self._chunks = chunks
+        self._delay = chunk_delay
         self._buffer = b""
         self._transport: asyncio.Transport | None = None
         self._plain = _response("200 OK", _chat_body())
@@ -142,16 +143,18 @@ class Backend(asyncio.Protocol):
         assert transport is not None
         transport.write(self._stream_head)
         for chunk in self._stream_chunks:
-            await asyncio.sleep(0)
+            await asyncio.sleep(self._delay)
             if transport.is_closing():
                 return
             transport.write(chunk)
         transport.write(self._stream_tail)
 
 
-async def serve(host: str, port: int, chunks: int) -> None:
+async def serve(host: str, port: int, chunks: int, chunk_delay: float = 0.0) -> None:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: Backend(chunks), host, port, backlog=1024)
+    server = await loop.create_server(
+        lambda: Backend(chunks, chunk_delay), host, port, backlog=1024
+    )
     async with server:
         await server.serve_forever()
 
@@ -161,9 +164,10 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--chunks", type=int, default=16)
+    parser.add_argument("--chunk-delay", type=float, default=0.0, help="seconds between events")
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
-        run(serve(args.host, args.port, args.chunks))
+        run(serve(args.host, args.port, args.chunks, args.chunk_delay))
 
 
 def run(main: Coroutine[Any, Any, None]) -> None:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict
 import routers
 from gateway.api import GatewayDep, json_response
 from gateway.auth import check_bearer
+from gateway.describe import ReplicasBody, StrategyBody, errors, json_body
 from gateway.errors import InvalidRequest
 from gateway.state import Gateway
 
@@ -22,10 +23,8 @@ class StrategyChange(BaseModel):
 
 
 def require_admin_key(request: Request, gw: GatewayDep) -> None:
-    key = gw.settings.admin_key
-    keys = (key.encode(),) if key else ()
     value = request.headers.get("authorization")
-    check_bearer(None if value is None else value.encode("latin-1"), keys, "admin key")
+    check_bearer(None if value is None else value.encode("latin-1"), gw.admin_keys, "admin key")
 
 
 def replicas_body(gw: Gateway) -> dict[str, Any]:
@@ -56,11 +55,17 @@ def replicas_body(gw: Gateway) -> dict[str, Any]:
 def build_admin() -> APIRouter:
     admin = APIRouter(prefix="/admin", dependencies=[Depends(require_admin_key)])
 
-    @admin.get("/replicas")
+    @admin.get(
+        "/replicas",
+        responses={**json_body(ReplicasBody, "Every replica's state"), **errors()},
+    )
     def list_replicas(gw: GatewayDep) -> Response:
         return json_response(replicas_body(gw))
 
-    @admin.put("/strategy")
+    @admin.put(
+        "/strategy",
+        responses={**json_body(StrategyBody, "The strategy now in force"), **errors()},
+    )
     def switch_strategy(change: StrategyChange, gw: GatewayDep) -> Response:
         try:
             gw.switch_strategy(change.strategy)

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response
 from starlette.routing import Route
 
-from gateway.auth import check_bearer
+from gateway.describe import HealthBody, ModelList, errors, json_body
 from gateway.proxy import ProxyEndpoint
 from gateway.state import Gateway, gateway_of
 from gateway.telemetry import CONTENT_TYPE
@@ -37,7 +37,7 @@ def json_response(body: Any, status: int = 200) -> Response:
 
 
 def require_client_key(request: Request, gw: GatewayDep) -> None:
-    check_bearer(_authorization(request), gw.api_keys, "API key")
+    gw.keys.check(_authorization(request))
 
 
 def models_body(gw: Gateway) -> dict[str, Any]:
@@ -70,11 +70,22 @@ def models_body(gw: Gateway) -> dict[str, Any]:
 def build_api() -> APIRouter:
     api = APIRouter()
 
-    @api.get("/v1/models", dependencies=[Depends(require_client_key)])
+    @api.get(
+        "/v1/models",
+        dependencies=[Depends(require_client_key)],
+        responses={**json_body(ModelList, "The healthy replicas' models"), **errors()},
+    )
     def list_models(gw: GatewayDep) -> Response:
         return json_response(models_body(gw))
 
-    @api.get("/health")
+    @api.get(
+        "/health",
+        responses={
+            **json_body(HealthBody, "At least one replica is healthy"),
+            503: {"model": HealthBody, "description": "No replica is healthy"},
+            **errors(),
+        },
+    )
     def health(gw: GatewayDep) -> Response:
         healthy = sum(1 for replica in gw.pool if replica.healthy)
         body = {
@@ -84,7 +95,13 @@ def build_api() -> APIRouter:
         }
         return json_response(body, 200 if healthy else 503)
 
-    @api.get("/metrics")
+    @api.get(
+        "/metrics",
+        responses={
+            200: {"content": {"text/plain": {}}, "description": "Prometheus text format"},
+            **errors(),
+        },
+    )
     def metrics(gw: GatewayDep) -> Response:
         return Response(gw.telemetry.render(), media_type=CONTENT_TYPE)
 

@@ -16,12 +16,17 @@ from starlette.exceptions import HTTPException
 import routers
 from gateway.admin import build_admin
 from gateway.api import RELAYED_PATHS, build_api, mount_relay
+from gateway.describe import with_strategy_names
 from gateway.errors import GatewayError, InvalidRequest, from_status
 from gateway.health import HealthChecker
+from gateway.intake import request_id_from
+from gateway.keys import KeyRing, KeysInvalid, build_ring, watch_key_file
+from gateway.limits import Limits
 from gateway.poller import MetricsPoller
-from gateway.proxy import ProxyEndpoint, request_id_from
+from gateway.proxy import ProxyEndpoint
 from gateway.replicas_file import ConfigError, ReplicaEntry, load_replica_specs
 from gateway.settings import GatewaySettings
+from gateway.startup import check_admin_exposure
 from gateway.state import Gateway
 from gateway.telemetry import Telemetry
 from routers.pool import ReplicaPool
@@ -40,6 +45,9 @@ class GatewayApp(FastAPI):
     gets the same x-request-id and x-turnout-replica headers as relayed answers."""
 
     _relay = ProxyEndpoint()
+
+    def openapi(self) -> dict[str, Any]:
+        return with_strategy_names(super().openapi())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -74,15 +82,21 @@ def _tagged(scope: Scope, send: Send) -> Send:
 
 def create_app(settings: GatewaySettings, specs: list[ReplicaEntry] | None = None) -> FastAPI:
     """Build the gateway. Raises ConfigError (one line: what is wrong, what is allowed)
-    for an unknown strategy or a bad replica list, before anything starts. `specs` are
-    the replicas when already loaded (and identified: see `identify_kinds`)."""
+    for an unknown strategy, a bad replica list or keys file, or an /admin that would be
+    open to the network, before anything starts. `specs` are the replicas when already
+    loaded (and identified: see `identify_kinds`)."""
+    check_admin_exposure(settings)
     if specs is None:
         specs = load_replica_specs(settings)
     check_strategy(settings)
+    try:
+        keys = _key_ring(settings)
+    except KeysInvalid as exc:
+        raise ConfigError(str(exc)) from None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        async with _running_gateway(settings, specs) as gw:
+        async with _running_gateway(settings, specs, keys) as gw:
             yield {"gateway": gw}
 
     app = GatewayApp(
@@ -90,7 +104,8 @@ def create_app(settings: GatewaySettings, specs: list[ReplicaEntry] | None = Non
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
-        openapi_url=None,
+        # The description of the gateway's own endpoints (the relayed paths are OpenAI's).
+        openapi_url="/openapi.json",
         # FastAPI's native OpenTelemetry checks its providers on every request (~100 µs
         # here); the gateway has its own metrics and log line.
         telemetry={"tracing": False, "metrics": False, "logs": False},
@@ -113,9 +128,18 @@ def check_strategy(settings: GatewaySettings) -> None:
         )
 
 
+def _key_ring(settings: GatewaySettings) -> KeyRing:
+    return build_ring(
+        settings.api_key_values(),
+        settings.api_keys_file,
+        rate=settings.key_rate,
+        concurrency=settings.key_concurrency,
+    )
+
+
 @contextlib.asynccontextmanager
 async def _running_gateway(
-    settings: GatewaySettings, specs: list[ReplicaEntry]
+    settings: GatewaySettings, specs: list[ReplicaEntry], keys: KeyRing
 ) -> AsyncIterator[Gateway]:
     log = get_logger("gateway")
     # Metrics older than three polls are unknown, not idle.
@@ -144,6 +168,8 @@ async def _running_gateway(
         telemetry=Telemetry(pool),
         strategy=routers.load(settings.strategy),
         log=get_logger("gateway.proxy"),
+        keys=keys,
+        limits=Limits(settings.max_requests),
     )
     pool.set_listener(gw.replica_changed)
     gw.announce_replicas()
@@ -157,6 +183,11 @@ async def _running_gateway(
             asyncio.create_task(health.run(), name="health"),
             asyncio.create_task(poller.run(), name="poller"),
         ]
+        if settings.api_keys_file is not None:
+            watcher = watch_key_file(
+                settings.api_keys_file, lambda: _key_ring(settings), gw.set_keys, log
+            )
+            tasks.append(asyncio.create_task(watcher, name="keys file"))
         log.info(
             "gateway_started",
             replicas=[r.id for r in pool],
@@ -165,6 +196,8 @@ async def _running_gateway(
             models=pool.served_models(),
             strategy=settings.strategy,
             listen=f"http://{settings.host}:{settings.port}",
+            client_keys=len(keys),
+            admin="key" if settings.admin_key_value() else "open",
         )
         yield gw
     finally:

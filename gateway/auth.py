@@ -1,4 +1,4 @@
-"""Bearer keys: client keys for /v1 (GATEWAY_API_KEYS), the admin key for /admin."""
+"""The admin key for /admin (GATEWAY_ADMIN_KEY); client keys are gateway/keys.py's."""
 
 import hmac
 

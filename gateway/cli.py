@@ -17,7 +17,9 @@ from pydantic import ValidationError
 
 from gateway.app import check_strategy, create_app
 from gateway.replicas_file import ConfigError, identify_kinds, load_replica_specs
+from gateway.server import GatewayProtocol
 from gateway.settings import GatewaySettings
+from gateway.startup import fit_connection_cap
 from turnout.logs import configure_logging, get_logger
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -66,8 +68,18 @@ def serve(
     first_byte_timeout: Annotated[float | None, _option("first_byte_timeout")] = None,
     idle_timeout: Annotated[float | None, _option("idle_timeout")] = None,
     max_body_bytes: Annotated[int | None, _option("max_body_bytes")] = None,
+    read_timeout: Annotated[float | None, _option("read_timeout")] = None,
+    send_timeout: Annotated[float | None, _option("send_timeout")] = None,
+    max_connections: Annotated[int | None, _option("max_connections")] = None,
+    max_requests: Annotated[int | None, _option("max_requests")] = None,
     api_keys: Annotated[str | None, _option("api_keys")] = None,
+    api_keys_file: Annotated[Path | None, _option("api_keys_file")] = None,
+    key_rate: Annotated[float | None, _option("key_rate")] = None,
+    key_concurrency: Annotated[int | None, _option("key_concurrency")] = None,
     admin_key: Annotated[str | None, _option("admin_key")] = None,
+    allow_open_admin: Annotated[
+        bool | None, typer.Option("--allow-open-admin", help=_help("allow_open_admin"))
+    ] = None,
     log_level: Annotated[str | None, _option("log_level")] = None,
 ) -> None:
     """Serve the OpenAI-compatible gateway in front of the configured replicas.
@@ -81,6 +93,13 @@ def serve(
         _fail(_describe(exc))
     if settings.log_level.lower() not in LOG_LEVELS:
         _fail(f"unknown log level {settings.log_level!r}; allowed: {', '.join(LOG_LEVELS)}")
+    configure_logging(settings.log_level)
+    cap, files = fit_connection_cap(settings.max_connections)
+    if cap < settings.max_connections:
+        get_logger("gateway.cli").warning(
+            "max_connections_lowered", max_connections=cap, open_files_limit=files
+        )
+        settings = settings.model_copy(update={"max_connections": cap})
     try:
         specs = load_replica_specs(settings)
         check_strategy(settings)
@@ -90,7 +109,6 @@ def serve(
         gateway = create_app(settings, specs)
     except ConfigError as exc:
         _fail(str(exc))
-    configure_logging(settings.log_level)
     _warn_unknown_variables()
     uvicorn.run(
         gateway,
@@ -100,7 +118,8 @@ def serve(
         # One structured line per request comes from the relay; uvicorn's would double it.
         access_log=False,
         loop="uvloop",
-        http="httptools",
+        # uvicorn's httptools protocol plus read and send timeouts and a connection cap.
+        http=GatewayProtocol,
         timeout_graceful_shutdown=5,
         # Our structlog lines only; uvicorn's warnings and errors still reach stderr.
         log_config=None,

@@ -77,6 +77,36 @@ class UnsupportedMediaType(GatewayError):
     code = "unsupported_media_type"
 
 
+class RequestTimeout(GatewayError):
+    """The client did not send its request (headers and body) in time."""
+
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
+
+
+class RateLimited(GatewayError):
+    """A client key's rate or concurrency limit, or the gateway's global cap; the
+    Retry-After header says when to try again. Type and code as OpenAI's own 429s."""
+
+    status = 429
+    type = "requests"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, limit: str, retry_after: int) -> None:
+        super().__init__(message, headers={"retry-after": str(retry_after)})
+        # Which limit: rate, concurrency or global (a metrics label).
+        self.limit = limit
+
+
+class Overloaded(GatewayError):
+    """The gateway holds as many client connections as it is allowed to."""
+
+    status = 503
+    type = "service_unavailable"
+    code = "too_many_connections"
+
+
 class NoReplicaAvailable(GatewayError):
     """No healthy replica serves the model right now; the client may retry later."""
 
@@ -105,6 +135,7 @@ def from_status(status: int, message: str) -> GatewayError:
         401: Unauthorized,
         404: NotFound,
         405: MethodNotAllowed,
+        408: RequestTimeout,
         413: PayloadTooLarge,
         415: UnsupportedMediaType,
         422: InvalidRequest,

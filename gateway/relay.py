@@ -2,6 +2,12 @@
 
 Bytes go through untouched: the request body as the client sent it, the response body
 as the replica sent it, SSE chunks forwarded one by one as they arrive.
+
+An exchange has two phases. Until its first byte is in hand (the response headers,
+and for a stream its first chunk) nothing has gone to the client, so the request may
+still go to another replica: `open_upstream` and `first_chunk` raise UpstreamFailure.
+After it, `relay_response` sends; a break then can only end the stream with an SSE
+error event.
 """
 
 import asyncio
@@ -19,6 +25,7 @@ RETRY_STATUSES = frozenset({429, 502, 503, 504})
 # Upstream response headers worth passing back (the rest is per-hop or ours).
 PASSED_BACK = ("content-type", "content-encoding", "retry-after")
 SSE = "text/event-stream"
+Header = tuple[bytes, bytes]
 
 
 class UpstreamFailure(Exception):
@@ -33,17 +40,20 @@ class UpstreamFailure(Exception):
         self.fatal = fatal
 
 
+def is_stream(resp: aiohttp.ClientResponse) -> bool:
+    return resp.status < 400 and resp.headers.get("content-type", "").startswith(SSE)
+
+
 async def open_upstream(
     session: aiohttp.ClientSession,
     url: str,
     body: bytes,
     headers: list[tuple[str, str]],
-    first_byte_timeout: float,
 ) -> aiohttp.ClientResponse:
-    """POST and wait for the response headers; UpstreamFailure on any failure."""
+    """POST and wait for the response headers; UpstreamFailure on any failure. The caller
+    bounds the wait (its first-byte deadline)."""
     try:
-        async with asyncio.timeout(first_byte_timeout):
-            return await session.post(url, data=body, headers=headers)
+        return await session.post(url, data=body, headers=headers)
     except aiohttp.ConnectionTimeoutError as exc:
         raise UpstreamFailure(
             "connect_timeout",
@@ -58,21 +68,26 @@ async def open_upstream(
             retryable=True,
             fatal=True,
         ) from exc
-    except TimeoutError as exc:
-        raise UpstreamFailure(
-            "first_byte_timeout",
-            UpstreamTimeout(f"the replica sent no response within {first_byte_timeout:g} s"),
-            retryable=False,
-            fatal=False,
-        ) from exc
     except aiohttp.ClientError as exc:
-        # Closed before answering (often a pooled connection the server just dropped).
-        raise UpstreamFailure(
-            "disconnected",
-            UpstreamError(f"the replica closed the connection before answering ({exc})"),
-            retryable=True,
-            fatal=False,
-        ) from exc
+        raise _disconnected(exc) from exc
+
+
+async def first_chunk(resp: aiohttp.ClientResponse) -> bytes:
+    """A stream's first chunk (b"" if it ended at once); UpstreamFailure if it broke."""
+    try:
+        return await resp.content.readany()
+    except aiohttp.ClientError as exc:
+        raise _disconnected(exc) from exc
+
+
+def _disconnected(exc: Exception) -> UpstreamFailure:
+    # Closed before any answer (often a pooled connection the server just dropped).
+    return UpstreamFailure(
+        "disconnected",
+        UpstreamError(f"the replica closed the connection before answering ({exc})"),
+        retryable=True,
+        fatal=False,
+    )
 
 
 @dataclass
@@ -89,27 +104,30 @@ class RelayResult:
     on_first_byte: Callable[[], None] | None = None
 
 
-async def relay_response(
-    resp: aiohttp.ClientResponse,
-    send: Send,
-    extra_headers: list[tuple[bytes, bytes]],
-    idle_timeout: float,
-    result: RelayResult,
-    first_chunk_timeout: float | None = None,
-) -> None:
-    """Send the replica's response to the client: SSE chunk by chunk, anything else whole.
-    `result` is filled in as it goes, so the caller knows what happened even if this
-    raises (or is cancelled) halfway. A stream's first chunk may take up to
-    `first_chunk_timeout` (the wait for the first token, queueing included), every
-    later one `idle_timeout`."""
-    headers = list(extra_headers)
+def _headers(resp: aiohttp.ClientResponse, extra: list[tuple[bytes, bytes]]) -> list[Header]:
+    headers = list(extra)
     for name in PASSED_BACK:
         value = resp.headers.get(name)
         if value is not None:
             headers.append((name.encode(), value.encode("latin-1")))
-    if resp.headers.get("content-type", "").startswith(SSE):
-        first = idle_timeout if first_chunk_timeout is None else first_chunk_timeout
-        await _relay_stream(resp, send, headers, (first, idle_timeout), result)
+    return headers
+
+
+async def relay_response(
+    resp: aiohttp.ClientResponse,
+    send: Send,
+    extra_headers: list[Header],
+    idle_timeout: float,
+    result: RelayResult,
+    first: bytes | None = None,
+) -> None:
+    """Send the replica's response to the client: a stream chunk by chunk, starting with
+    `first` (its first chunk, already read), anything else whole. `result` is filled in as
+    it goes, so the caller knows what happened even if this raises (or is cancelled)
+    halfway. Every read may take up to `idle_timeout`."""
+    headers = _headers(resp, extra_headers)
+    if first is not None:
+        await _relay_stream(resp, send, headers, first, idle_timeout, result)
         return
     try:
         async with asyncio.timeout(idle_timeout):
@@ -141,33 +159,29 @@ async def relay_response(
 async def _relay_stream(
     resp: aiohttp.ClientResponse,
     send: Send,
-    headers: list[tuple[bytes, bytes]],
-    timeouts: tuple[float, float],
+    headers: list[Header],
+    chunk: bytes,
+    idle_timeout: float,
     result: RelayResult,
 ) -> None:
     result.started = True
     await send({"type": "http.response.start", "status": resp.status, "headers": headers})
     content = resp.content
     loop = asyncio.get_running_loop()
-    timeout = timeouts[0]
     try:
         # One timer for the whole stream, pushed forward before each read.
         async with asyncio.timeout(None) as idle:
-            while True:
-                idle.reschedule(loop.time() + timeout)
-                chunk = await content.readany()
-                timeout = timeouts[1]
-                if not chunk:
-                    break
+            while chunk:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 if result.first_byte_at is None:
                     result.first_byte_at = time.perf_counter()
                     if result.on_first_byte is not None:
                         result.on_first_byte()
+                idle.reschedule(loop.time() + idle_timeout)
+                chunk = await content.readany()
         result.complete = True
     except TimeoutError:
-        kind = "idle_timeout" if result.first_byte_at else "first_byte_timeout"
-        result.broken = (kind, f"the replica sent nothing for {timeout:g} s")
+        result.broken = ("idle_timeout", f"the replica sent nothing for {idle_timeout:g} s")
     except aiohttp.ClientError as exc:
         result.broken = ("broken_stream", f"the replica broke off the stream ({exc})")
     if result.broken is not None:

@@ -13,7 +13,7 @@ optionally `name`, `kind`, `models`, `aliases` and `api_key_env`:
         aliases: {meta-llama/Llama-3.1-8B-Instruct: "llama3.1:8b-instruct-fp16"}
       - url: https://api.example.com
         kind: openai
-        api_key_env: EXAMPLE_API_KEY
+        api_key_env: EXAMPLE_API_KEY  # or api_key: the key itself (vLLM --api-key)
 
 `aliases` maps the public model name clients use to the replica's own name for it (an
 Ollama tag, a llama.cpp model path); `models` are the replica's own names. A kind that is
@@ -29,13 +29,13 @@ from urllib.parse import urlsplit
 
 import httpx
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
 from gateway.kinds import KINDS, Detection, detect, mismatch
 from gateway.settings import GatewaySettings
 from gateway.upstream import Upstream
 
-ALLOWED_KEYS = "url, name, kind, models, aliases, api_key_env"
+ALLOWED_KEYS = "url, name, kind, models, aliases, api_key, api_key_env"
 
 
 class ConfigError(ValueError):
@@ -77,6 +77,7 @@ class _Entry(BaseModel):
     models: list[str] | None = None
     aliases: dict[str, str] | None = None
     api_key_env: str | None = None
+    api_key: SecretStr | None = None
 
 
 def normalize_url(url: str) -> tuple[str, str]:
@@ -88,6 +89,12 @@ def normalize_url(url: str) -> tuple[str, str]:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError as exc:
         raise ConfigError(f"replica URL {url!r} has a bad port") from exc
+    if parts.username is not None or parts.password is not None:
+        # The URL is shown in /admin and in logs; a key belongs in api_key.
+        raise ConfigError(
+            f"replica URL {parts.scheme}://...@{parts.hostname}: credentials in a URL are "
+            "not allowed; give the replica's key as api_key in the replicas file"
+        )
     if parts.query or parts.fragment:
         raise ConfigError(f"replica URL {url!r} must not have a query or fragment")
     base = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
@@ -149,7 +156,9 @@ def _entry(entry: _Entry, name: str, url: str) -> ReplicaEntry:
     models = tuple(entry.models or ())
     aliases = tuple(sorted((entry.aliases or {}).items()))
     _check_aliases(aliases, models)
-    api_key = None
+    api_key = entry.api_key.get_secret_value() if entry.api_key else None
+    if entry.api_key is not None and entry.api_key_env is not None:
+        raise ConfigError("give api_key or api_key_env, not both")
     if entry.api_key_env is not None:
         api_key = os.environ.get(entry.api_key_env, "")
         if not api_key:

@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -31,10 +31,36 @@ class GatewaySettings(BaseSettings):
     max_body_bytes: int = Field(
         16 * 1024 * 1024, gt=0, description="Largest request body accepted (bytes)."
     )
-    api_keys: Annotated[list[str], NoDecode] = Field(
+    read_timeout: float = Field(
+        60.0, gt=0, description="Seconds a client has to send a request's headers and body."
+    )
+    send_timeout: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds a client may leave the answer unread (buffers full) before it is cut.",
+    )
+    max_connections: int = Field(4096, ge=1, description="Most client connections open at once.")
+    max_requests: int | None = Field(
+        None, ge=1, description="Most relayed requests open at once, all clients together."
+    )
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, description="Comma-separated keys clients must send as Bearer."
     )
-    admin_key: str | None = Field(None, description="Bearer key for /admin (open when unset).")
+    api_keys_file: Path | None = Field(
+        None, description="YAML list of client keys with names and limits; re-read on change."
+    )
+    key_rate: float | None = Field(
+        None, gt=0, description="Requests per second per client key (keys without their own)."
+    )
+    key_concurrency: int | None = Field(
+        None, ge=1, description="Requests open at once per client key (keys without their own)."
+    )
+    admin_key: SecretStr | None = Field(
+        None, description="Bearer key for /admin (open when unset)."
+    )
+    allow_open_admin: bool = Field(
+        False, description="Start on a non-loopback address even with /admin open (no key)."
+    )
     log_level: str = Field("info", description="debug, info, warning or error.")
 
     @field_validator("replicas", "api_keys", mode="before")
@@ -52,3 +78,11 @@ class GatewaySettings(BaseSettings):
                 "or GATEWAY_REPLICAS_FILE (YAML)"
             )
         return self
+
+    def api_key_values(self) -> list[str]:
+        return [key.get_secret_value() for key in self.api_keys]
+
+    def admin_key_value(self) -> str | None:
+        """The admin key, or None when unset (an empty value is unset too)."""
+        key = self.admin_key.get_secret_value() if self.admin_key is not None else ""
+        return key or None

@@ -8,6 +8,8 @@ from typing import Any
 import aiohttp
 
 import routers
+from gateway.keys import KeyRing
+from gateway.limits import Limits
 from gateway.settings import GatewaySettings
 from gateway.telemetry import Telemetry
 from gateway.upstream import Upstream
@@ -25,14 +27,21 @@ class Gateway:
     telemetry: Telemetry
     strategy: Strategy
     log: Any
+    # Client keys (replaced whole when the keys file changes) and their limits.
+    keys: KeyRing = field(default_factory=lambda: KeyRing({}))
+    limits: Limits = field(default_factory=Limits)
     # The strategy's optional hook, resolved once per strategy rather than per request.
     on_finished: FinishedHook | None = field(default=None)
-    # Client keys as bytes, compared against the raw Authorization header.
-    api_keys: tuple[bytes, ...] = ()
+    # The admin key as bytes, compared against the raw Authorization header.
+    admin_keys: tuple[bytes, ...] = ()
 
     def __post_init__(self) -> None:
         self.on_finished = getattr(self.strategy, "on_request_finished", None)
-        self.api_keys = tuple(key.encode() for key in self.settings.api_keys)
+        admin = self.settings.admin_key_value()
+        self.admin_keys = (admin.encode(),) if admin else ()
+
+    def set_keys(self, keys: KeyRing) -> None:
+        self.keys = keys
 
     def switch_strategy(self, name: str) -> None:
         """Raises routers.StrategyNotFound for an unknown name; the old one stays then."""
@@ -48,7 +57,12 @@ class Gateway:
                 self.replica_changed(replica.id, True)
 
     def replica_changed(self, replica_id: str, available: bool) -> None:
-        """The pool's listener: forward ejections and restorations to the strategy's hooks."""
+        """The pool's listener: forward ejections and restorations to the strategy's hooks;
+        on an ejection, the requests still waiting there for a first byte (nothing has
+        reached their clients) go elsewhere at once."""
+        if not available:
+            for waiter in list(self.pool.get(replica_id).waiting):
+                waiter.replica_lost(replica_id)
         hook_name = "on_replica_added" if available else "on_replica_removed"
         hook = getattr(self.strategy, hook_name, None)
         if hook is None:

@@ -84,10 +84,29 @@ class Telemetry:
             ["replica", "kind"],
             registry=self.registry,
         )
+        self._key_requests = Counter(
+            "turnout_key_requests",
+            "Requests answered per client key name (when keys are configured), by status.",
+            ["key", "status"],
+            registry=self.registry,
+        )
+        self._rate_limited = Counter(
+            "turnout_rate_limited",
+            "Requests refused with 429, by client key name and limit (rate, concurrency, global).",
+            ["key", "limit"],
+            registry=self.registry,
+        )
+        self._client_cuts = Counter(
+            "turnout_client_cuts",
+            "Client connections the gateway cut or refused, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
         self.registry.register(_PoolCollector(pool, clock))
         # Label lookups take a lock and hash the values: cache the children.
         self._request_children: dict[tuple[str, str, str, int], Counter] = {}
         self._latency_children: dict[tuple[str, str], tuple[Histogram, Histogram]] = {}
+        self._key_children: dict[tuple[str, int], Counter] = {}
 
     def observe_request(
         self,
@@ -113,6 +132,19 @@ class Telemetry:
         if ttfb is not None:
             pair[0].observe(ttfb)
         pair[1].observe(duration)
+
+    def observe_key_request(self, key: str, status: int) -> None:
+        counter = self._key_children.get((key, status))
+        if counter is None:
+            counter = self._key_requests.labels(key, str(status))
+            self._key_children[(key, status)] = counter
+        counter.inc()
+
+    def observe_rate_limited(self, key: str, limit: str) -> None:
+        self._rate_limited.labels(key, limit).inc()
+
+    def observe_client_cut(self, reason: str) -> None:
+        self._client_cuts.labels(reason).inc()
 
     def observe_retry(self, model: str) -> None:
         self._retries.labels(model).inc()

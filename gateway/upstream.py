@@ -2,11 +2,19 @@
 what server it is and how to talk to it, which routing never needs."""
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import orjson
 
+from gateway.deadlines import FirstByteEstimate
 from gateway.kinds import Kind
 from routers.pool import Replica
+
+
+class Waiter(Protocol):
+    """A request waiting for a replica's first byte (gateway/dispatch.py's Exchange)."""
+
+    def replica_lost(self, replica_id: str) -> None: ...
 
 
 @dataclass
@@ -18,6 +26,12 @@ class Upstream(Replica):
     authorization: str | None = field(default=None, repr=False)
     # Statuses that mean "busy, try another" from this kind of server (never ejects it).
     busy_statuses: frozenset[int] = frozenset()
+    # Time to first byte, for streams and for whole answers (gateway/deadlines.py).
+    first_byte_stream: FirstByteEstimate = field(default_factory=FirstByteEstimate)
+    first_byte_whole: FirstByteEstimate = field(default_factory=FirstByteEstimate)
+    # Requests on this replica still waiting for their first byte (nothing sent to their
+    # clients yet): where an ejection sends them elsewhere at once (Gateway.replica_changed).
+    waiting: set[Waiter] = field(default_factory=set, repr=False)
 
     def set_kind(self, kind: Kind | None) -> None:
         self.kind = kind

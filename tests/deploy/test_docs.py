@@ -22,6 +22,8 @@ def same_default(documented: str, field: str) -> bool:
     actual = GatewaySettings.model_fields[field].get_default(call_default_factory=True)
     if actual is None or actual == []:
         return documented in {"", "unset"}
+    if isinstance(actual, bool):
+        return documented.lower() == str(actual).lower()
     if isinstance(actual, int | float):
         return documented.replace("_", "").replace(".", "", 1).isdigit() and (
             float(documented) == float(actual)
@@ -46,6 +48,7 @@ def test_default_check_catches_a_wrong_default() -> None:
     assert not same_default("2.0", "poll_interval")
     assert same_default("", "replicas") and not same_default("x", "admin_key")
     assert same_default("round_robin", "strategy") and not same_default("queue_depth", "strategy")
+    assert same_default("false", "allow_open_admin") and not same_default("0", "allow_open_admin")
 
 
 def test_generated_table_names_every_setting_once() -> None:

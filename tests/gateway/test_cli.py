@@ -63,7 +63,7 @@ def test_bad_configuration_stops_with_one_line(
             [
                 "replica 0",
                 "url: Field required",
-                "allowed keys: url, name, kind, models, aliases, api_key_env",
+                "allowed keys: url, name, kind, models, aliases, api_key, api_key_env",
             ],
         ),
         ("- url: http://a:1\n  weight: 3\n", ["replica 0", "weight", "allowed keys"]),
