@@ -39,6 +39,12 @@ class SideFacts:
     goodput_fraction: float | None = None
     # Engine counters summed over replicas after the run (see sampler.engine_counters).
     counters: dict[str, float] = field(default_factory=dict)
+    # How late the generator read arriving chunks, p99 (loadtest/drive/readdelay.py).
+    read_delay_p99_s: float = 0.0
+
+    @property
+    def generator_late(self) -> bool:
+        return max(self.lag_p99_s, self.read_delay_p99_s) > LAG_BUDGET_S
 
     def ttft_p99_by_model(self) -> dict[str, float]:
         by_model: dict[str, list[float]] = defaultdict(list)
@@ -144,7 +150,7 @@ def why_not_better(a: SideFacts, b: SideFacts) -> str:
     pre_a, pre_b = a.counters.get("preemptions", 0.0), b.counters.get("preemptions", 0.0)
     if pre_b > pre_a:
         causes.append(f"{b.name} preempted {pre_b:.0f} requests ({a.name} {pre_a:.0f})")
-    if max(a.lag_p99_s, b.lag_p99_s) > LAG_BUDGET_S:
+    if a.generator_late or b.generator_late:
         causes.append("the generator lagged, so part of the difference may be the client's")
     if not causes:
         return f"why {b.name} is not better: no single cause stands out in the samples"
@@ -164,6 +170,12 @@ def observations(diffs: Sequence[Difference], a: SideFacts, b: SideFacts) -> lis
                 f"{side.name}: generator lag p99 {side.lag_p99_s * 1000:.1f} ms exceeds "
                 f"{LAG_BUDGET_S * 1000:g} ms, so "
                 "its figures describe the load generator too; lower the rate."
+            )
+        if side.read_delay_p99_s > LAG_BUDGET_S:
+            notes.append(
+                f"{side.name}: generator read delay p99 {side.read_delay_p99_s * 1000:.1f} ms "
+                f"exceeds {LAG_BUDGET_S * 1000:g} ms: chunks waited for the client before "
+                "being timed, so its TTFT and ITL include the client; lower the rate."
             )
     for side in (a, b):
         state = side.queue_state()

@@ -12,11 +12,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from loadtest.commands.run import TOKENIZER_HELP
 from loadtest.compare.live import CompareOptions, Comparison, compare, units
 from loadtest.drive.progress import default_progress
 from loadtest.environments.catalog import EnvironmentsError
 from loadtest.environments.launcher import LaunchError
 from loadtest.workload import WorkloadError
+from loadtest.workload.counting import TokenizerError
 from turnout.logs import configure_logging
 
 # Defaults for `loadtest compare baseline managed` on a 2-core machine (docs/compare.md): the
@@ -105,6 +107,10 @@ def compare_command(
     api_key: Annotated[
         str | None, typer.Option(envvar="LOADTEST_API_KEY", help="Bearer token for URL targets.")
     ] = None,
+    tokenizer: Annotated[
+        list[str] | None,
+        typer.Option(help=TOKENIZER_HELP + " Default: what the environments name."),
+    ] = None,
 ) -> None:
     """Run one seeded schedule against environments A and B and compare them."""
     configure_logging("warning")
@@ -121,6 +127,7 @@ def compare_command(
         out=out,
         resamples=resamples,
         api_key=api_key,
+        tokenizer=tuple(tokenizer or ()),
     )
     previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
@@ -131,7 +138,7 @@ def compare_command(
             progress=default_progress() if progress else None,
             announce=lambda text: console.print(text, highlight=False, soft_wrap=True),
         )
-    except (EnvironmentsError, WorkloadError) as exc:
+    except (EnvironmentsError, WorkloadError, TokenizerError) as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except LaunchError as exc:

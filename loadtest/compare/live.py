@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from loadtest.analysis.checks import prompt_length_warnings, read_delay_line
 from loadtest.analysis.results import new_dir, summary_document
 from loadtest.analysis.stats import Difference, Side, compare_sides, figures
 from loadtest.analysis.summary import Summary, in_warmup, summarize
@@ -21,7 +22,14 @@ from loadtest.analysis.verdict import SideFacts, observations, verdict
 from loadtest.drive.progress import ProgressSink
 from loadtest.drive.records import RequestRecord
 from loadtest.drive.runner import LAG_BUDGET_S, RunResult, run_async
-from loadtest.environments.catalog import Environment, as_dict, load_environments, resolve
+from loadtest.environments.catalog import (
+    Environment,
+    EnvironmentsError,
+    as_dict,
+    load_environments,
+    resolve,
+)
+from loadtest.environments.identity import is_simulated
 from loadtest.environments.launcher import launch
 from loadtest.environments.sampler import (
     ReplicaSample,
@@ -31,6 +39,7 @@ from loadtest.environments.sampler import (
     write_samples,
 )
 from loadtest.workload import Workload, load_workload
+from loadtest.workload.counting import TokenizerChoice, load_tokenizers
 from loadtest.workload.schedule import Schedule, build_schedule
 
 if TYPE_CHECKING:
@@ -53,6 +62,8 @@ class CompareOptions:
     resamples: int = 1000
     sample_interval_s: float = 0.5
     api_key: str | None = None
+    # --tokenizer values (NAME_OR_PATH or MODEL=NAME_OR_PATH); else the environments' own.
+    tokenizer: tuple[str, ...] = ()
 
 
 @dataclass
@@ -89,6 +100,8 @@ def prepare(
     a = resolve(envs, a_name).with_time_scale(options.time_scale)
     b = resolve(envs, b_name).with_time_scale(options.time_scale)
     workload = load_workload(options.workload)
+    models = [name for name, _ in workload.models]
+    choice = tokenizer_choice(TokenizerChoice.parse(options.tokenizer), a, b, models)
     schedule = build_schedule(
         workload,
         seed=options.seed,
@@ -96,8 +109,41 @@ def prepare(
         concurrency=options.concurrency,
         duration=options.duration,
         requests=options.requests,
+        tokenizers=load_tokenizers(choice),
     )
     return a, b, workload, schedule
+
+
+def tokenizer_choice(
+    given: TokenizerChoice, a: Environment, b: Environment, models: list[str]
+) -> TokenizerChoice:
+    """--tokenizer where it names one, else what the environments name. One schedule serves
+    both sides, so A and B must not name different tokenizers for one model."""
+    of_a, of_b = TokenizerChoice.of(a.tokenizer), TokenizerChoice.of(b.tokenizer)
+    for model in models:
+        if given.name_for(model) is not None:
+            continue
+        name_a, name_b = of_a.name_for(model), of_b.name_for(model)
+        if name_a and name_b and name_a != name_b:
+            raise EnvironmentsError(
+                f"environments {a.name} and {b.name} name different tokenizers for {model} "
+                f"({name_a}, {name_b}); one schedule serves both: give --tokenizer"
+            )
+    return given.or_else(of_a.or_else(of_b))
+
+
+def tokenizer_warnings(a: Environment, b: Environment, choice: TokenizerChoice) -> list[str]:
+    """The once-per-compare warning when prompts are sized for the simulator but a side is
+    a deployment that is not simulated."""
+    if choice.given:
+        return []
+    real = [env.name for env in (a, b) if env.url is not None and not is_simulated(env.url)]
+    if not real:
+        return []
+    return [
+        f"warning: no --tokenizer and {', '.join(real)} is not vllm-sim: prompt lengths follow "
+        "the simulator's approximate tokenizer, so the target will count other lengths"
+    ]
 
 
 def judged_workload(workload: Workload, a: Environment, b: Environment) -> Workload:
@@ -226,6 +272,7 @@ def judge(
             s.summary.replica_cv,
             s.summary.goodput_fraction,
             s.counters,
+            s.result.read_delay.p99_s,
         )
         for s, m in ((a, measured_a), (b, measured_b))
     ]
@@ -260,6 +307,16 @@ def notes_for(a: SideRun, b: SideRun, schedule: Schedule, workload: Workload) ->
             f"p99 {p99 * 1000:.2f} ms ({'within' if p99 <= LAG_BUDGET_S else 'OVER'} the "
             f"{LAG_BUDGET_S * 1000:g} ms budget)"
         )
+        notes.append(f"{side.env.name}: {read_delay_line(side.result.read_delay)[1]}")
+        notes.extend(
+            prompt_length_warnings(
+                side.result.records,
+                tokenizer_given=schedule.tokenizers.given,
+                label=f"{side.env.name}: ",
+            )
+        )
+    models = [name for name, _ in workload.models]
+    notes.append(f"prompts sized with {schedule.tokenizers.describe(models)}")
     notes.append(
         "intervals: paired block bootstrap over the schedule's requests "
         "(same request indices on both sides), 95%; rates are over the measured schedule's "
@@ -378,6 +435,8 @@ def compare(
     workload = judged_workload(workload, env_a, env_b)
     directory = results_dir(options.out, a_name, b_name)
     say(f"{workload.name}: {schedule.describe()}, seed {schedule.seed}")
+    for line in tokenizer_warnings(env_a, env_b, schedule.tokenizers):
+        say(line)
     sides = []
     for label, env in (("a", env_a), ("b", env_b)):
         say(f"{label.upper()} = {env.describe()}: starting")

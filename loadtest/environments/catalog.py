@@ -42,6 +42,8 @@ class Environment:
     strategy: str = "round_robin"
     time_scale: float | None = None
     gateway_env: dict[str, str] = field(default_factory=dict)
+    # The served models' tokenizer (a directory or a cached model name), or one per model.
+    tokenizer: str | dict[str, str] | None = None
 
     @property
     def is_local(self) -> bool:
@@ -77,6 +79,7 @@ class _EnvironmentModel(BaseModel):
     strategy: str = "round_robin"
     time_scale: float | None = Field(None, gt=0)
     gateway_env: dict[str, str] = Field(default_factory=dict)
+    tokenizer: str | dict[str, str] | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> "_EnvironmentModel":
@@ -127,6 +130,7 @@ def _build(name: str, spec: _EnvironmentModel) -> Environment:
         strategy=spec.strategy,
         time_scale=spec.time_scale,
         gateway_env=dict(spec.gateway_env),
+        tokenizer=spec.tokenizer,
     )
 
 
@@ -173,4 +177,5 @@ def as_dict(env: Environment) -> dict[str, Any]:
         "replicas": [r.__dict__ | {"args": list(r.args)} for r in env.replicas],
         "strategy": env.strategy,
         "time_scale": env.time_scale,
+        "tokenizer": env.tokenizer,
     }

@@ -7,6 +7,7 @@ import typer
 import uvicorn
 
 from loadtest.sim.faults import ERROR_STATUSES, Faults
+from loadtest.sim.hf_tokenizer import TokenizerError, load_tokenizer
 from loadtest.sim.profiles import PROFILES, UnknownProfile, load_profile
 from loadtest.sim.replica import ReplicaConfig
 from loadtest.sim.server import create_app
@@ -50,6 +51,11 @@ def serve(
     time_scale: float = typer.Option(1.0, min=0.0, help="Multiply every simulated duration."),
     seed: int = typer.Option(0, help="Seed for output lengths, text and faults."),
     legacy_metrics: bool = typer.Option(False, help="Emit vLLM's pre-0.9 metric names."),
+    tokenizer: str | None = typer.Option(
+        None,
+        help="Count prompt tokens with this tokenizer (a directory with tokenizer.json, or a "
+        "model name in the local Hugging Face cache); default: the approximate tokenizer.",
+    ),
     fault_error_rate: float = typer.Option(0.0, min=0.0, max=1.0, help="Fraction answered 500."),
     fault_error_status: int = typer.Option(500, help="Status of those errors (500/502/503/504)."),
     fault_429_rate: float = typer.Option(0.0, min=0.0, max=1.0, help="Fraction answered 429."),
@@ -73,6 +79,12 @@ def serve(
         _fail(str(exc))
     if fault_error_status not in ERROR_STATUSES:
         _fail("--fault-error-status must be one of 500, 502, 503, 504")
+    encoder = None
+    if tokenizer is not None:
+        try:
+            encoder = load_tokenizer(tokenizer)
+        except TokenizerError as exc:
+            _fail(f"--tokenizer: {exc}")
     faults = Faults(
         error_rate=fault_error_rate,
         error_status=fault_error_status,
@@ -99,6 +111,7 @@ def serve(
         seed=seed,
         legacy_metrics=legacy_metrics,
         faults=faults,
+        tokenizer=tokenizer,
     )
     get_logger("vllm_sim").info(
         "replica_starting",
@@ -108,9 +121,10 @@ def serve(
         time_scale=time_scale,
         kv_mode=kv_mode,
         prefix_caching=prefix_caching,
+        tokenizer=tokenizer or "approximate",
         faults={k: v for k, v in faults.as_dict().items() if v != getattr(Faults(), k)},
     )
-    server = uvicorn.Server(uvicorn_config(create_app(config), host, port))
+    server = uvicorn.Server(uvicorn_config(create_app(config, encoder=encoder), host, port))
     server.run()
     if not server.started:
         sys.exit(1)

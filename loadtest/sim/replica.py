@@ -44,6 +44,8 @@ class ReplicaConfig:
     seed: int = 0
     legacy_metrics: bool = False
     faults: Faults = field(default_factory=Faults)
+    # A model's tokenizer (directory or cached name) to count prompts with; None: approximate.
+    tokenizer: str | None = None
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(

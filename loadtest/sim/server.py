@@ -18,6 +18,7 @@ import orjson
 from prometheus_client import CollectorRegistry
 
 from loadtest.sim.api import (
+    APPROXIMATE,
     DONE,
     ApiError,
     Kind,
@@ -28,9 +29,10 @@ from loadtest.sim.api import (
 from loadtest.sim.engine import RequestRejected
 from loadtest.sim.exposition import VllmCollector, metrics_registry, render
 from loadtest.sim.faults import Faults, FaultsInvalid
+from loadtest.sim.hf_tokenizer import load_tokenizer
 from loadtest.sim.kvcache import SharedKVPool
 from loadtest.sim.replica import RealTimeEngine, ReplicaConfig, Stream
-from loadtest.sim.tokenizer import output_text, output_token_text
+from loadtest.sim.tokenizer import PromptEncoder, output_text, output_token_text
 from turnout.asgi import Receive, Scope, Send
 from turnout.logs import get_logger
 
@@ -102,9 +104,17 @@ def drop_connection(send: Send) -> bool:
 class SimServer:
     """The ASGI app of one replica; `startup`/`shutdown` run its engine loop."""
 
-    def __init__(self, config: ReplicaConfig, pool: SharedKVPool | None = None) -> None:
+    def __init__(
+        self,
+        config: ReplicaConfig,
+        pool: SharedKVPool | None = None,
+        encoder: PromptEncoder | None = None,
+    ) -> None:
         self.config = config
         self.model = config.model
+        if encoder is None:
+            encoder = load_tokenizer(config.tokenizer) if config.tokenizer else APPROXIMATE
+        self.encoder = encoder
         self.replica: RealTimeEngine | None = None
         self._pool = pool
         self._rng = random.Random(config.seed)
@@ -200,6 +210,7 @@ class SimServer:
                 raw,
                 served_model=self.model,
                 max_model_len=replica.max_model_len,
+                encoder=self.encoder,
             )
             shapes = ResponseShapes(request)
             now = asyncio.get_running_loop().time()
@@ -308,6 +319,7 @@ class SimServer:
             "kv_mode": self.config.kv_mode,
             "kv_pool": self.config.kv_pool,
             "prefix_caching": self.config.prefix_caching,
+            "tokenizer": self.encoder.name,
         }
         await respond(send, 200, orjson.dumps(body), JSON)
 
@@ -356,6 +368,9 @@ ROUTES: dict[str, tuple[tuple[str, ...], str]] = {
 }
 
 
-def create_app(config: ReplicaConfig, pool: SharedKVPool | None = None) -> SimServer:
-    """One replica's ASGI app; its engine loop runs inside the app's lifespan."""
-    return SimServer(config, pool)
+def create_app(
+    config: ReplicaConfig, pool: SharedKVPool | None = None, encoder: PromptEncoder | None = None
+) -> SimServer:
+    """One replica's ASGI app; its engine loop runs inside the app's lifespan. Prompts are
+    counted with `encoder`, else with config.tokenizer (loaded here), else approximately."""
+    return SimServer(config, pool, encoder)

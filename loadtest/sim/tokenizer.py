@@ -16,7 +16,8 @@ point and the same seed always says the same thing.
 
 import re
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
 VOCAB_SIZE = 128_256  # Llama 3's
 PIECE_CHARS = 6
@@ -77,6 +78,34 @@ def encode_chat(messages: Iterable[Mapping[str, object]]) -> list[int]:
         ids.extend(encode(_message_text(message.get("content"))))
     ids.extend(token_id("<|assistant|>") for _ in range(CHAT_PROMPT_TOKENS - 1))
     return ids
+
+
+class PromptEncoder(Protocol):
+    """How a replica turns a request's prompt into token ids (this module's approximation,
+    or a model's own tokenizer: loadtest.sim.hf_tokenizer.HfTokenizer)."""
+
+    name: str
+
+    def chat(self, messages: Sequence[Mapping[str, Any]]) -> list[int]: ...
+
+    def completion(self, text: str) -> list[int]: ...
+
+
+class Approximate:
+    """The approximate tokenizer as a PromptEncoder (what vllm-sim uses by default)."""
+
+    name = "approximate"
+
+    def chat(self, messages: Sequence[Mapping[str, Any]]) -> list[int]:
+        return encode_chat(messages)
+
+    def completion(self, text: str) -> list[int]:
+        return encode(text)
+
+
+def chat_overhead_tokens() -> int:
+    """Tokens the template adds around a single user message (9; see encode_chat)."""
+    return len(encode_chat([{"role": "user", "content": ""}]))
 
 
 def _message_text(content: object) -> str:
