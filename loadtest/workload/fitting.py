@@ -197,7 +197,9 @@ def fit_lengths(
         top = len(units) - offsets[rows] + MARKER_WORDS
         base = np.asarray(count([render(j, MARKER_WORDS, 0) for j in range(len(rows))]))
         start = _predict(tokenizer, units, targets[rows] - base, offsets[rows], top)
-        words, extra = fit_words(count, render, targets[rows].tolist(), max_words=top, start=start)
+        words, extra = fit_words(
+            count, render, targets[rows].tolist(), max_words=top.tolist(), start=start
+        )
         text_words[rows], fillers[rows] = words, extra
     return prefix_words, text_words, fillers
 
