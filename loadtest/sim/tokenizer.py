@@ -40,7 +40,7 @@ _WORD_LIST = (
     "off come since against go came right used take three engine token cache batch "
     "replica queue latency request stream model prefix block memory router kernel"
 )
-_WORDS = tuple(_WORD_LIST.split())
+OUTPUT_WORDS = tuple(_WORD_LIST.split())
 
 
 def token_id(piece: str) -> int:
@@ -126,7 +126,7 @@ def _mix(value: int) -> int:
 
 def output_token_text(seed: int, index: int) -> str:
     """The text of output token number `index` (from 0) of the request seeded `seed`."""
-    word = _WORDS[_mix(seed * 1_000_003 + index) % len(_WORDS)]
+    word = OUTPUT_WORDS[_mix(seed * 1_000_003 + index) % len(OUTPUT_WORDS)]
     return word if index == 0 else " " + word
 
 

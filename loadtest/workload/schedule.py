@@ -112,6 +112,7 @@ def build_schedule(
     duration: float | None = None,
     requests: int | None = None,
     tokenizers: Tokenizers | None = None,
+    text_seed: int | None = None,
 ) -> Schedule:
     """The deterministic schedule of `workload` under `seed` (default: the workload's).
 
@@ -119,6 +120,8 @@ def build_schedule(
     `duration` (s) or `requests` (a count) overrides how much is sent; one of them must be
     given here or by the workload. Prompt lengths are exact, chat template included, under
     each model's tokenizer in `tokenizers`, else under the simulator's approximate one.
+    `text_seed` (default: the seed) draws the requests' own text alone: the same schedule
+    with other words, which a server's prefix cache has not seen (bench/crosscheck.py).
     """
     if rate is not None and concurrency is not None:
         raise WorkloadError("give a rate or a concurrency, not both")
@@ -142,6 +145,8 @@ def build_schedule(
             "workload or as --duration / --requests"
         )
     seeds = np.random.SeedSequence(seed).spawn(6)
+    if text_seed is not None and text_seed != seed:
+        seeds[5] = np.random.SeedSequence(text_seed).spawn(6)[5]
     streams = [np.random.default_rng(s) for s in seeds]
     at = _send_times(seeds[0], arrival, duration, requests)
     n = len(at)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-from loadtest.sim.tokenizer import _WORDS
+from loadtest.sim.tokenizer import OUTPUT_WORDS
 from loadtest.workload.prompts import WORD_UNITS
 
 BOS, EOT = "<|begin_of_text|>", "<|eot_id|>"
@@ -42,7 +42,9 @@ def build_tokenizer(directory: Path, *, vocab_size: int = 400) -> Path:
         show_progress=False,
     )
     prompt_words = [str(w).strip() for w in WORD_UNITS]
-    lines = [" ".join(prompt_words)] * 3 + [" ".join(_WORDS)] * 3 + ["a " * 50, "user assistant"]
+    lines = (
+        [" ".join(prompt_words)] * 3 + [" ".join(OUTPUT_WORDS)] * 3 + ["a " * 50, "user assistant"]
+    )
     tokenizer.train_from_iterator(lines, trainer)
     bos_id = tokenizer.token_to_id(BOS)
     tokenizer.post_processor = processors.TemplateProcessing(
@@ -52,7 +54,7 @@ def build_tokenizer(directory: Path, *, vocab_size: int = 400) -> Path:
     config = {
         "tokenizer_class": "PreTrainedTokenizerFast",
         "bos_token": BOS,
-        "eos_token": {"content": EOT, "special": True},
+        "eos_token": EOT,
         "model_max_length": 131072,
         "chat_template": CHAT_TEMPLATE,
     }

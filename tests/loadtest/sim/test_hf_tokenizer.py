@@ -42,6 +42,19 @@ def test_chat_renders_the_template_and_adds_no_special_tokens(tok_dir: Path) -> 
     assert ids.count(raw.token_to_id(BOS)) == 1  # from the template, not added again
 
 
+def test_special_tokens_may_come_as_added_token_objects(tmp_path: Path) -> None:
+    """Older tokenizer files write {"content": ...} objects, some in special_tokens_map.json."""
+    directory = build_tokenizer(tmp_path / "old-style")
+    config = json.loads((directory / "tokenizer_config.json").read_text())
+    del config["bos_token"]
+    (directory / "tokenizer_config.json").write_text(json.dumps(config))
+    special = {"bos_token": {"content": BOS, "lstrip": False, "__type": "AddedToken"}}
+    (directory / "special_tokens_map.json").write_text(json.dumps(special))
+    tok = load_tokenizer(str(directory))
+    assert tok.special_tokens["bos_token"] == BOS
+    assert tok.render_chat([{"role": "user", "content": "x"}]).startswith(BOS)
+
+
 def test_completion_adds_the_special_tokens(tok_dir: Path) -> None:
     tok = load_tokenizer(str(tok_dir))
     raw = Tokenizer.from_file(str(tok_dir / "tokenizer.json"))
