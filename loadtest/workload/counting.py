@@ -61,8 +61,10 @@ class TokenizerChoice:
 
     def or_else(self, other: TokenizerChoice) -> TokenizerChoice:
         """This choice where it names a tokenizer, `other` elsewhere."""
+        if self.default is not None:
+            return self  # it names one for every model
         merged = {**dict(other.by_model), **dict(self.by_model)}
-        return TokenizerChoice(self.default or other.default, tuple(sorted(merged.items())))
+        return TokenizerChoice(other.default, tuple(sorted(merged.items())))
 
     def describe(self, models: Iterable[str] = ()) -> str:
         """ "tokenizer X" / "tokenizers: m1 X, m2 approximate" / "approximate tokenizer"."""

@@ -95,3 +95,21 @@ def test_default_time_scale_applies_only_where_unset(tmp_path: Path) -> None:
     envs = load_environments(user, cwd=tmp_path)
     assert envs["baseline"].with_time_scale(10).time_scale == 10
     assert envs["slow"].with_time_scale(10).time_scale == 3
+
+
+def test_an_environment_names_its_tokenizer(tmp_path: Path) -> None:
+    user = tmp_path / "envs.yaml"
+    user.write_text(
+        "environments:\n"
+        "  vllm: {url: 'http://10.0.0.5:8000', tokenizer: meta-llama/Llama-3.1-8B-Instruct}\n"
+        "  mixed:\n"
+        "    url: http://10.0.0.6:8000\n"
+        "    tokenizer: {m1: /models/m1, m2: org/m2}\n"
+    )
+    envs = load_environments(user, cwd=tmp_path)
+    assert envs["vllm"].tokenizer == "meta-llama/Llama-3.1-8B-Instruct"
+    assert envs["mixed"].tokenizer == {"m1": "/models/m1", "m2": "org/m2"}
+    assert envs["baseline"].tokenizer is None
+    user.write_text("environments:\n  bad: {url: 'http://h:1', tokenizer: [a, b]}\n")
+    with pytest.raises(EnvironmentsError, match="tokenizer"):
+        load_environments(user, cwd=tmp_path)
