@@ -2,6 +2,7 @@
 
 import csv
 import json
+import select
 import signal
 import subprocess
 import time
@@ -114,9 +115,16 @@ def test_ctrl_c_stops_sending_waits_for_answers_and_writes_results(
     argv += ["--requests", "100", "--out", str(tmp_path), "--no-progress"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        time.sleep(2.0)
+        # Start-up (imports, the schedule) takes seconds on a busy machine: count from the
+        # line that announces the run, then let about 15 requests go out.
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 30.0)
+        first = proc.stdout.readline() if ready else ""
+        assert "chat-mixed ->" in first, first
+        time.sleep(1.5)
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=30)
+        out = first + out
     finally:
         if proc.poll() is None:
             proc.kill()
