@@ -135,7 +135,8 @@ async def test_streamed_timings_match_the_server(fake_openai: Callable[..., Proc
         assert 0.019 <= record.tpot_s <= 0.03  # type: ignore[operator]
         assert 0.28 <= record.e2e_s <= 0.4  # type: ignore[operator]
         assert record.scheduled_s == request.at_s
-        assert record.sent_s >= record.scheduled_s
+        # A send due within 0.2 ms goes out at once rather than after a sleep (runner._SPIN_S).
+        assert record.sent_s >= record.scheduled_s - 0.0002
 
 
 @pytest.mark.parametrize("api", ["chat", "completions"])
