@@ -24,12 +24,12 @@ from loadtest.drive.records import RequestRecord
 from loadtest.drive.runner import LAG_BUDGET_S, RunResult, run_async
 from loadtest.environments.catalog import (
     Environment,
-    EnvironmentsError,
     as_dict,
+    common_tokenizer,
     load_environments,
     resolve,
 )
-from loadtest.environments.identity import is_simulated
+from loadtest.environments.identity import tokenizer_warnings
 from loadtest.environments.launcher import launch
 from loadtest.environments.sampler import (
     ReplicaSample,
@@ -101,7 +101,7 @@ def prepare(
     b = resolve(envs, b_name).with_time_scale(options.time_scale)
     workload = load_workload(options.workload)
     models = [name for name, _ in workload.models]
-    choice = tokenizer_choice(TokenizerChoice.parse(options.tokenizer), a, b, models)
+    choice = common_tokenizer(TokenizerChoice.parse(options.tokenizer), a, b, models)
     schedule = build_schedule(
         workload,
         seed=options.seed,
@@ -112,38 +112,6 @@ def prepare(
         tokenizers=load_tokenizers(choice),
     )
     return a, b, workload, schedule
-
-
-def tokenizer_choice(
-    given: TokenizerChoice, a: Environment, b: Environment, models: list[str]
-) -> TokenizerChoice:
-    """--tokenizer where it names one, else what the environments name. One schedule serves
-    both sides, so A and B must not name different tokenizers for one model."""
-    of_a, of_b = TokenizerChoice.of(a.tokenizer), TokenizerChoice.of(b.tokenizer)
-    for model in models:
-        if given.name_for(model) is not None:
-            continue
-        name_a, name_b = of_a.name_for(model), of_b.name_for(model)
-        if name_a and name_b and name_a != name_b:
-            raise EnvironmentsError(
-                f"environments {a.name} and {b.name} name different tokenizers for {model} "
-                f"({name_a}, {name_b}); one schedule serves both: give --tokenizer"
-            )
-    return given.or_else(of_a.or_else(of_b))
-
-
-def tokenizer_warnings(a: Environment, b: Environment, choice: TokenizerChoice) -> list[str]:
-    """The once-per-compare warning when prompts are sized for the simulator but a side is
-    a deployment that is not simulated."""
-    if choice.given:
-        return []
-    real = [env.name for env in (a, b) if env.url is not None and not is_simulated(env.url)]
-    if not real:
-        return []
-    return [
-        f"warning: no --tokenizer and {', '.join(real)} is not vllm-sim: prompt lengths follow "
-        "the simulator's approximate tokenizer, so the target will count other lengths"
-    ]
 
 
 def judged_workload(workload: Workload, a: Environment, b: Environment) -> Workload:

@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from loadtest.sim.layout import FLEETS
+from loadtest.workload.counting import TokenizerChoice
 
 USER_FILE = "turnout-environments.yaml"
 
@@ -165,6 +166,24 @@ def resolve(environments: dict[str, Environment], name: str) -> Environment:
     except KeyError:
         known = ", ".join(sorted(environments))
         raise EnvironmentsError(f"unknown environment {name!r}; known: {known}") from None
+
+
+def common_tokenizer(
+    given: TokenizerChoice, a: Environment, b: Environment, models: list[str]
+) -> TokenizerChoice:
+    """--tokenizer where it names one, else what the environments name. One schedule serves
+    both sides, so A and B must not name different tokenizers for one model."""
+    of_a, of_b = TokenizerChoice.of(a.tokenizer), TokenizerChoice.of(b.tokenizer)
+    for model in models:
+        if given.name_for(model) is not None:
+            continue
+        name_a, name_b = of_a.name_for(model), of_b.name_for(model)
+        if name_a and name_b and name_a != name_b:
+            raise EnvironmentsError(
+                f"environments {a.name} and {b.name} name different tokenizers for {model} "
+                f"({name_a}, {name_b}); one schedule serves both: give --tokenizer"
+            )
+    return given.or_else(of_a.or_else(of_b))
 
 
 def as_dict(env: Environment) -> dict[str, Any]:

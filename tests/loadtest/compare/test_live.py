@@ -138,19 +138,18 @@ def test_when_b_is_not_better_the_observations_say_why() -> None:
 
 
 def test_one_tokenizer_per_model_for_both_sides() -> None:
-    from loadtest.compare.live import tokenizer_choice
-    from loadtest.environments.catalog import EnvironmentsError
+    from loadtest.environments.catalog import EnvironmentsError, common_tokenizer
     from loadtest.workload.counting import TokenizerChoice
 
     a = Environment("a", url="http://h:1", tokenizer={"m1": "tok-a"})
     b = Environment("b", url="http://h:2", tokenizer={"m2": "tok-b"})
-    choice = tokenizer_choice(TokenizerChoice(), a, b, ["m1", "m2"])
+    choice = common_tokenizer(TokenizerChoice(), a, b, ["m1", "m2"])
     assert (choice.name_for("m1"), choice.name_for("m2")) == ("tok-a", "tok-b")
     clash = Environment("c", url="http://h:3", tokenizer="tok-c")
     with pytest.raises(EnvironmentsError, match="different tokenizers for m1"):
-        tokenizer_choice(TokenizerChoice(), a, clash, ["m1"])
+        common_tokenizer(TokenizerChoice(), a, clash, ["m1"])
     # --tokenizer settles it; a local fleet names none.
-    given = tokenizer_choice(TokenizerChoice("tok-x"), a, clash, ["m1"])
+    given = common_tokenizer(TokenizerChoice("tok-x"), a, clash, ["m1"])
     assert given.name_for("m1") == "tok-x"
     local = Environment("local", fleet="baseline")
-    assert tokenizer_choice(TokenizerChoice(), local, local, ["m1"]).given is False
+    assert common_tokenizer(TokenizerChoice(), local, local, ["m1"]).given is False
