@@ -16,5 +16,9 @@ if ! command -v promtool >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get 
   { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
       --no-install-recommends prometheus; } >"$log" 2>&1 || { cat "$log"; exit 1; }
 fi
+# tests/loadtest/test_crosscheck.py runs AIPerf from its own venv, cached between runs
+# (~/.cache/turnout/crosscheck, or TURNOUT_CROSSCHECK_CACHE): 1-3 minutes the first time.
+echo "== AIPerf for the cross-check"
+python bench/crosscheck.py --install-only
 echo "== pytest"
 pytest "$@"

@@ -17,6 +17,7 @@ from matplotlib import rcParams
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from loadtest.analysis.checks import prompt_length_warnings, read_delay_line
 from loadtest.analysis.stats import Difference
 from loadtest.analysis.summary import Summary, in_warmup
 from loadtest.drive.records import RequestRecord
@@ -216,7 +217,9 @@ def difference_rows(diffs: Sequence[Difference], units: dict[str, str]) -> str:
 def _summary_rows(side: ReportSide) -> str:
     rows = []
     for key, value in side.figures.items():
-        unit = "s" if key.endswith("_s") and key != "window_s" else "raw"
+        # Times are *_s; rates (*_per_s) and the window are shown as they are.
+        seconds = key.endswith("_s") and not key.endswith("_per_s") and key != "window_s"
+        unit = "s" if seconds else "raw"
         shown = fmt(value, unit) if unit == "s" else html.escape(_plain(value))
         rows.append(f"<tr><td>{html.escape(key)}</td><td>{shown}</td></tr>")
     return "\n".join(rows)
@@ -295,9 +298,14 @@ def write_run_report(
         warmup=frozenset(in_warmup(result.records, workload)),
     )
     lag = result.lag
+    schedule = result.schedule
+    models = [name for name, _ in workload.models]
     notes = [
-        f"{result.schedule.describe()} against {result.target_url}, seed {result.schedule.seed}",
+        f"{schedule.describe()} against {result.target_url}, seed {schedule.seed}",
+        f"prompts sized with {schedule.tokenizers.describe(models)}",
         f"generator lag p50 {lag.p50_s * 1000:.2f} ms, p99 {lag.p99_s * 1000:.2f} ms",
+        read_delay_line(result.read_delay)[1],
+        *prompt_length_warnings(result.records, tokenizer_given=schedule.tokenizers.given),
     ]
     path = directory / "report.html"
     path.write_text(render_run(side, title=f"{workload.name} on {result.target_url}", notes=notes))

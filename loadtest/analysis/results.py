@@ -25,6 +25,7 @@ PER_MODEL_FIGURES = (
     "tpot_p99_s",
     "e2e_p50_s",
     "e2e_p99_s",
+    "prompt_tokens_served_ratio",
 )
 
 
@@ -57,6 +58,13 @@ def summary_document(result: RunResult, summary: Summary) -> dict[str, Any]:
         "interrupted": result.interrupted,
         "lag": {"p50_s": result.lag.p50_s, "p99_s": result.lag.p99_s, "max_s": result.lag.max_s},
         "lag_ok": result.lag.ok,
+        "read_delay": {
+            "p50_s": result.read_delay.p50_s,
+            "p99_s": result.read_delay.p99_s,
+            "max_s": result.read_delay.max_s,
+        },
+        "read_delay_ok": result.read_delay.ok,
+        "tokenizers": schedule.tokenizers.describe(m for m, _ in schedule.workload.models),
         "figures": summary.to_dict(),
         "replicas": dict(summary.replicas),
         "errors_by_kind": dict(summary.errors_by_kind),

@@ -58,9 +58,22 @@ class Summary:
     tpot: Percentiles
     e2e: Percentiles
     lag: Percentiles
+    # Over chunks with visible text only (blank token chunks left out); docs/loadtest.md.
+    ttft_visible: Percentiles
+    itl_visible: Percentiles
+    # Prompt tokens asked for and served (usage), over successful requests that report both.
+    prompt_tokens_requested: int
+    prompt_tokens_served: int
     # (replica, requests) sorted by name; "-" when the target names none.
     replicas: tuple[tuple[str, int], ...]
     errors_by_kind: tuple[tuple[str, int], ...]
+
+    @property
+    def prompt_tokens_ratio(self) -> float | None:
+        """Served / requested prompt tokens; None when nothing reported usage."""
+        if not self.prompt_tokens_requested:
+            return None
+        return self.prompt_tokens_served / self.prompt_tokens_requested
 
     @property
     def replica_max_share(self) -> float | None:
@@ -90,10 +103,13 @@ class Summary:
             "goodput_rps": self.goodput_rps,
             "goodput_fraction": self.goodput_fraction,
         }
-        for name in ("ttft", "itl", "tpot", "e2e", "lag"):
+        for name in ("ttft", "itl", "tpot", "e2e", "lag", "ttft_visible", "itl_visible"):
             stats: Percentiles = getattr(self, name)
             for q in ("p50", "p90", "p99", "max", "mean"):
                 out[f"{name}_{q}_s"] = getattr(stats, q)
+        out["prompt_tokens_requested"] = self.prompt_tokens_requested
+        out["prompt_tokens_served"] = self.prompt_tokens_served
+        out["prompt_tokens_served_ratio"] = self.prompt_tokens_ratio
         out["replicas_used"] = sum(1 for _, n in self.replicas if n)
         out["replica_max_share"] = self.replica_max_share
         out["replica_cv"] = self.replica_cv
@@ -130,6 +146,12 @@ def summarize(records: Sequence[RequestRecord], workload: Workload) -> Summary:
     good = sum(1 for r in ok if meets_slo(r, workload))
     replicas = Counter(r.replica or "-" for r in ok)
     kinds = Counter(r.error_kind or "" for r in measured if not r.ok)
+    visible = [r.visible() for r in ok]
+    counted = [
+        (r.requested_prompt_tokens, r.prompt_tokens)
+        for r in ok
+        if r.requested_prompt_tokens is not None and r.prompt_tokens is not None
+    ]
     return Summary(
         requests=len(measured),
         ok=len(ok),
@@ -147,6 +169,10 @@ def summarize(records: Sequence[RequestRecord], workload: Workload) -> Summary:
         tpot=Percentiles.of(r.tpot_s for r in ok if r.tpot_s is not None),
         e2e=Percentiles.of(r.e2e_s for r in ok if r.e2e_s is not None),
         lag=Percentiles.of(r.lag_s for r in measured),
+        ttft_visible=Percentiles.of(t for t, _ in visible if t is not None),
+        itl_visible=Percentiles.of(gap for _, gaps in visible for gap in gaps),
+        prompt_tokens_requested=sum(asked for asked, _ in counted),
+        prompt_tokens_served=sum(served for _, served in counted),
         replicas=tuple(sorted(replicas.items())),
         errors_by_kind=tuple(sorted(kinds.items())),
     )

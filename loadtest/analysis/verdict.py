@@ -41,6 +41,8 @@ class SideFacts:
     goodput_fraction: float | None = None
     # Engine counters summed over replicas after the run (see sampler.engine_counters).
     counters: dict[str, float] = field(default_factory=dict)
+    # How late the generator read arriving chunks, p99 (loadtest/drive/readdelay.py).
+    read_delay_p99_s: float = 0.0
 
     def ttft_p99_by_model(self) -> dict[str, float]:
         by_model: dict[str, list[float]] = defaultdict(list)
@@ -222,6 +224,12 @@ def observations(diffs: Sequence[Difference], a: SideFacts, b: SideFacts) -> lis
                 f"{side.name}: generator lag p99 {side.lag_p99_s * 1000:.1f} ms exceeds "
                 f"{LAG_BUDGET_S * 1000:g} ms, so "
                 "its figures describe the load generator too; lower the rate."
+            )
+        if side.read_delay_p99_s > LAG_BUDGET_S:
+            notes.append(
+                f"{side.name}: generator read delay p99 {side.read_delay_p99_s * 1000:.1f} ms "
+                f"exceeds {LAG_BUDGET_S * 1000:g} ms: chunks waited for the client before "
+                "being timed, so its TTFT and ITL include the client; lower the rate."
             )
     for side in (a, b):
         state = side.queue_state()

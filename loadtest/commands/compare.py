@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from loadtest.analysis.stats import Difference, figures
+from loadtest.commands.run import TOKENIZER_HELP
 from loadtest.compare.options import (
     POINT_REQUESTS,
     REPEATS,
@@ -28,6 +29,7 @@ from loadtest.compare.sweep import LABELS, curves, ranges
 from loadtest.drive.progress import default_progress
 from loadtest.environments.catalog import EnvironmentsError
 from loadtest.environments.launcher import LaunchError
+from loadtest.workload.counting import TokenizerError
 from loadtest.workload.model import WorkloadError
 from turnout.logs import configure_logging
 
@@ -177,6 +179,10 @@ def compare_command(
     api_key: Annotated[
         str | None, typer.Option(envvar="LOADTEST_API_KEY", help="Bearer token for URL targets.")
     ] = None,
+    tokenizer: Annotated[
+        list[str] | None,
+        typer.Option(help=TOKENIZER_HELP + " Default: what the environments name."),
+    ] = None,
 ) -> None:
     """Compare environments A and B on one seeded schedule.
 
@@ -218,6 +224,7 @@ def compare_command(
         api_key=api_key,
         min_effect=min_effect,
         virtual_requests=virtual_requests,
+        tokenizer=tuple(tokenizer or ()),
     )
     previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
@@ -228,7 +235,7 @@ def compare_command(
             progress=default_progress() if progress else None,
             announce=lambda text: console.print(text, highlight=False, soft_wrap=True),
         )
-    except (EnvironmentsError, WorkloadError) as exc:
+    except (EnvironmentsError, WorkloadError, TokenizerError) as exc:
         fail(str(exc))
         return
     except LaunchError as exc:

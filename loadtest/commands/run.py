@@ -14,14 +14,31 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from loadtest.analysis.checks import prompt_length_warnings, read_delay_line
 from loadtest.analysis.results import write_results
 from loadtest.analysis.summary import Summary, summarize, summarize_by_model
 from loadtest.drive.progress import ProgressSink, default_progress
 from loadtest.drive.runner import LAG_BUDGET_S, RunResult, run_async
+from loadtest.environments.identity import is_simulated
 from loadtest.environments.sampler import ReplicaSampler, sampled_run, write_samples
 from loadtest.workload import WorkloadError, builtin_workloads, load_workload
+from loadtest.workload.counting import TokenizerChoice, TokenizerError, load_tokenizers
 from loadtest.workload.schedule import Schedule, build_schedule
 from turnout.logs import configure_logging
+
+TOKENIZER_HELP = (
+    "Size prompts with this tokenizer, chat template included: a directory holding "
+    "tokenizer.json, or a model name in the local Hugging Face cache (offline). MODEL=NAME "
+    "for one model; repeat for several. Default: the simulator's approximate tokenizer."
+)
+
+
+def no_tokenizer_warning(where: str) -> str:
+    return (
+        f"[yellow]warning:[/yellow] no --tokenizer and {where} is not vllm-sim: prompt "
+        "lengths follow the simulator's approximate tokenizer, so the target will count "
+        "other lengths (see the served/asked check after the run)."
+    )
 
 
 def workloads() -> None:
@@ -57,6 +74,7 @@ def run(
             envvar="LOADTEST_ADMIN_KEY", help="Bearer key for a gateway's /admin (sampling)."
         ),
     ] = None,
+    tokenizer: Annotated[list[str] | None, typer.Option(help=TOKENIZER_HELP)] = None,
 ) -> None:
     """Drive TARGET with a workload, print a summary and write results/<name>-<time>/
     (records, summary, replica samples and report.html)."""
@@ -71,6 +89,7 @@ def run(
         )
         raise typer.Exit(2)
     try:
+        choice = TokenizerChoice.parse(tokenizer or ())
         loaded = load_workload(workload)
         schedule = build_schedule(
             loaded,
@@ -79,15 +98,20 @@ def run(
             concurrency=concurrency,
             duration=duration,
             requests=requests,
+            tokenizers=load_tokenizers(choice),
         )
-    except WorkloadError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+    except (WorkloadError, TokenizerError) as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
+    models = [name for name, _ in loaded.models]
     console.print(
-        f"{loaded.name} -> {target}: {schedule.describe()}, seed {schedule.seed}",
+        f"{loaded.name} -> {target}: {schedule.describe()}, seed {schedule.seed}; prompts "
+        f"sized with {choice.describe(models)}",
         highlight=False,
         soft_wrap=True,
     )
+    if not choice.given and not is_simulated(target, admin_key=admin_key):
+        console.print(no_tokenizer_warning(target), highlight=False, soft_wrap=True)
     if schedule.closed_loop:
         console.print(
             "[yellow]closed loop:[/yellow] each slot sends its next request only when the last "
@@ -105,6 +129,8 @@ def run(
         raise typer.Exit(130) from None
     summary = summarize(result.records, loaded)
     print_summary(console, result, summary)
+    for line in prompt_length_warnings(result.records, tokenizer_given=choice.given):
+        console.print(f"[yellow]warning:[/yellow] {line}", highlight=False, soft_wrap=True)
     path = write_results(result, summary, out, loaded.name)
     write_samples(sampler.samples, path / "replicas.jsonl")
     console.print(
@@ -179,16 +205,29 @@ def print_summary(console: Console, result: RunResult, summary: Summary) -> None
         ("goodput", f"{summary.goodput_rps:.2f} req/s ({summary.goodput_fraction:.1%} meet SLO)"),
         ("window", f"{summary.window_s:.1f} s"),
     ]
+    if summary.prompt_tokens_ratio is not None:
+        rows.append(
+            (
+                "prompt tokens served / asked",
+                f"{summary.prompt_tokens_served:,} / {summary.prompt_tokens_requested:,} "
+                f"({summary.prompt_tokens_ratio - 1:+.1%})",
+            )
+        )
     for key, value in rows:
         totals.add_row(key, value)
     console.print(totals)
     latency = Table(title="Latency (ms)")
     for column in ("", "p50", "p90", "p99", "max", "mean"):
         latency.add_column(column, justify="right")
-    for name in ("ttft", "itl", "tpot", "e2e"):
+    names = ["ttft", "itl", "tpot", "e2e"]
+    if any(r.blank_chunks for r in result.records):
+        # Some token chunks had no text: when text appeared differs from when tokens did.
+        names += ["ttft_visible", "itl_visible"]
+    for name in names:
         stats = getattr(summary, name)
         latency.add_row(
-            name.upper(), *(_ms(getattr(stats, q)) for q in ("p50", "p90", "p99", "max", "mean"))
+            name.upper().replace("_VISIBLE", " (visible text)"),
+            *(_ms(getattr(stats, q)) for q in ("p50", "p90", "p99", "max", "mean")),
         )
     console.print(latency)
     by_model = summarize_by_model(result.records, result.schedule.workload)
@@ -250,4 +289,6 @@ def print_summary(console: Console, result: RunResult, summary: Summary) -> None
             "server; lower the rate or use a faster machine.",
             highlight=False,
         )
+    within, line = read_delay_line(result.read_delay)
+    console.print(line if within else f"[yellow]warning:[/yellow] {line}", highlight=False)
     sys.stdout.flush()

@@ -23,6 +23,8 @@ class Runs:
     counters: dict[str, Any] = field(default_factory=dict)
     # Generator lag p99 of each run, seconds (0 in virtual time).
     lag_p99_s: list[float] = field(default_factory=list)
+    # How late the generator read arriving chunks in each run, p99 seconds.
+    read_delay_p99_s: list[float] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -72,12 +74,13 @@ def judge(
 
 
 def _lag_cautions(a: Runs, b: Runs) -> list[str]:
-    """One line when the generator sent late in any run: those figures describe it too."""
+    """One line when the generator sent or read late in any run: those figures describe it
+    too (a late read stamps chunks late, so TTFT and ITL include the client)."""
     late = [
-        (side.name, k + 1, lag)
+        (side.name, k + 1, worst)
         for side in (a, b)
-        for k, lag in enumerate(side.lag_p99_s)
-        if lag > LAG_BUDGET_S
+        for k, worst in enumerate(_worst_delays(side))
+        if worst > LAG_BUDGET_S
     ]
     if not late:
         return []
@@ -85,10 +88,16 @@ def _lag_cautions(a: Runs, b: Runs) -> list[str]:
     lags = [lag * 1000 for _, _, lag in late]
     which = ", ".join(f"{name} run {k}" for name, k, _ in late)
     return [
-        f"the load generator sent late in {len(late)} of {runs} runs ({which}: lag p99 "
+        f"the load generator sent or read late in {len(late)} of {runs} runs ({which}: p99 "
         f"{min(lags):.1f}-{max(lags):.1f} ms, budget {LAG_BUDGET_S * 1000:g} ms), so the "
         "figures describe the client too; lower the rate or quiet the machine"
     ]
+
+
+def _worst_delays(side: Runs) -> list[float]:
+    """Per run, the larger of the send lag and the read delay (p99 seconds)."""
+    reads = side.read_delay_p99_s + [0.0] * (len(side.lag_p99_s) - len(side.read_delay_p99_s))
+    return [max(lag, read) for lag, read in zip(side.lag_p99_s, reads, strict=False)]
 
 
 def _facts(side: Runs, runs: list[list[RequestRecord]], workload: Workload) -> SideFacts:
@@ -102,6 +111,7 @@ def _facts(side: Runs, runs: list[list[RequestRecord]], workload: Workload) -> S
         summary.replica_cv,
         summary.goodput_fraction,
         side.counters,
+        max(side.read_delay_p99_s, default=0.0),
     )
 
 

@@ -125,6 +125,7 @@ def as_runs(name: str, runs: list[SideRun]) -> Runs:
         [sample for _, samples in labelled for sample in samples],
         runs[0].counters if runs else {},
         [run.summary.lag.p99 or 0.0 for run in runs],
+        [run.result.read_delay.p99_s for run in runs],
     )
 
 

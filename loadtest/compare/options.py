@@ -77,3 +77,6 @@ class CompareOptions:
     min_effect: float = 0.05
     # Requests per virtual load; None: SWEEP_REQUESTS in a sweep, POINT_REQUESTS for one load.
     virtual_requests: int | None = None
+    # --tokenizer values (NAME_OR_PATH or MODEL=NAME_OR_PATH) live prompts are sized with;
+    # else the environments' own, else the simulator's approximate tokenizer.
+    tokenizer: tuple[str, ...] = ()

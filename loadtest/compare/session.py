@@ -10,11 +10,12 @@
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from loadtest.analysis.checks import prompt_length_warnings
 from loadtest.analysis.results import new_dir
 from loadtest.analysis.stats import figures
 from loadtest.analysis.summary import summarize
@@ -38,11 +39,14 @@ from loadtest.environments.catalog import (
     Environment,
     EnvironmentsError,
     as_dict,
+    common_tokenizer,
     load_environments,
     resolve,
 )
+from loadtest.environments.identity import tokenizer_warnings
 from loadtest.playback.capacity import Capacity
 from loadtest.playback.fleets import LiveOnly, VirtualFleet, virtual_fleet
+from loadtest.workload.counting import TokenizerChoice, load_tokenizers
 from loadtest.workload.format import load_workload
 from loadtest.workload.model import Workload
 from loadtest.workload.schedule import Schedule, build_schedule
@@ -171,6 +175,11 @@ def _live(
     progress: ProgressSink | None,
 ) -> None:
     a, b, workload = result.a, result.b, result.workload
+    models = [name for name, _ in workload.models]
+    choice = common_tokenizer(TokenizerChoice.parse(options.tokenizer), a, b, models)
+    for line in tokenizer_warnings(a, b, choice):
+        say(line)
+    tokenizers = load_tokenizers(choice)
     scales = {env.time_scale or 1.0 for env in (a, b) if env.is_local} or {1.0}
     scale = max(scales)
     unit = result.capacity[0].rate if result.capacity else None
@@ -185,6 +194,7 @@ def _live(
         concurrency=options.concurrency,
         duration=duration,
         requests=options.requests if duration is None else None,
+        tokenizers=tokenizers,
     )
     where = f" = load {load:.2f} of A's saturation rate" if load is not None else ""
     say(
@@ -206,6 +216,8 @@ def _live(
         seed=schedule.seed,
         min_effect=options.min_effect,
     )
+    notes = _prompt_notes(schedule, runs_a, runs_b, a, b)
+    judged = replace(judged, observations=judged.observations + notes)
     result.live = Live(schedule, scale, load, runs_a, runs_b, judged)
     if fleets is not None and load is not None and not schedule.closed_loop:
         say("virtual time: the live schedule, at the hardware's speed, to check agreement")
@@ -215,10 +227,26 @@ def _live(
             rate=rate * scale,
             duration=None if duration is None else duration / scale,
             requests=None if duration is not None else options.requests,
+            tokenizers=tokenizers,
         )
         twin = compare_at(fleets, workload, twin_schedule, load, options)
         result.live.twin = twin
         result.live.agreement = agreement(twin.judged, judged)
+
+
+def _prompt_notes(
+    schedule: Schedule, runs_a: list[SideRun], runs_b: list[SideRun], a: Environment, b: Environment
+) -> list[str]:
+    """What prompts were sized with, and a line per side and model whose server counted
+    other prompt lengths than the schedule asked for."""
+    models = [name for name, _ in schedule.workload.models]
+    notes = [f"prompts sized with {schedule.tokenizers.describe(models)}"]
+    for env, runs in ((a, runs_a), (b, runs_b)):
+        records = [r for run in runs for r in run.result.records]
+        notes += prompt_length_warnings(
+            records, tokenizer_given=schedule.tokenizers.given, label=f"{env.name}: "
+        )
+    return notes
 
 
 def _live_rate(
@@ -357,6 +385,10 @@ def _document(
             "lag_p99_s": {
                 "a": [run.summary.lag.p99 for run in live.runs_a],
                 "b": [run.summary.lag.p99 for run in live.runs_b],
+            },
+            "read_delay_p99_s": {
+                "a": [run.result.read_delay.p99_s for run in live.runs_a],
+                "b": [run.result.read_delay.p99_s for run in live.runs_b],
             },
         }
         if live.agreement is not None:

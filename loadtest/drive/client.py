@@ -192,10 +192,19 @@ class _BodyReader:
 
 
 class _Measure:
-    """Timestamps of one response's chunks and its usage figures."""
+    """Timestamps of one response's token chunks and its usage figures.
+
+    A token chunk is an event with a choice, as `vllm bench serve` counts them, except
+    vLLM's opening role announcement (`delta: {role, content: ""}`), which carries no token
+    (AIPerf leaves it out too). A chunk whose text is empty still carries a token (a partial
+    UTF-8 character, a special token): it is timed, and noted as blank for the
+    visible-text variants.
+    """
 
     __slots__ = (
+        "blank",
         "chunks",
+        "count",
         "done",
         "ended",
         "first",
@@ -210,6 +219,9 @@ class _Measure:
         self.first: float | None = None
         self.last = 0.0
         self.chunks: list[float] = []
+        self.count = 0
+        # Positions (from 0) of the token chunks without visible text.
+        self.blank: list[int] = []
         self.prompt_tokens: int | None = None
         self.output_tokens: int | None = None
         self.done = False
@@ -226,14 +238,23 @@ class _Measure:
             raise StreamError(f"error event in stream: {str(data['error'])[:200]}")
         for choice in data.get("choices") or ():
             delta = choice.get("delta")
-            text = delta.get("content") if delta is not None else choice.get("text")
-            if text:
-                if self.first is None:
-                    self.first = now
-                else:
-                    self.chunks.append(now - self.last)
-                self.last = now
-                break
+            if delta is None:
+                visible = bool(choice.get("text"))
+            else:
+                visible = bool(
+                    delta.get("content") or delta.get("reasoning_content") or delta.get("reasoning")
+                )
+                if not visible and delta.get("role") and not delta.get("tool_calls"):
+                    break  # the role announcement: no token
+            if self.first is None:
+                self.first = now
+            else:
+                self.chunks.append(now - self.last)
+            self.last = now
+            if not visible:
+                self.blank.append(self.count)
+            self.count += 1
+            break
         usage = data.get("usage")
         if usage:
             self.prompt_tokens = usage.get("prompt_tokens")
@@ -263,13 +284,17 @@ class _Measure:
         if error_kind is None and not self.done:
             error_kind, error = "stream", "stream ended without [DONE]"
         ok = error_kind is None
-        if self.ended is not None:
+        # As the anchors: the answer ends with its last token chunk (not the usage chunk
+        # or [DONE] after it); without any token chunk, when it was complete.
+        if self.first is not None:
+            end = self.last
+        elif self.ended is not None:
             end = self.ended
         ttft = self.first - self.sent if ok and self.first is not None else None
         e2e = end - self.sent if ok else None
         output = self.output_tokens
         if output is None and ok:
-            output = len(self.chunks) + (1 if self.first is not None else 0)
+            output = self.count
         tpot = None
         if ttft is not None and e2e is not None and output is not None and output > 1:
             tpot = (e2e - ttft) / (output - 1)
@@ -291,4 +316,6 @@ class _Measure:
             prompt_tokens=self.prompt_tokens,
             output_tokens=output if ok else self.output_tokens,
             replica=replica,
+            requested_prompt_tokens=request.prompt_tokens,
+            blank_chunks=tuple(self.blank) if ok else (),
         )

@@ -3,7 +3,9 @@
 Open loop: each request leaves at its scheduled time whatever the server does (no coordinated
 omission); how late the generator actually sent it is recorded as lag. When the generator's own
 p99 lag exceeds 5 ms the figures describe the client more than the server: `RunResult.lag.ok`
-says so, and `loadtest run` prints the warning.
+says so, and `loadtest run` prints the warning. The read side is watched the same way: how
+long arriving bytes wait before the event loop stamps them (`RunResult.read_delay`, sampled by
+loadtest/drive/readdelay.py), with the same 5 ms budget.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 
 from loadtest.drive.client import Client
 from loadtest.drive.progress import ProgressSink, Snapshot
+from loadtest.drive.readdelay import ReadDelayProbe
 from loadtest.drive.records import RequestRecord
 from loadtest.workload.schedule import Schedule, ScheduledRequest
 
@@ -66,6 +69,8 @@ class RunResult:
     closed_loop: bool
     # Stopped before the schedule's end (see run_schedule's `stop`).
     interrupted: bool = False
+    # How long arriving bytes waited for the event loop (chunk timestamps are that late).
+    read_delay: LagStats = field(default_factory=lambda: LagStats(0.0, 0.0, 0.0))
 
     @property
     def errors(self) -> int:
@@ -138,8 +143,9 @@ async def run_schedule(
     # exists now so that collections during the run stay short and do not delay sends.
     gc.collect()
     gc.freeze()
+    probe = ReadDelayProbe()
     try:
-        async with client_factory(target_url, schedule, api_key=api_key) as client:
+        async with probe, client_factory(target_url, schedule, api_key=api_key) as client:
             start = time.perf_counter()
             ticker = asyncio.create_task(_tick(tracker, start, tick_s, progress, on_tick))
             try:
@@ -167,6 +173,7 @@ async def run_schedule(
         lag=LagStats.of([r.lag_s for r in records]),
         closed_loop=schedule.closed_loop,
         interrupted=stop is not None and stop.is_set(),
+        read_delay=LagStats.of(probe.delays),
     )
 
 

@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from loadtest.sim.layout import FLEETS
+from loadtest.workload.counting import TokenizerChoice
 
 USER_FILE = "turnout-environments.yaml"
 
@@ -48,6 +49,8 @@ class Environment:
     # Share of GPU memory each simulated replica gets (vLLM's --gpu-memory-utilization);
     # None: vLLM's default 0.9, the same for every fleet.
     gpu_memory_utilization: float | None = None
+    # The served models' tokenizer (a directory or a cached model name), or one per model.
+    tokenizer: str | dict[str, str] | None = None
 
     @property
     def is_local(self) -> bool:
@@ -85,6 +88,7 @@ class _EnvironmentModel(BaseModel):
     time_scale: float | None = Field(None, gt=0)
     gateway_env: dict[str, str] = Field(default_factory=dict)
     gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
+    tokenizer: str | dict[str, str] | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> "_EnvironmentModel":
@@ -136,6 +140,7 @@ def _build(name: str, spec: _EnvironmentModel) -> Environment:
         time_scale=spec.time_scale,
         gateway_env=dict(spec.gateway_env),
         gpu_memory_utilization=spec.gpu_memory_utilization,
+        tokenizer=spec.tokenizer,
     )
 
 
@@ -172,6 +177,24 @@ def resolve(environments: dict[str, Environment], name: str) -> Environment:
         raise EnvironmentsError(f"unknown environment {name!r}; known: {known}") from None
 
 
+def common_tokenizer(
+    given: TokenizerChoice, a: Environment, b: Environment, models: list[str]
+) -> TokenizerChoice:
+    """--tokenizer where it names one, else what the environments name. One schedule serves
+    both sides, so A and B must not name different tokenizers for one model."""
+    of_a, of_b = TokenizerChoice.of(a.tokenizer), TokenizerChoice.of(b.tokenizer)
+    for model in models:
+        if given.name_for(model) is not None:
+            continue
+        name_a, name_b = of_a.name_for(model), of_b.name_for(model)
+        if name_a and name_b and name_a != name_b:
+            raise EnvironmentsError(
+                f"environments {a.name} and {b.name} name different tokenizers for {model} "
+                f"({name_a}, {name_b}); one schedule serves both: give --tokenizer"
+            )
+    return given.or_else(of_a.or_else(of_b))
+
+
 def as_dict(env: Environment) -> dict[str, Any]:
     """A JSON-ready description (for compare.json)."""
     return {
@@ -183,4 +206,5 @@ def as_dict(env: Environment) -> dict[str, Any]:
         "strategy": env.strategy,
         "time_scale": env.time_scale,
         "gpu_memory_utilization": env.gpu_memory_utilization,
+        "tokenizer": env.tokenizer,
     }

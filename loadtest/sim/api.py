@@ -15,7 +15,9 @@ from typing import Any, Literal
 
 import orjson
 
-from loadtest.sim.tokenizer import encode, encode_chat
+from loadtest.sim.tokenizer import Approximate, PromptEncoder
+
+APPROXIMATE = Approximate()
 
 Kind = Literal["chat", "completion"]
 
@@ -73,9 +75,11 @@ def parse_generation(
     *,
     served_model: str | None,
     max_model_len: int,
+    encoder: PromptEncoder = APPROXIMATE,
 ) -> GenerationRequest:
     """Validate a request body; ApiError (400/404) when it is not one vLLM would serve.
-    `served_model` None leaves the model name to the caller to check."""
+    `served_model` None leaves the model name to the caller to check. The prompt is
+    counted with `encoder` (the approximate tokenizer, or the model's own)."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -97,10 +101,10 @@ def parse_generation(
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ApiError(400, "`seed` must be an integer", "seed")
     if kind == "chat":
-        prompt = encode_chat(checked_messages(body.get("messages")))
+        prompt = encoder.chat(checked_messages(body.get("messages")))
         max_tokens = _max_tokens(body, ("max_completion_tokens", "max_tokens"))
     else:
-        prompt = _completion_prompt(body.get("prompt"))
+        prompt = _completion_prompt(body.get("prompt"), encoder)
         max_tokens = _max_tokens(body, ("max_tokens",))
     max_tokens = _fit_context(len(prompt), max_tokens, max_model_len)
     return GenerationRequest(
@@ -199,11 +203,11 @@ def _check_content(content: Any) -> None:
             raise ApiError(400, "a text content part needs a string `text`", "messages")
 
 
-def _completion_prompt(prompt: Any) -> list[int]:
+def _completion_prompt(prompt: Any, encoder: PromptEncoder) -> list[int]:
     if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
         prompt = prompt[0]
     if isinstance(prompt, str):
-        return encode(prompt)
+        return encoder.completion(prompt)
     if (
         isinstance(prompt, list)
         and prompt

@@ -8,6 +8,7 @@ import uvicorn
 
 from loadtest.sim.faces import FACES, face_named
 from loadtest.sim.faults import ERROR_STATUSES, Faults
+from loadtest.sim.hf_tokenizer import TokenizerError, load_tokenizer
 from loadtest.sim.kvcache import KVCACHED_MAX_CACHED_TOKENS
 from loadtest.sim.profiles import (
     DEFAULT_GPU_MEMORY_UTILIZATION,
@@ -92,6 +93,11 @@ def serve(
     interrupt_requests: bool = typer.Option(
         True, help="llama-cpp-python: a waiting request ends the stream in progress."
     ),
+    tokenizer: str | None = typer.Option(
+        None,
+        help="Count prompt tokens with this tokenizer (a directory with tokenizer.json, or a "
+        "model name in the local Hugging Face cache); default: the approximate tokenizer.",
+    ),
     fault_error_rate: float = typer.Option(0.0, min=0.0, max=1.0, help="Fraction answered 500."),
     fault_error_status: int = typer.Option(500, help="Status of those errors (500/502/503/504)."),
     fault_429_rate: float = typer.Option(0.0, min=0.0, max=1.0, help="Fraction answered 429."),
@@ -118,6 +124,12 @@ def serve(
     problem = face_problem(present_as, metrics, legacy_metrics)
     if problem:
         _fail(problem)
+    encoder = None
+    if tokenizer is not None:
+        try:
+            encoder = load_tokenizer(tokenizer)
+        except TokenizerError as exc:
+            _fail(f"--tokenizer: {exc}")
     faults = Faults(
         error_rate=fault_error_rate,
         error_status=fault_error_status,
@@ -153,6 +165,7 @@ def serve(
         else health_delay,
         max_queue=max_queue,
         interrupt_requests=interrupt_requests,
+        tokenizer=tokenizer,
     )
     get_logger("vllm_sim").info(
         "replica_starting",
@@ -163,9 +176,10 @@ def serve(
         time_scale=time_scale,
         kv_mode=kv_mode,
         prefix_caching=prefix_caching,
+        tokenizer=tokenizer or "approximate",
         faults={k: v for k, v in faults.as_dict().items() if v != getattr(Faults(), k)},
     )
-    server = uvicorn.Server(uvicorn_config(create_app(config), host, port))
+    server = uvicorn.Server(uvicorn_config(create_app(config, encoder=encoder), host, port))
     server.run()
     if not server.started:
         sys.exit(1)

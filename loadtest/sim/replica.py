@@ -54,6 +54,8 @@ class ReplicaConfig:
     health_delay: float = 0.0
     max_queue: int = 512
     interrupt_requests: bool = True
+    # A model's tokenizer (directory or cached name) to count prompts with; None: approximate.
+    tokenizer: str | None = None
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(

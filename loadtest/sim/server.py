@@ -21,6 +21,7 @@ import orjson
 from prometheus_client import CollectorRegistry
 
 from loadtest.sim.api import (
+    APPROXIMATE,
     DONE,
     ApiError,
     Kind,
@@ -38,6 +39,7 @@ from loadtest.sim.exposition import (
 from loadtest.sim.faces import Facts, Page, face_named
 from loadtest.sim.faces_local import OLLAMA_BUSY, ModelLock
 from loadtest.sim.faults import Faults, FaultsInvalid
+from loadtest.sim.hf_tokenizer import load_tokenizer
 from loadtest.sim.kvcache import SharedKVPool
 from loadtest.sim.messages import (
     drop_connection,
@@ -47,7 +49,7 @@ from loadtest.sim.messages import (
     watch_disconnect,
 )
 from loadtest.sim.replica import RealTimeEngine, ReplicaConfig, Stream
-from loadtest.sim.tokenizer import output_text, output_token_text
+from loadtest.sim.tokenizer import PromptEncoder, output_text, output_token_text
 from turnout.asgi import Receive, Scope, Send
 from turnout.logs import get_logger
 
@@ -64,10 +66,18 @@ Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 class SimServer:
     """The ASGI app of one replica; `startup`/`shutdown` run its engine loop."""
 
-    def __init__(self, config: ReplicaConfig, pool: SharedKVPool | None = None) -> None:
+    def __init__(
+        self,
+        config: ReplicaConfig,
+        pool: SharedKVPool | None = None,
+        encoder: PromptEncoder | None = None,
+    ) -> None:
         self.config = config
         self.model = config.model
         self.face = face_named(config.present_as)
+        if encoder is None:
+            encoder = load_tokenizer(config.tokenizer) if config.tokenizer else APPROXIMATE
+        self.encoder = encoder
         self.replica: RealTimeEngine | None = None
         self._pool = pool
         self._rng = random.Random(config.seed)
@@ -202,7 +212,11 @@ class SimServer:
                 await self._error(send, error, [(b"retry-after", b"1")])
                 return
             request = parse_generation(
-                kind, raw, served_model=None, max_model_len=replica.max_model_len
+                kind,
+                raw,
+                served_model=None,
+                max_model_len=replica.max_model_len,
+                encoder=self.encoder,
             )
             model = face.model_for(request.model, self.model)
             if model is None:
@@ -356,6 +370,7 @@ class SimServer:
                 "prefix_caching": config.prefix_caching,
                 "max_cached_tokens": config.max_cached_tokens,
                 "metrics": self.metrics_on,
+                "tokenizer": self.encoder.name,
             },
         )
 
@@ -395,6 +410,9 @@ class SimServer:
         await respond(send, 200, orjson.dumps(replica.faults.as_dict()), JSON)
 
 
-def create_app(config: ReplicaConfig, pool: SharedKVPool | None = None) -> SimServer:
-    """One replica's ASGI app; its engine loop runs inside the app's lifespan."""
-    return SimServer(config, pool)
+def create_app(
+    config: ReplicaConfig, pool: SharedKVPool | None = None, encoder: PromptEncoder | None = None
+) -> SimServer:
+    """One replica's ASGI app; its engine loop runs inside the app's lifespan. Prompts are
+    counted with `encoder`, else with config.tokenizer (loaded here), else approximately."""
+    return SimServer(config, pool, encoder)

@@ -16,7 +16,8 @@ point and the same seed always says the same thing.
 
 import re
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
 VOCAB_SIZE = 128_256  # Llama 3's
 PIECE_CHARS = 6
@@ -39,7 +40,7 @@ _WORD_LIST = (
     "off come since against go came right used take three engine token cache batch "
     "replica queue latency request stream model prefix block memory router kernel"
 )
-_WORDS = tuple(_WORD_LIST.split())
+OUTPUT_WORDS = tuple(_WORD_LIST.split())
 
 
 def token_id(piece: str) -> int:
@@ -86,6 +87,34 @@ def chat_ids(messages: Iterable[tuple[str, list[int]]]) -> list[int]:
     return ids
 
 
+class PromptEncoder(Protocol):
+    """How a replica turns a request's prompt into token ids (this module's approximation,
+    or a model's own tokenizer: loadtest.sim.hf_tokenizer.HfTokenizer)."""
+
+    name: str
+
+    def chat(self, messages: Sequence[Mapping[str, Any]]) -> list[int]: ...
+
+    def completion(self, text: str) -> list[int]: ...
+
+
+class Approximate:
+    """The approximate tokenizer as a PromptEncoder (what vllm-sim uses by default)."""
+
+    name = "approximate"
+
+    def chat(self, messages: Sequence[Mapping[str, Any]]) -> list[int]:
+        return encode_chat(messages)
+
+    def completion(self, text: str) -> list[int]:
+        return encode(text)
+
+
+def chat_overhead_tokens() -> int:
+    """Tokens the template adds around a single user message (9; see encode_chat)."""
+    return len(encode_chat([{"role": "user", "content": ""}]))
+
+
 def _message_text(content: object) -> str:
     if isinstance(content, str):
         return content
@@ -104,7 +133,7 @@ def _mix(value: int) -> int:
 
 def output_token_text(seed: int, index: int) -> str:
     """The text of output token number `index` (from 0) of the request seeded `seed`."""
-    word = _WORDS[_mix(seed * 1_000_003 + index) % len(_WORDS)]
+    word = OUTPUT_WORDS[_mix(seed * 1_000_003 + index) % len(OUTPUT_WORDS)]
     return word if index == 0 else " " + word
 
 

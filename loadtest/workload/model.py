@@ -125,7 +125,13 @@ class Workload:
     def describe(self) -> str:
         """One line: what this workload sends."""
         mix = "/".join(f"{share * 100:.0f}" for _, share in self.models)
-        length = f"{self.duration_s:g}s" if self.duration_s else f"{self.requests} requests"
+        length = (
+            f"{self.duration_s:g}s"
+            if self.duration_s
+            else f"{self.requests} requests"
+            if self.requests
+            else "length set at run time"
+        )
         prefix = (
             f", {self.shared_prefix.fraction:.0%} share {self.shared_prefix.groups} prefixes"
             if self.shared_prefix

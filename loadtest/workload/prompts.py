@@ -1,9 +1,10 @@
-"""Prompt text of a requested token length.
+"""The words prompts are made of, and the marker each request's own text starts with.
 
 Text is built from three-letter English words plus a space: four characters, which is one token
 for the simulator's approximate tokenizer (about four characters per token) and, for most real
-BPE tokenizers, one token too. Every request's own text starts with a marker made of its index,
-so that no two requests share more than their intended prefix.
+BPE tokenizers, one or two. Every request's own text starts with a marker made of its index,
+so that no two requests share more than their intended prefix. How many words make a prompt of
+a given length under a given tokenizer: loadtest/workload/fitting.py.
 """
 
 from __future__ import annotations
@@ -42,8 +43,3 @@ def marker(index: int) -> str:
         index, digit = divmod(index, 26)
         letters.append(_LETTERS[digit])
     return f"{''.join(letters[:3])} {''.join(letters[3:])} "
-
-
-def estimate_tokens(text: str) -> int:
-    """The simulator's approximate token count of `text`."""
-    return -(-len(text) // CHARS_PER_TOKEN)

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from loadtest.workload.counting import TokenizerChoice, Tokenizers
+from loadtest.workload.fitting import FILLER, MARKER_WORDS, compose, fit_lengths
 from loadtest.workload.model import Arrival, LengthDist, Workload, WorkloadError
 from loadtest.workload.prompts import CHARS_PER_TOKEN, marker, words
 
@@ -26,6 +28,9 @@ from loadtest.workload.prompts import CHARS_PER_TOKEN, marker, words
 _CLOSED_LOOP_PER_SLOT_SECOND = 20
 _MAX_REQUESTS = 1_000_000
 _MIN_CORPUS_TOKENS = 1 << 16
+# Words past the last offset: under a real tokenizer a prompt may need a few more words than
+# its token target when its shared prefix came out a little short.
+_CORPUS_SLACK = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,13 +39,18 @@ class ScheduledRequest:
     # Send time in seconds from the start of the run (0 for every request in closed loop).
     at_s: float
     model: str
-    # Target prompt length in tokens, shared prefix included.
+    # Prompt length in tokens as the server counts it: shared prefix and template included.
     prompt_tokens: int
     max_tokens: int
     # Which shared prefix the prompt starts with, or -1.
     prefix_group: int
-    # Where this request's own text starts in the schedule's corpus, in tokens.
+    # Where this request's own text starts in the schedule's corpus, in words.
     text_offset: int
+    # Words of the prompt (fitted to its model's tokenizer): of the shared prefix, of its
+    # own text (a two-word marker, then corpus words), and one-token fillers at the end.
+    prefix_words: int = 0
+    text_words: int = 0
+    fillers: int = 0
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,8 @@ class Schedule:
     duration_s: float | None = None
     prefixes: tuple[str, ...] = field(default=(), repr=False)
     corpus: str = field(default="", repr=False, compare=False)
+    # What prompt lengths were fitted to.
+    tokenizers: TokenizerChoice = field(default_factory=TokenizerChoice)
 
     @property
     def closed_loop(self) -> bool:
@@ -69,11 +81,18 @@ class Schedule:
 
     def prompt(self, request: ScheduledRequest) -> str:
         """The prompt text of `request`: its shared prefix, then its own text."""
-        prefix = self.prefixes[request.prefix_group] if request.prefix_group >= 0 else ""
-        own_tokens = request.prompt_tokens - len(prefix) // CHARS_PER_TOKEN
-        start = request.text_offset * CHARS_PER_TOKEN
-        body = self.corpus[start : start + max(own_tokens - 2, 0) * CHARS_PER_TOKEN]
-        return prefix + (marker(request.index) + body)[: own_tokens * CHARS_PER_TOKEN]
+        group = request.prefix_group
+        prefix = (
+            self.prefixes[group][: request.prefix_words * CHARS_PER_TOKEN] if group >= 0 else ""
+        )
+        return compose(
+            prefix,
+            request.index,
+            self.corpus,
+            request.text_offset,
+            request.text_words,
+            request.fillers,
+        )
 
     def prompt_encoder(
         self, encode: Callable[[str], list[int]]
@@ -82,16 +101,22 @@ class Schedule:
         corpus word, as the simulator's): the corpus and prefixes are encoded once and each
         prompt is sliced from them. Any other tokenizer gets the plain composition."""
         corpus_ids = encode(self.corpus)
-        if len(corpus_ids) * CHARS_PER_TOKEN != len(self.corpus):
-            return lambda request: encode(self.prompt(request))
         prefix_ids = [encode(prefix) for prefix in self.prefixes]
+        word_level = len(corpus_ids) * CHARS_PER_TOKEN == len(self.corpus) and all(
+            len(ids) * CHARS_PER_TOKEN == len(prefix)
+            for ids, prefix in zip(prefix_ids, self.prefixes, strict=True)
+        )
+        filler = encode(FILLER)
+        if not word_level or len(filler) != 1:
+            return lambda request: encode(self.prompt(request))
 
         def ids(request: ScheduledRequest) -> list[int]:
-            head = prefix_ids[request.prefix_group] if request.prefix_group >= 0 else []
-            own = request.prompt_tokens - len(head)
+            group = request.prefix_group
+            head = prefix_ids[group][: request.prefix_words] if group >= 0 else []
             start = request.text_offset
-            body = corpus_ids[start : start + max(own - 2, 0)]
-            return head + (encode(marker(request.index)) + body)[: max(own, 0)]
+            body = corpus_ids[start : start + max(request.text_words - MARKER_WORDS, 0)]
+            own = (encode(marker(request.index)) + body)[: request.text_words]
+            return head + own + filler * request.fillers
 
         return ids
 
@@ -113,11 +138,17 @@ def build_schedule(
     concurrency: int | None = None,
     duration: float | None = None,
     requests: int | None = None,
+    tokenizers: Tokenizers | None = None,
+    text_seed: int | None = None,
 ) -> Schedule:
     """The deterministic schedule of `workload` under `seed` (default: the workload's).
 
     `rate` (req/s, open loop) or `concurrency` (closed loop) overrides the arrival process;
-    `duration` (s) or `requests` (a count) overrides how much is sent.
+    `duration` (s) or `requests` (a count) overrides how much is sent; one of them must be
+    given here or by the workload. Prompt lengths are exact, chat template included, under
+    each model's tokenizer in `tokenizers`, else under the simulator's approximate one.
+    `text_seed` (default: the seed) draws the requests' own text alone: the same schedule
+    with other words, which a server's prefix cache has not seen (bench/crosscheck.py).
     """
     if rate is not None and concurrency is not None:
         raise WorkloadError("give a rate or a concurrency, not both")
@@ -135,7 +166,14 @@ def build_schedule(
     arrival = _arrival(workload.arrival, rate, concurrency)
     if duration is None and requests is None:
         duration, requests = workload.duration_s, workload.requests
+    if duration is None and requests is None:
+        raise WorkloadError(
+            f"workload {workload.name}: give duration (seconds) or requests (a count), in the "
+            "workload or as --duration / --requests"
+        )
     seeds = np.random.SeedSequence(seed).spawn(6)
+    if text_seed is not None and text_seed != seed:
+        seeds[5] = np.random.SeedSequence(text_seed).spawn(6)[5]
     streams = [np.random.default_rng(s) for s in seeds]
     at = _send_times(seeds[0], arrival, duration, requests)
     n = len(at)
@@ -147,17 +185,33 @@ def build_schedule(
     groups, prefixes = _prefixes(streams[4], workload, n)
     corpus_tokens = max(_MIN_CORPUS_TOKENS, int(prompt_own.max(initial=0)) * 2)
     offsets = streams[5].integers(0, corpus_tokens - prompt_own + 1)
-    corpus = words(streams[5], corpus_tokens)
+    corpus = words(streams[5], corpus_tokens + _CORPUS_SLACK)
     prefix_tokens = workload.shared_prefix.tokens if workload.shared_prefix else 0
+    targets = prompt_own + np.where(groups >= 0, prefix_tokens, 0)
+    model_names = [models[m] for m in model_index]
+    prefix_words, text_words, fillers = fit_lengths(
+        api=workload.api,
+        tokenizers=tokenizers,
+        models=model_names,
+        targets=targets,
+        groups=groups,
+        offsets=offsets,
+        prefixes=prefixes,
+        prefix_tokens=prefix_tokens,
+        corpus=corpus,
+    )
     built = tuple(
         ScheduledRequest(
             index=i,
             at_s=float(at[i]),
-            model=models[model_index[i]],
-            prompt_tokens=int(prompt_own[i]) + (prefix_tokens if groups[i] >= 0 else 0),
+            model=model_names[i],
+            prompt_tokens=int(targets[i]),
             max_tokens=int(output[i]),
             prefix_group=int(groups[i]),
             text_offset=int(offsets[i]),
+            prefix_words=int(prefix_words[i]),
+            text_words=int(text_words[i]),
+            fillers=int(fillers[i]),
         )
         for i in range(n)
     )
@@ -169,6 +223,7 @@ def build_schedule(
         duration_s=duration if arrival.closed_loop else None,
         prefixes=prefixes,
         corpus=corpus,
+        tokenizers=tokenizers.choice if tokenizers is not None else TokenizerChoice(),
     )
 
 

@@ -1,7 +1,8 @@
 """A small OpenAI-compatible server with known timings, for the load generator's tests.
 
 Streams `max_tokens` chunks of one token each: the first after --ttft seconds, the rest --gap
-seconds apart, then a usage chunk and [DONE]. --fail-every N answers every Nth request with
+seconds apart, then a usage chunk and [DONE]; --blank-every N sends every Nth token chunk with
+empty text (a partial UTF-8 character, as vLLM does). --fail-every N answers every Nth request with
 --fail-status (500);
 --break-every N cuts every Nth stream after two chunks; --garbage-every N streams a line that
 is not JSON in every Nth; --error-event-every N sends an error event instead of the 2nd chunk.
@@ -17,6 +18,8 @@ import json
 
 from aiohttp import web
 
+from loadtest.sim.tokenizer import encode, encode_chat
+
 
 def make_app(
     *,
@@ -29,6 +32,7 @@ def make_app(
     fail_status: int,
     replica: str | None,
     api_key: str | None = None,
+    blank_every: int = 0,
 ) -> web.Application:
     counter = itertools.count(1)
     received = [0]
@@ -47,7 +51,9 @@ def make_app(
         chat = request.path.endswith("/chat/completions")
         prompt = body["messages"][0]["content"] if chat else body["prompt"]
         tokens = int(body.get("max_tokens") or 16)
-        usage = {"prompt_tokens": -(-len(prompt) // 4), "completion_tokens": tokens}
+        # Counted as vllm-sim counts (the approximate tokenizer, its chat template included).
+        counted = encode_chat(body["messages"]) if chat else encode(prompt)
+        usage = {"prompt_tokens": len(counted), "completion_tokens": tokens}
         if not body.get("stream"):
             await asyncio.sleep(ttft + gap * (tokens - 1))
             text = "tok " * tokens
@@ -70,7 +76,8 @@ def make_app(
                 await response.write(b"data: " + json.dumps(error).encode() + b"\n\n")
                 await response.write(b"data: [DONE]\n\n")
                 return response
-            choice = {"index": 0, "delta": {"content": "tok "}} if chat else {"text": "tok "}
+            text = "" if blank_every and (i + 1) % blank_every == 0 else "tok "
+            choice = {"index": 0, "delta": {"content": text}} if chat else {"text": text}
             await response.write(b"data: " + json.dumps({"choices": [choice]}).encode() + b"\n\n")
         await response.write(
             b"data: " + json.dumps({"choices": [], "usage": usage}).encode() + b"\n\n"
@@ -104,6 +111,7 @@ def main() -> None:
     parser.add_argument("--fail-status", type=int, default=500)
     parser.add_argument("--replica", default=None)
     parser.add_argument("--api-key", default=None)
+    parser.add_argument("--blank-every", type=int, default=0)
     args = parser.parse_args()
     app = make_app(
         ttft=args.ttft,
@@ -115,6 +123,7 @@ def main() -> None:
         fail_status=args.fail_status,
         replica=args.replica,
         api_key=args.api_key,
+        blank_every=args.blank_every,
     )
     web.run_app(app, host="127.0.0.1", port=args.port, print=None)
 

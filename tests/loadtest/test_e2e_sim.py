@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from loadtest.analysis.results import read_records
-from loadtest.sim.tokenizer import encode
+from loadtest.sim.tokenizer import encode, encode_chat
 from loadtest.workload import load_workload
 from loadtest.workload.schedule import build_schedule
 from tests.loadtest.helpers import loadtest
@@ -25,11 +25,18 @@ WORKLOAD = {
 
 
 def test_prompts_have_their_length_in_the_simulators_tokenizer(tmp_path: Path) -> None:
+    """Template included: the chat's whole prompt, the completion's text."""
     path = tmp_path / "w.yaml"
-    path.write_text(yaml.safe_dump(WORKLOAD))
-    schedule = build_schedule(load_workload(path))
-    for request in schedule.requests:
-        assert len(encode(schedule.prompt(request))) == request.prompt_tokens
+    for api in ("chat", "completions"):
+        path.write_text(yaml.safe_dump({**WORKLOAD, "api": api}))
+        schedule = build_schedule(load_workload(path))
+        for request in schedule.requests:
+            text = schedule.prompt(request)
+            if api == "chat":
+                counted = encode_chat([{"role": "user", "content": text}])
+            else:
+                counted = encode(text)
+            assert len(counted) == request.prompt_tokens
 
 
 def test_run_against_vllm_sim(spawn: Callable[..., Proc], tmp_path: Path) -> None:
@@ -45,17 +52,18 @@ def test_run_against_vllm_sim(spawn: Callable[..., Proc], tmp_path: Path) -> Non
     records = read_records(run_dir)
     schedule = build_schedule(load_workload(path))
     assert len(records) == 30
-    overheads = set()
     for record, request in zip(records, schedule.requests, strict=True):
         assert record.ok, record.error
         assert record.model == "tiny-model"
         assert record.output_tokens == request.max_tokens  # ignore_eos: exactly max_tokens
         assert record.ttft_s is not None and record.ttft_s > 0
         assert len(record.itl_s) >= 1
-        assert record.prompt_tokens is not None
-        overheads.add(record.prompt_tokens - request.prompt_tokens)
-    # The chat template adds the same few tokens to every prompt.
-    assert len(overheads) == 1 and 0 <= overheads.pop() <= 16
+        # Served exactly as asked, chat template included.
+        assert record.prompt_tokens == record.requested_prompt_tokens == request.prompt_tokens
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["figures"]["errors"] == 0
     assert summary["figures"]["ttft_p50_s"] > 0
+    assert summary["figures"]["prompt_tokens_served_ratio"] == 1.0
+    # vllm-sim is recognised: no tokenizer warning, and no length warning either.
+    assert "no --tokenizer" not in result.stdout, result.stdout
+    assert "the server counted" not in result.stdout, result.stdout

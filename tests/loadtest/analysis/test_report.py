@@ -112,9 +112,16 @@ def test_write_run_report_for_a_loadtest_run(tmp_path) -> None:  # type: ignore[
         duration_s=13.0,
         lag=LagStats(0.0001, 0.0002, 0.0003),
         closed_loop=False,
+        read_delay=LagStats(0.00004, 0.0071, 0.009),
     )
     path = write_run_report(tmp_path, result, summarize(recs, workload), workload, samples(1000.0))
     html = path.read_text()
     assert path == tmp_path / "report.html"
     assert html.count("<svg") == 4
     assert "p99 0.20 ms" in html and "chat-mixed on http://127.0.0.1:1" in html
+    # The read side, and what prompts were sized with, are in the notes too.
+    assert "read delay p99 7.1 ms exceeds 5 ms" in html
+    assert "prompts sized with the simulator&#x27;s approximate tokenizer" in html
+    # A rate is not a time: tokens per second are shown as they are, not in ms.
+    per_s = re.search(r"<td>output_tokens_per_s</td><td>([^<]*)</td>", html)
+    assert per_s is not None and "ms" not in per_s.group(1)

@@ -101,3 +101,21 @@ def test_per_model_summaries_split_the_measured_requests() -> None:
     assert parts["big"].requests == 2  # indexes 3 and 6; 0 is warm-up
     assert parts["small"].requests == 4
     assert parts["big"].ttft.max == 0.7
+
+
+def test_visible_text_variants_and_prompt_tokens_served() -> None:
+    """Chunk 1 of request 0 had no text: the visible variant joins its two gaps."""
+    records = [
+        record(0, blank_chunks=(1,), requested_prompt_tokens=100),
+        record(1, requested_prompt_tokens=90, prompt_tokens=99),
+        record(2, requested_prompt_tokens=None),  # no schedule length known: left out
+    ]
+    summary = summarize(records, small_workload())
+    assert summary.itl.count == 9
+    assert summary.itl_visible.count == 8
+    assert summary.itl_visible.max == pytest.approx(0.04)
+    assert summary.ttft_visible.p50 == pytest.approx(0.1)
+    assert (summary.prompt_tokens_requested, summary.prompt_tokens_served) == (190, 199)
+    flat = summary.to_dict()
+    assert flat["prompt_tokens_served_ratio"] == pytest.approx(199 / 190)
+    assert flat["itl_visible_max_s"] == pytest.approx(0.04)

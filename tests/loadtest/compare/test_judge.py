@@ -2,7 +2,7 @@ from dataclasses import replace
 
 import pytest
 
-from loadtest.compare.judge import schedule_window
+from loadtest.compare.judge import Runs, judge, schedule_window
 from loadtest.compare.live import judged_workload
 from loadtest.compare.options import Sweep
 from loadtest.drive.records import RequestRecord
@@ -41,3 +41,20 @@ def test_sweeps_parse_and_refuse_what_makes_no_sense() -> None:
     for bad in ("0.3:0.95", "a:b:c", "0.9:0.3:4", "0.3:0.9:1", "0:0.5:3"):
         with pytest.raises(ValueError, match="--sweep"):
             Sweep.parse(bad)
+
+
+def test_a_late_send_or_read_in_any_run_is_a_caution() -> None:
+    workload = load_workload("chat-mixed")
+    runs = [[record(i) for i in range(40)]]
+
+    def judged(read_a: float, lag_b: float) -> list[str]:
+        a = Runs("a", runs, lag_p99_s=[0.001], read_delay_p99_s=[read_a])
+        b = Runs("b", runs, lag_p99_s=[lag_b], read_delay_p99_s=[0.0])
+        found = judge(a, b, workload, window_s=4.0, resamples=50, seed=0, min_effect=0.05)
+        return list(found.verdict.cautions)
+
+    assert judged(0.002, 0.002) == []
+    (late_read,) = judged(0.012, 0.002)
+    assert "1 of 2 runs (a run 1: p99 12.0-12.0 ms" in late_read
+    (both,) = judged(0.012, 0.030)
+    assert "2 of 2 runs (a run 1, b run 1: p99 12.0-30.0 ms" in both

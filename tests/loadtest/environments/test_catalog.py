@@ -4,12 +4,15 @@ import pytest
 
 from loadtest.environments.catalog import (
     USER_FILE,
+    Environment,
     EnvironmentsError,
     LocalReplica,
+    common_tokenizer,
     load_environments,
     resolve,
 )
 from loadtest.environments.launcher import gateway_intervals, sim_flags
+from loadtest.workload.counting import TokenizerChoice
 
 
 def test_shipped_environments_define_the_reference_pairs(tmp_path: Path) -> None:
@@ -121,3 +124,35 @@ def test_memory_share_and_gateway_intervals_follow_the_environment(tmp_path: Pat
     }
     baseline = resolve(load_environments(), "baseline")
     assert baseline.gpu_memory_utilization is None and sim_flags(baseline) == []
+
+
+def test_an_environment_names_its_tokenizer(tmp_path: Path) -> None:
+    user = tmp_path / "envs.yaml"
+    user.write_text(
+        "environments:\n"
+        "  vllm: {url: 'http://10.0.0.5:8000', tokenizer: meta-llama/Llama-3.1-8B-Instruct}\n"
+        "  mixed:\n"
+        "    url: http://10.0.0.6:8000\n"
+        "    tokenizer: {m1: /models/m1, m2: org/m2}\n"
+    )
+    envs = load_environments(user, cwd=tmp_path)
+    assert envs["vllm"].tokenizer == "meta-llama/Llama-3.1-8B-Instruct"
+    assert envs["mixed"].tokenizer == {"m1": "/models/m1", "m2": "org/m2"}
+    assert envs["baseline"].tokenizer is None
+    user.write_text("environments:\n  bad: {url: 'http://h:1', tokenizer: [a, b]}\n")
+    with pytest.raises(EnvironmentsError, match="tokenizer"):
+        load_environments(user, cwd=tmp_path)
+
+
+def test_one_tokenizer_per_model_serves_both_sides() -> None:
+    a = Environment("a", url="http://h:1", tokenizer={"m1": "tok-a"})
+    b = Environment("b", url="http://h:2", tokenizer={"m2": "tok-b"})
+    choice = common_tokenizer(TokenizerChoice(), a, b, ["m1", "m2"])
+    assert (choice.name_for("m1"), choice.name_for("m2")) == ("tok-a", "tok-b")
+    clash = Environment("c", url="http://h:3", tokenizer="tok-c")
+    with pytest.raises(EnvironmentsError, match="different tokenizers for m1"):
+        common_tokenizer(TokenizerChoice(), a, clash, ["m1"])
+    # --tokenizer settles it; a local fleet names none.
+    assert common_tokenizer(TokenizerChoice("tok-x"), a, clash, ["m1"]).name_for("m1") == "tok-x"
+    local = Environment("local", fleet="baseline")
+    assert common_tokenizer(TokenizerChoice(), local, local, ["m1"]).given is False

@@ -93,7 +93,6 @@ def test_classic_testbench_fields_are_mapped(tmp_path: Path) -> None:
         ({"arrival": {"process": "poisson", "rat": 1}}, r"arrival\.rat: .*allowed: process, rate"),
         ({"prompt_tokens": "long"}, r"prompt_tokens: expected an integer or \{dist: fixed\|"),
         ({"output_tokens": None}, r"output_tokens: missing; allowed: an integer"),
-        ({"requests": None}, r"give duration \(seconds\) or requests"),
         ({"num_requests": 5}, r"give requests or num_requests, not both"),
         ({"shared_prefix": {"fraction": 2, "tokens": 5}}, r"shared_prefix\.fraction: .*1"),
         ({"models": {"a": 0}}, r"every share must be positive"),
