@@ -32,6 +32,10 @@ class Replica:
     # difference is what the scrape cannot have counted.
     dispatched_total: int = 0
     scrape_mark: int = 0
+    # In-flight requests when the last recorded scrape began (and when the current one
+    # began): the scrape's running + waiting minus it is what others sent there.
+    scrape_in_flight: int = 0
+    mark_in_flight: int = 0
     metrics: Metrics | None = None
     scraped_at: float | None = None
     scrape_failed: bool = False
@@ -106,6 +110,7 @@ class ReplicaPool:
             healthy=r.healthy,
             in_flight=r.in_flight,
             dispatched_since_scrape=r.dispatched_total - r.scrape_mark,
+            in_flight_at_scrape=r.scrape_in_flight,
             awaiting_first_byte=r.awaiting_first_byte,
             awaiting_prompt_tokens=r.awaiting_prompt_tokens,
             metrics=r.metrics,
@@ -153,7 +158,9 @@ class ReplicaPool:
 
     def scrape_mark(self, replica_id: str) -> int:
         """Call as a scrape begins; hand the result to `record_metrics` when it ends."""
-        return self._replicas[replica_id].dispatched_total
+        r = self._replicas[replica_id]
+        r.mark_in_flight = r.in_flight
+        return r.dispatched_total
 
     def record_metrics(
         self,
@@ -170,7 +177,10 @@ class ReplicaPool:
         r.metrics = metrics
         r.scraped_at = self._clock() if at is None else at
         r.scrape_failed = False
-        r.scrape_mark = r.dispatched_total if mark is None else mark
+        if mark is None:
+            r.scrape_mark, r.scrape_in_flight = r.dispatched_total, r.in_flight
+        else:
+            r.scrape_mark, r.scrape_in_flight = mark, r.mark_in_flight
 
     def record_scrape_failure(self, replica_id: str) -> None:
         # Keep the old values for /admin, but strategies must treat them as unknown.

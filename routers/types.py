@@ -31,6 +31,8 @@ class ReplicaView:
     in_flight: int
     # Requests this gateway sent to the replica since `metrics` was scraped.
     dispatched_since_scrape: int = 0
+    # Requests this gateway had in flight there when `metrics` was scraped.
+    in_flight_at_scrape: int = 0
     # In-flight requests with no first byte back yet, and their estimated prompt tokens.
     awaiting_first_byte: int = 0
     awaiting_prompt_tokens: int = 0

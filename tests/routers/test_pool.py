@@ -61,6 +61,24 @@ def test_a_scrape_keeps_crediting_what_was_sent_while_it_ran() -> None:
     assert not view.metrics_stale
 
 
+def test_a_scrape_remembers_how_many_of_ours_were_in_flight_as_it_began() -> None:
+    # So that a strategy can tell its own requests in the scrape from other senders':
+    # 3 were ours when the scrape began; 2 were sent and 1 finished while it ran.
+    pool = pool_of("a")
+    for _ in range(3):
+        pool.acquire("a")
+    mark = pool.scrape_mark("a")
+    pool.acquire("a")
+    pool.acquire("a")
+    pool.release("a")
+    pool.record_metrics("a", Metrics(waiting=0, running=9), mark=mark)
+    view = pool.candidates("m")[0]
+    assert (view.in_flight_at_scrape, view.in_flight) == (3, 4)
+    # A scrape recorded without a mark counts from the moment it is recorded.
+    pool.record_metrics("a", Metrics(waiting=0, running=4))
+    assert pool.candidates("m")[0].in_flight_at_scrape == 4
+
+
 class Recording(StrategyBase):
     name = "recording"
 
