@@ -74,13 +74,18 @@ def _tagged(scope: Scope, send: Send) -> Send:
 
 def create_app(settings: GatewaySettings) -> FastAPI:
     """Build the gateway. Raises ConfigError (one line: what is wrong, what is allowed)
-    for an unknown strategy or a bad replica list, before anything starts."""
+    for an unknown strategy, options it does not take or a bad replica list, before
+    anything starts."""
     specs = load_replica_specs(settings)
     if settings.strategy not in routers.available():
         raise ConfigError(
             f"unknown strategy {settings.strategy!r}: misspelled or not installed; "
             f"available: {', '.join(routers.available()) or 'none'}"
         )
+    try:  # built once here to check the options; the lifespan builds its own
+        routers.load(settings.strategy, **settings.strategy_options)
+    except routers.StrategyOptionsError as exc:
+        raise ConfigError(f"--strategy-options / GATEWAY_STRATEGY_OPTIONS: {exc}") from None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
@@ -135,7 +140,7 @@ async def _running_gateway(
         pool=pool,
         session=session,
         telemetry=Telemetry(pool),
-        strategy=routers.load(settings.strategy),
+        strategy=routers.load(settings.strategy, **settings.strategy_options),
         log=get_logger("gateway.proxy"),
     )
     pool.set_listener(gw.replica_changed)

@@ -33,9 +33,13 @@ class Gateway:
         self.on_finished = getattr(self.strategy, "on_request_finished", None)
         self.api_keys = tuple(key.encode() for key in self.settings.api_keys)
 
-    def switch_strategy(self, name: str) -> None:
-        """Raises routers.StrategyNotFound for an unknown name; the old one stays then."""
-        strategy = routers.load(name)
+    def switch_strategy(self, name: str, options: dict[str, Any] | None = None) -> None:
+        """Raises routers.StrategyNotFound for an unknown name, StrategyOptionsError for
+        options it does not take; the old one stays then. Without `options`, the configured
+        strategy gets its configured options and any other its defaults."""
+        if options is None:
+            options = self.settings.strategy_options if name == self.settings.strategy else {}
+        strategy = routers.load(name, **options)
         self.strategy = strategy
         self.on_finished = getattr(strategy, "on_request_finished", None)
         self.announce_replicas()
