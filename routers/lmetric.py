@@ -55,8 +55,9 @@ class LMetric(StrategyBase):
         tokens = max(request.prompt_tokens_estimate, 1)
         hashes = request.prefix_hashes
         cached = self.index.cached(hashes, tokens) if hashes else {}
-        sampled = subset(candidates, self._random, self.sample)
-        candidates = with_holders(candidates, sampled, cached, self._positions)
+        if len(candidates) > 2 * self.sample > 0:
+            sampled = subset(candidates, self._random, self.sample)
+            candidates = with_holders(candidates, sampled, cached, self._positions)
         if cached:
             get = cached.get
             new: list[float] = [max(tokens - get(v.id, 0), 1) for v in candidates]

@@ -73,8 +73,9 @@ class PrefixLeastWork(StrategyBase):
         tokens = request.prompt_tokens_estimate
         hashes = request.prefix_hashes if self.prefix_caching else ()
         cached = self.index.cached(hashes, tokens) if hashes else {}
-        sampled = subset(candidates, self._random, self.sample)
-        candidates = with_holders(candidates, sampled, cached, self._positions)
+        if len(candidates) > 2 * self.sample > 0:
+            sampled = subset(candidates, self._random, self.sample)
+            candidates = with_holders(candidates, sampled, cached, self._positions)
         weight = self.decode_weight
         batches = batch_sizes(candidates)
         share = self.pending.share.get
