@@ -12,7 +12,7 @@ splits it over replicas (on the shared-prefix evidence in docs/routing.md, a per
 budget of 500 K tokens, GIE's default, left lmetric at 0.45 of round_robin's TTFT p99 where
 a budget at least the engine's cache gave 0.04).
 
-Three economies keep a request's cost to about fifteen dictionary operations:
+Four economies keep a request's cost to about ten dictionary operations:
 - Only checkpoint blocks are indexed: blocks 4, 8, 16, 32, ... and the prompt's last
   hashed block. A match is known to within half its length (rounded down), exactly when it
   is a whole earlier prompt or a power of two; a prefix shorter than 4 blocks (64 tokens)
@@ -23,6 +23,10 @@ Three economies keep a request's cost to about fifteen dictionary operations:
   prompt's tail first). The replicas holding checkpoint i then include those holding
   checkpoint i + 1, and a match walks checkpoints until none holds one, noting only where
   the number of holders drops.
+- A prompt that shares not even its first checkpoint with an earlier one (most prompts:
+  each user's own text) is indexed by its two ends; its middle checkpoints are set aside
+  and indexed when a later prompt shares the first (with the same result as indexing them
+  at once, since no lookup could have reached them before).
 - One least-recently-used order for the whole fleet, so nothing is evicted per replica.
 
 Prompts longer than the hashed window (`routers.prompt.MAX_BLOCKS`) cannot be matched past
@@ -85,6 +89,10 @@ class PrefixIndex:
         self._where: OrderedDict[int, set[str]] = OrderedDict()
         # window-end hash -> shortest prompt (tokens) sent with that whole window
         self._extent: dict[int, int] = {}
+        # first-checkpoint hash -> (replica, the prompt's middle checkpoints, deep first),
+        # for prompts indexed by their ends only (see `insert`)
+        self._deferred: dict[int, tuple[str, tuple[int, ...]]] = {}
+        self.defer = True
 
     def __len__(self) -> int:
         return len(self._where)
@@ -115,10 +123,15 @@ class PrefixIndex:
         """(blocks, replicas holding that many or more): the checkpoints after which the
         number of holders drops, shallow to deep."""
         get = self._where.get
+        points = _points(len(hashes))
+        if not points:
+            return []
+        if self._deferred and get(hashes[points[0] - 1]):
+            self._complete(hashes[points[0] - 1])
         levels: list[tuple[int, set[str]]] = []
         prev: set[str] | None = None
         prev_point = 0
-        for point in _points(len(hashes)):
+        for point in points:
             holders = get(hashes[point - 1])
             if not holders:
                 break
@@ -128,6 +141,24 @@ class PrefixIndex:
         if prev is not None:
             levels.append((prev_point, prev))
         return levels
+
+    def _complete(self, first: int) -> None:
+        """Index the middle checkpoints of the prompt that first came with checkpoint
+        `first`, now that another prompt shares it."""
+        deferred = self._deferred.pop(first, None)
+        if deferred is None:
+            return
+        replica, middle = deferred
+        where = self._where
+        for key in middle:
+            holders = where.get(key)
+            if holders is None:
+                where[key] = {replica}
+            else:
+                holders.add(replica)
+                where.move_to_end(key)
+        where.move_to_end(first)  # the shallow ones stay the most recent
+        self._evict()
 
     def insert(self, replica: str, hashes: Sequence[int], prompt_tokens: int) -> None:
         """`replica` was sent this prompt: assume it caches the prompt's blocks."""
@@ -141,8 +172,16 @@ class PrefixIndex:
                 self._extent[last] = prompt_tokens
         get = where.get
         touch = where.move_to_end
+        points = _deepest_first(len(hashes))
+        first = hashes[points[-1] - 1]
+        if self.defer and len(points) > 2 and first not in where:
+            # No earlier prompt shares even the first checkpoint: most such prompts stay
+            # the only ones, so index the two ends now (an exact repeat finds the last,
+            # a prompt sharing the start the first) and the middle once one shares it.
+            self._deferred[first] = (replica, tuple(hashes[p - 1] for p in points[1:-1]))
+            points = (points[0], points[-1])
         # Deepest first, so that the shallow blocks end up the most recently used.
-        for point in _deepest_first(len(hashes)):
+        for point in points:
             key = hashes[point - 1]
             holders = get(key)
             if holders is None:
@@ -150,14 +189,19 @@ class PrefixIndex:
             else:
                 holders.add(replica)
                 touch(key)
-        excess = len(where) - self.max_entries
-        if excess > 0:
-            evict = where.popitem
-            extents = self._extent
-            for _ in range(excess):
-                key, _holders = evict(last=False)
-                if extents:
-                    extents.pop(key, None)
+        if len(where) > self.max_entries:
+            self._evict()
+
+    def _evict(self) -> None:
+        where = self._where
+        evict = where.popitem
+        extents, deferred = self._extent, self._deferred
+        for _ in range(len(where) - self.max_entries):
+            key, _holders = evict(last=False)
+            if extents:
+                extents.pop(key, None)
+            if deferred:
+                deferred.pop(key, None)
 
     def drop(self, replica: str) -> None:
         """Forget everything sent to `replica` (it left, or may come back with an empty
@@ -171,6 +215,9 @@ class PrefixIndex:
         for key in emptied:
             del where[key]
             self._extent.pop(key, None)
+            self._deferred.pop(key, None)
+        for key in [k for k, (holder, _) in self._deferred.items() if holder == replica]:
+            del self._deferred[key]
 
 
 def _by_replica(levels: list[tuple[int, set[str]]], value: Callable[[int], int]) -> dict[str, int]:

@@ -1,5 +1,7 @@
 """The approximate prefix index: what it believes each replica holds."""
 
+import random
+
 from routers.prefix_index import PrefixIndex, checkpoints
 from tests.routers.views import prompt
 
@@ -89,7 +91,26 @@ def test_a_dropped_replica_is_forgotten_and_the_rest_kept() -> None:
     index.drop("a")
     assert index.cached(shared.prefix_hashes, 272) == {"b": 272}
     assert index.cached(only_a.prefix_hashes, 320) == {}
-    assert len(index) == before - 4  # only_a's four checkpoints had no other holder
+    assert len(index) == before - 2  # only_a's ends (its middle was set aside)
+
+
+def test_setting_aside_the_middle_of_lone_prompts_changes_no_answer() -> None:
+    rng = random.Random(5)
+    lazy, eager = PrefixIndex(), PrefixIndex()
+    eager.defer = False
+    families = [tuple(rng.randrange(10**6) for _ in range(rng.randrange(4, 40))) for _ in range(30)]
+    for _ in range(600):
+        family = families[rng.randrange(30)] if rng.random() < 0.5 else ()
+        blocks = (*family, *(rng.randrange(10**6) for _ in range(rng.randrange(0, 60))))
+        request = prompt(*blocks) if blocks else prompt(1)
+        tokens = 16 * len(blocks) + rng.randrange(16)
+        assert lazy.cached(request.prefix_hashes, tokens) == eager.cached(
+            request.prefix_hashes, tokens
+        )
+        replica = f"r{rng.randrange(4)}"
+        lazy.insert(replica, request.prefix_hashes, tokens)
+        eager.insert(replica, request.prefix_hashes, tokens)
+    assert len(lazy) < len(eager)
 
 
 def test_prompts_without_full_blocks_are_not_indexed() -> None:
