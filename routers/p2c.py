@@ -7,10 +7,13 @@ LEAST_REQUEST balancer (choice_count 2) and SGLang's router (policies/power_of_t
 it. It reads two views, whatever the fleet size, and cannot herd: no replica is everyone's
 best choice at once, however stale the signal.
 
-Load (`load`) is this gateway's own, exact and fresh count of either requests in flight
-(`in_flight`, as Envoy and SGLang) or work: prompt tokens awaiting their first byte plus 4
-per request in flight (`work`, the local form of `least_work`). Ties go to the first drawn.
-`choices` draws more (d = 3 balances tighter, still O(d)).
+Load (`load`) is this gateway's own, exact and fresh count of work: prompt tokens awaiting
+their first byte plus 4 per request in flight (`work`, the local form of `least_work`), or
+of requests in flight (`in_flight`, as Envoy and SGLang count). A count of requests is a
+poor measure of LLM work: on 32 Qwen replicas in virtual time (unique prompts, median 1,000
+tokens, 0.85 of saturation) p2c's TTFT p99 was 1.06x round_robin's on `in_flight` and
+0.48x on `work` (docs/routing.md). Ties go to the first drawn. `choices` draws more (3:
+0.41x there, still O(d)).
 """
 
 import random
@@ -25,7 +28,7 @@ Load = Literal["in_flight", "work"]
 class PowerOfTwo(StrategyBase):
     name = "p2c"
 
-    def __init__(self, choices: int = 2, load: Load = "in_flight", seed: int | None = None) -> None:
+    def __init__(self, choices: int = 2, load: Load = "work", seed: int | None = None) -> None:
         if choices < 2:
             raise ValueError("choices must be at least 2")
         if load not in ("in_flight", "work"):

@@ -37,6 +37,7 @@ followed by different questions: the document; a conversation's next turn: the l
 
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 
 # vLLM's default KV block: the simulator hashes 16-token blocks, the gateway 64-byte ones.
 BLOCK_TOKENS = 16
@@ -75,6 +76,26 @@ def _points(count: int) -> tuple[int, ...]:
 
 def _deepest_first(count: int) -> tuple[int, ...]:
     return _REVERSED[count] if count < len(_REVERSED) else checkpoints(count)[::-1]
+
+
+def _middle_getter(count: int) -> Callable[[Sequence[int]], tuple[int, ...]]:
+    """Picks the hashes of the checkpoints between the last and the first, deepest first."""
+    indices = [point - 1 for point in checkpoints(count)[::-1][1:-1]]
+    if len(indices) == 1:
+        only = indices[0]
+        return lambda hashes: (hashes[only],)
+    if not indices:
+        return lambda hashes: ()
+    getter: Callable[[Sequence[int]], tuple[int, ...]] = itemgetter(*indices)
+    return getter
+
+
+_MIDDLES = tuple(_middle_getter(n) for n in range(129))
+
+
+def _middle(count: int, hashes: Sequence[int]) -> tuple[int, ...]:
+    getter = _MIDDLES[count] if count < len(_MIDDLES) else _middle_getter(count)
+    return getter(hashes)
 
 
 class PrefixIndex:
@@ -178,7 +199,7 @@ class PrefixIndex:
             # No earlier prompt shares even the first checkpoint: most such prompts stay
             # the only ones, so index the two ends now (an exact repeat finds the last,
             # a prompt sharing the start the first) and the middle once one shares it.
-            self._deferred[first] = (replica, tuple(hashes[p - 1] for p in points[1:-1]))
+            self._deferred[first] = (replica, _middle(len(hashes), hashes))
             points = (points[0], points[-1])
         # Deepest first, so that the shallow blocks end up the most recently used.
         for point in points:

@@ -37,8 +37,8 @@ def test_work_load_weighs_queued_prompt_tokens() -> None:
         view("long", in_flight=1, awaiting=1, awaiting_tokens=9000),
         view("short", in_flight=3, awaiting=3, awaiting_tokens=600),
     ]
-    assert PowerOfTwo(load="work", seed=0).choose(REQ, candidates).id == "short"  # type: ignore[union-attr]
-    assert PowerOfTwo(seed=0).choose(REQ, candidates).id == "long"  # type: ignore[union-attr]
+    assert PowerOfTwo(seed=0).choose(REQ, candidates).id == "short"  # type: ignore[union-attr]
+    assert PowerOfTwo(load="in_flight", seed=0).choose(REQ, candidates).id == "long"  # type: ignore[union-attr]
 
 
 def test_same_seed_same_draws() -> None:

@@ -21,7 +21,7 @@ def test_unknown_name_lists_what_is_available() -> None:
 
 
 def test_options_reach_the_constructor_typed_from_strings() -> None:
-    strategy = routers.load("p2c", **parse_options("choices=3, load=work ,seed=7"))
+    strategy = routers.load("p2c", **parse_options("choices=3, load=in_flight ,seed=7"))
     assert isinstance(strategy, PowerOfTwo) and strategy.choices == 3
     weighted = routers.load("least_work", **parse_options('{"decode_weight": 2}'))
     assert isinstance(weighted, LeastWork) and weighted.decode_weight == 2.0
