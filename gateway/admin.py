@@ -20,6 +20,7 @@ from gateway.state import Gateway
 class StrategyChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
     strategy: str
+    options: dict[str, Any] | None = None
 
 
 def require_admin_key(request: Request, gw: GatewayDep) -> None:
@@ -68,9 +69,11 @@ def build_admin() -> APIRouter:
     )
     def switch_strategy(change: StrategyChange, gw: GatewayDep) -> Response:
         try:
-            gw.switch_strategy(change.strategy)
+            gw.switch_strategy(change.strategy, change.options)
         except routers.StrategyNotFound as exc:
             raise InvalidRequest(str(exc), param="strategy") from None
+        except routers.StrategyOptionsError as exc:
+            raise InvalidRequest(str(exc), param="options") from None
         gw.log.info("strategy_switched", strategy=gw.strategy.name)
         return json_response({"strategy": gw.strategy.name})
 

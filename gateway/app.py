@@ -82,9 +82,9 @@ def _tagged(scope: Scope, send: Send) -> Send:
 
 def create_app(settings: GatewaySettings, specs: list[ReplicaEntry] | None = None) -> FastAPI:
     """Build the gateway. Raises ConfigError (one line: what is wrong, what is allowed)
-    for an unknown strategy, a bad replica list or keys file, or an /admin that would be
-    open to the network, before anything starts. `specs` are the replicas when already
-    loaded (and identified: see `identify_kinds`)."""
+    for an unknown strategy or options it does not take, a bad replica list or keys file,
+    or an /admin that would be open to the network, before anything starts. `specs` are the
+    replicas when already loaded (and identified: see `identify_kinds`)."""
     check_admin_exposure(settings)
     if specs is None:
         specs = load_replica_specs(settings)
@@ -120,12 +120,16 @@ def create_app(settings: GatewaySettings, specs: list[ReplicaEntry] | None = Non
 
 
 def check_strategy(settings: GatewaySettings) -> None:
-    """ConfigError for a strategy that is not installed."""
+    """ConfigError for a strategy that is not installed or options it does not take."""
     if settings.strategy not in routers.available():
         raise ConfigError(
             f"unknown strategy {settings.strategy!r}: misspelled or not installed; "
             f"available: {', '.join(routers.available()) or 'none'}"
         )
+    try:  # built once here to check the options; the lifespan builds its own
+        routers.load(settings.strategy, **settings.strategy_options)
+    except routers.StrategyOptionsError as exc:
+        raise ConfigError(f"--strategy-options / GATEWAY_STRATEGY_OPTIONS: {exc}") from None
 
 
 def _key_ring(settings: GatewaySettings) -> KeyRing:
@@ -166,7 +170,7 @@ async def _running_gateway(
         pool=pool,
         session=session,
         telemetry=Telemetry(pool),
-        strategy=routers.load(settings.strategy),
+        strategy=routers.load(settings.strategy, **settings.strategy_options),
         log=get_logger("gateway.proxy"),
         keys=keys,
         limits=Limits(settings.max_requests),

@@ -51,7 +51,7 @@ def _option(field: str) -> Any:
 def _help(field: str) -> str:
     info = GatewaySettings.model_fields[field]
     default = info.get_default(call_default_factory=True)
-    shown = f" (default: {default})" if default not in (None, []) else ""
+    shown = f" (default: {default})" if default not in (None, [], {}) else ""
     return f"{info.description or ''}{shown} Env: GATEWAY_{field.upper()}."
 
 
@@ -60,6 +60,7 @@ def serve(
     replicas: Annotated[str | None, _option("replicas")] = None,
     replicas_file: Annotated[Path | None, _option("replicas_file")] = None,
     strategy: Annotated[str | None, _option("strategy")] = None,
+    strategy_options: Annotated[str | None, _option("strategy_options")] = None,
     host: Annotated[str | None, _option("host")] = None,
     port: Annotated[int | None, _option("port")] = None,
     poll_interval: Annotated[float | None, _option("poll_interval")] = None,

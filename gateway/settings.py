@@ -6,6 +6,8 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from routers.registry import parse_options
+
 
 class GatewaySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="forbid")
@@ -17,6 +19,10 @@ class GatewaySettings(BaseSettings):
         None, description="YAML list of replicas: url, optional name and models."
     )
     strategy: str = Field("round_robin", description="Routing strategy (entry-point name).")
+    strategy_options: Annotated[dict[str, Any], NoDecode] = Field(
+        default_factory=dict,
+        description="The strategy's options: a JSON object or key=value,key=value.",
+    )
     host: str = Field("127.0.0.1", description="Address to listen on.")
     port: int = Field(8080, ge=1, le=65535, description="Port to listen on.")
     poll_interval: float = Field(1.0, gt=0, description="Seconds between /metrics scrapes.")
@@ -68,6 +74,13 @@ class GatewaySettings(BaseSettings):
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("strategy_options", mode="before")
+    @classmethod
+    def _parse_options(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return parse_options(value)  # StrategyOptionsError is a ValueError: one line
         return value
 
     @model_validator(mode="after")

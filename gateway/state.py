@@ -43,9 +43,13 @@ class Gateway:
     def set_keys(self, keys: KeyRing) -> None:
         self.keys = keys
 
-    def switch_strategy(self, name: str) -> None:
-        """Raises routers.StrategyNotFound for an unknown name; the old one stays then."""
-        strategy = routers.load(name)
+    def switch_strategy(self, name: str, options: dict[str, Any] | None = None) -> None:
+        """Raises routers.StrategyNotFound for an unknown name, StrategyOptionsError for
+        options it does not take; the old one stays then. Without `options`, the configured
+        strategy gets its configured options and any other its defaults."""
+        if options is None:
+            options = self.settings.strategy_options if name == self.settings.strategy else {}
+        strategy = routers.load(name, **options)
         self.strategy = strategy
         self.on_finished = getattr(strategy, "on_request_finished", None)
         self.announce_replicas()

@@ -1,6 +1,6 @@
 """Routing strategies: the protocol, the registry and the built-ins."""
 
-from routers.registry import StrategyNotFound, available, load
+from routers.registry import StrategyNotFound, StrategyOptionsError, available, load
 from routers.types import Metrics, Outcome, ReplicaView, RouteRequest, Strategy
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "RouteRequest",
     "Strategy",
     "StrategyNotFound",
+    "StrategyOptionsError",
     "available",
     "load",
 ]

@@ -16,10 +16,11 @@ from routers import Metrics, ReplicaView
 
 
 class ScrapeMark(NamedTuple):
-    """A replica's sent and finished counts as a scrape began."""
+    """A replica's sent and finished counts, and its requests in flight, as a scrape began."""
 
     dispatched: int
     finished: int
+    in_flight: int
 
 
 @dataclass
@@ -41,11 +42,11 @@ class Replica:
     # tokens: prefill work queued on the replica, as far as this gateway knows.
     awaiting_first_byte: int = 0
     awaiting_prompt_tokens: int = 0
-    # Requests ever sent and ever finished, and both counts when the last recorded scrape
-    # began: the differences are what the scrape cannot have counted.
+    # Requests ever sent and ever finished, and both counts (with those in flight) when the
+    # last recorded scrape began: the differences are what the scrape cannot have counted.
     dispatched_total: int = 0
     finished_total: int = 0
-    scrape_mark: ScrapeMark = field(default_factory=lambda: ScrapeMark(0, 0))
+    scrape_mark: ScrapeMark = field(default_factory=lambda: ScrapeMark(0, 0, 0))
     metrics: Metrics | None = None
     scraped_at: float | None = None
     scrape_failed: bool = False
@@ -140,6 +141,7 @@ class ReplicaPool(Generic[R]):
             in_flight=r.in_flight,
             dispatched_since_scrape=r.dispatched_total - r.scrape_mark.dispatched,
             finished_since_scrape=r.finished_total - r.scrape_mark.finished,
+            in_flight_at_scrape=r.scrape_mark.in_flight,
             awaiting_first_byte=r.awaiting_first_byte,
             awaiting_prompt_tokens=r.awaiting_prompt_tokens,
             metrics=r.metrics,
@@ -189,7 +191,7 @@ class ReplicaPool(Generic[R]):
     def scrape_mark(self, replica_id: str) -> ScrapeMark:
         """Call as a scrape begins; hand the result to `record_metrics` when it ends."""
         r = self._replicas[replica_id]
-        return ScrapeMark(r.dispatched_total, r.finished_total)
+        return ScrapeMark(r.dispatched_total, r.finished_total, r.in_flight)
 
     def record_metrics(
         self,
@@ -206,7 +208,9 @@ class ReplicaPool(Generic[R]):
         r.metrics = metrics
         r.scraped_at = self._clock() if at is None else at
         r.scrape_failed = False
-        r.scrape_mark = ScrapeMark(r.dispatched_total, r.finished_total) if mark is None else mark
+        r.scrape_mark = (
+            ScrapeMark(r.dispatched_total, r.finished_total, r.in_flight) if mark is None else mark
+        )
 
     def record_scrape_failure(self, replica_id: str) -> None:
         # Keep the old values for /admin, but strategies must treat them as unknown.

@@ -34,6 +34,8 @@ class ReplicaView:
     # their difference compares across replicas).
     dispatched_since_scrape: int = 0
     finished_since_scrape: int = 0
+    # Requests this gateway had in flight there when `metrics` was scraped.
+    in_flight_at_scrape: int = 0
     # In-flight requests with no first byte back yet, and their estimated prompt tokens.
     awaiting_first_byte: int = 0
     awaiting_prompt_tokens: int = 0

@@ -15,7 +15,7 @@ def variable(field: str) -> str:
 def default(field: str) -> str:
     info = GatewaySettings.model_fields[field]
     value = info.get_default(call_default_factory=True)
-    if value is PydanticUndefined or value is None or value == []:
+    if value is PydanticUndefined or value is None or value in ([], {}):
         return "unset"
     return f"`{value}`"
 

@@ -20,7 +20,7 @@ def table_rows(text: str) -> dict[str, str]:
 
 def same_default(documented: str, field: str) -> bool:
     actual = GatewaySettings.model_fields[field].get_default(call_default_factory=True)
-    if actual is None or actual == []:
+    if actual is None or actual in ([], {}):
         return documented in {"", "unset"}
     if isinstance(actual, bool):
         return documented.lower() == str(actual).lower()

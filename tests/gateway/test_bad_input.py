@@ -157,6 +157,9 @@ def test_unknown_path_and_wrong_method(setup: tuple[Proc, Fake]) -> None:
         (b'{"strategy": 3}', ["strategy"]),
         (b"not json", ["invalid request"]),
         (b'{"strategy": "fastest"}', ["unknown strategy 'fastest'", "queue_depth, round_robin"]),
+        (b'{"strategy": "p2c", "options": {"choices": 1}}', ["choices must be at least 2"]),
+        (b'{"strategy": "p2c", "options": {"chioces": 3}}', ["no option 'chioces'", "choices"]),
+        (b'{"strategy": "p2c", "options": "choices=3"}', ["options"]),
     ],
 )
 def test_bad_strategy_switch(setup: tuple[Proc, Fake], body: bytes, words: list[str]) -> None:

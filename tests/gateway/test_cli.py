@@ -29,7 +29,7 @@ def test_every_setting_is_an_option() -> None:
     ("args", "env", "words"),
     [
         (["--replicas", "http://127.0.0.1:9", "--strategy", "fastest"], {},
-         ["unknown strategy 'fastest'", "available: queue_depth, round_robin"]),
+         ["unknown strategy 'fastest'", "available: ", "least_work", "round_robin"]),
         ([], {"GATEWAY_STRATEGY": "nope", "GATEWAY_REPLICAS": "http://127.0.0.1:9"},
          ["unknown strategy 'nope'", "round_robin"]),
         ([], {}, ["no replicas", "GATEWAY_REPLICAS", "GATEWAY_REPLICAS_FILE"]),
@@ -39,6 +39,17 @@ def test_every_setting_is_an_option() -> None:
         (["--replicas", "http://127.0.0.1:9", "--log-level", "loud"], {},
          ["'loud'", "debug, info, warning, error"]),
         (["--replicas", "http://a:1,http://a:1"], {}, ["duplicate replica names: a:1"]),
+        (["--replicas", "http://127.0.0.1:9", "--strategy=p2c", "--strategy-options=choises=3"],
+         {}, ["--strategy-options / GATEWAY_STRATEGY_OPTIONS", "no option 'choises'",
+              "choices (an integer, default 2)"]),
+        ([], {"GATEWAY_REPLICAS": "http://127.0.0.1:9", "GATEWAY_STRATEGY": "p2c",
+              "GATEWAY_STRATEGY_OPTIONS": '{"choices": "two"}'},
+         ["GATEWAY_STRATEGY_OPTIONS", "option 'choices'", "'two' is not an integer"]),
+        ([], {"GATEWAY_REPLICAS": "http://127.0.0.1:9", "GATEWAY_STRATEGY_OPTIONS": "seed"},
+         ["GATEWAY_STRATEGY_OPTIONS", "'seed' is not key=value"]),
+        ([], {"GATEWAY_REPLICAS": "http://127.0.0.1:9", "GATEWAY_STRATEGY": "least_work",
+              "GATEWAY_STRATEGY_OPTIONS": "decode_weight=-1"},
+         ["GATEWAY_STRATEGY_OPTIONS", "decode_weight must be at least 0"]),
     ],
 )  # fmt: skip
 def test_bad_configuration_stops_with_one_line(

@@ -63,6 +63,24 @@ def test_models_are_listed_under_their_public_names() -> None:
     assert pool.candidates("llama3.1:8b") == []
 
 
+def test_a_scrape_remembers_how_many_of_ours_were_in_flight_as_it_began() -> None:
+    # So that a strategy can tell its own requests in the scrape from other senders':
+    # 3 were ours when the scrape began; 2 were sent and 1 finished while it ran.
+    pool = pool_of("a")
+    for _ in range(3):
+        pool.acquire("a")
+    mark = pool.scrape_mark("a")
+    pool.acquire("a")
+    pool.acquire("a")
+    pool.release("a")
+    pool.record_metrics("a", Metrics(waiting=0, running=9), mark=mark)
+    view = pool.candidates("m")[0]
+    assert (view.in_flight_at_scrape, view.in_flight) == (3, 4)
+    # A scrape recorded without a mark counts from the moment it is recorded.
+    pool.record_metrics("a", Metrics(waiting=0, running=4))
+    assert pool.candidates("m")[0].in_flight_at_scrape == 4
+
+
 def test_a_replica_that_takes_one_request_at_a_time_is_no_candidate_while_busy() -> None:
     one = Replica(id="p", url="http://p", models=("m",), max_in_flight=1)
     pool = ReplicaPool([one, Replica(id="v", url="http://v", models=("m",))])

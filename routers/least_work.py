@@ -1,0 +1,53 @@
+"""Least work ahead: prefill tokens queued on the replica, plus its decode load.
+
+A request's time to first token is mostly the prefill queued ahead of it: engines run
+prefill first come, first served, a bounded number of tokens per step. The pool knows the
+prompt tokens of this gateway's requests still waiting for their first byte on each replica
+(`awaiting_prompt_tokens`), exactly and without scrape lag. The decode load (every running
+sequence adds a token and its context reads to each step) is the batch: scraped running +
+waiting credited with what was sent since the scrape, or, unless all scrapes are fresh,
+this gateway's in-flight count, one scale for all candidates as in `queue_depth`.
+
+    score = awaiting_prompt_tokens + decode_weight * batch
+
+`decode_weight` is in prompt tokens per sequence in the batch. Per step a decoding sequence
+costs about as much as two prompt tokens (one token of compute and its context read), and
+a typical prompt waits a step or a few, hence the default of 4: enough to balance decode
+load when no prefill is queued, too little to overrule a queue of prompts.
+
+Among more than 2 x `sample` candidates, `sample` of them drawn at random are scored
+(`routers.signals`).
+"""
+
+import random
+from collections.abc import Sequence
+
+from routers.signals import SAMPLE, batch_sizes, lowest, subset
+from routers.types import ReplicaView, RouteRequest, StrategyBase
+
+
+class LeastWork(StrategyBase):
+    name = "least_work"
+
+    def __init__(
+        self, decode_weight: float = 4.0, sample: int = SAMPLE, seed: int | None = None
+    ) -> None:
+        if decode_weight < 0:
+            raise ValueError("decode_weight must be at least 0")
+        self.decode_weight = decode_weight
+        self.sample = sample
+        self._random = random.Random(seed)
+
+    def choose(
+        self, request: RouteRequest, candidates: Sequence[ReplicaView]
+    ) -> ReplicaView | None:
+        if not candidates:
+            return None
+        candidates = subset(candidates, self._random, self.sample)
+        weight = self.decode_weight
+        batches = batch_sizes(candidates)
+        scores = [
+            v.awaiting_prompt_tokens + weight * batch
+            for v, batch in zip(candidates, batches, strict=True)
+        ]
+        return lowest(scores, candidates, self._random)

@@ -1,0 +1,70 @@
+"""How much of the prefill queued on each replica is not cached, as far as a strategy knows.
+
+The pool counts the prompt tokens of requests awaiting their first byte on each replica
+(`ReplicaView.awaiting_prompt_tokens`), exactly and in real time, but not how much of them
+the replica had cached. A prefix-aware strategy knows what it estimated for each request it
+routed, and hears when each finishes, so it keeps, per replica, the uncached share of the
+prompts it has in flight there; queued uncached work is then the pool's count times that
+share.
+"""
+
+# Requests tracked at once; beyond it all are forgotten (missed finishes must not grow the
+# state without bound).
+MAX_TRACKED = 1 << 16
+
+
+class PendingPrefill:
+    def __init__(self, max_tracked: int = MAX_TRACKED) -> None:
+        self._max = max_tracked
+        self._requests: dict[str, tuple[str, int, int]] = {}
+        self._uncached: dict[str, int] = {}
+        self._prompt: dict[str, int] = {}
+        # replica -> uncached / prompt tokens of its tracked requests (absent: 1)
+        self.share: dict[str, float] = {}
+
+    def __len__(self) -> int:
+        return len(self._requests)
+
+    def sent(self, request_id: str, replica: str, uncached: int, prompt: int) -> None:
+        """A request was routed to `replica` with `uncached` of its `prompt` tokens new there."""
+        if not request_id or prompt <= 0:
+            return
+        requests = self._requests
+        if request_id in requests:  # the same id again: a retry, or a caller reusing ids
+            self.finished(request_id)
+        elif len(requests) >= self._max:
+            self.clear()  # finishes went missing on a grand scale: start afresh
+        requests[request_id] = (replica, uncached, prompt)
+        total = self._prompt.get(replica, 0) + prompt
+        new = self._uncached.get(replica, 0) + uncached
+        self._prompt[replica] = total
+        self._uncached[replica] = new
+        self.share[replica] = new / total
+
+    def finished(self, request_id: str) -> None:
+        entry = self._requests.pop(request_id, None)
+        if entry is None:
+            return
+        replica, uncached, prompt = entry
+        total = self._prompt[replica] - prompt
+        if total <= 0:
+            del self._prompt[replica], self._uncached[replica], self.share[replica]
+            return
+        new = self._uncached[replica] - uncached
+        self._prompt[replica] = total
+        self._uncached[replica] = new
+        self.share[replica] = new / total
+
+    def drop(self, replica: str) -> None:
+        """Forget the requests tracked on `replica`."""
+        for rid in [rid for rid, entry in self._requests.items() if entry[0] == replica]:
+            del self._requests[rid]
+        self._uncached.pop(replica, None)
+        self._prompt.pop(replica, None)
+        self.share.pop(replica, None)
+
+    def clear(self) -> None:
+        self._requests.clear()
+        self._uncached.clear()
+        self._prompt.clear()
+        self.share.clear()

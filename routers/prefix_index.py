@@ -1,0 +1,251 @@
+"""Which replica probably holds which prompt prefix in its KV cache: an approximate index.
+
+The gateway cannot see the engines' caches, so a strategy remembers what it sent where, as
+the approximate prefix scorer of the Gateway API Inference Extension does
+(kubernetes-sigs/gateway-api-inference-extension, pkg/epp/scheduling/framework/plugins/
+multi/prefix/plugin.go): once a request is routed to a replica its prompt's blocks are
+assumed cached there. The index forgets least recently used prefixes first, beyond
+`max_entries` over the whole fleet; it does not model each replica's own evictions:
+believing a replica still holds a prefix it evicted costs little (the prefix is then cold
+everywhere, and sending it there warms it again), while forgetting one a replica holds
+splits it over replicas (on the shared-prefix evidence in docs/routing.md, a per-replica
+budget of 500 K tokens, GIE's default, left lmetric at 0.45 of round_robin's TTFT p99 where
+a budget at least the engine's cache gave 0.04).
+
+Four economies keep a request's cost to about ten dictionary operations:
+- Only checkpoint blocks are indexed: blocks 4, 8, 16, 32, ... and the prompt's last
+  hashed block. A match is known to within half its length (rounded down), exactly when it
+  is a whole earlier prompt or a power of two; a prefix shorter than 4 blocks (64 tokens)
+  is not worth routing for.
+- The hashes are chained (`routers.prompt`), so holding block i means holding every block
+  before it. A request's checkpoints are refreshed deepest first, so shallow ones are
+  always at least as recent as deep ones and outlive them (as in vLLM, which evicts a freed
+  prompt's tail first). The replicas holding checkpoint i then include those holding
+  checkpoint i + 1, and a match walks checkpoints until none holds one, noting only where
+  the number of holders drops.
+- A prompt that shares not even its first checkpoint with an earlier one (most prompts:
+  each user's own text) is indexed by its two ends; its middle checkpoints are set aside
+  and indexed when a later prompt shares the first (with the same result as indexing them
+  at once, since no lookup could have reached them before).
+- One least-recently-used order for the whole fleet, so nothing is evicted per replica.
+
+Prompts longer than the hashed window (`routers.prompt.MAX_BLOCKS`) cannot be matched past
+it. When a request matches a replica over its whole window, the index assumes the cached
+part extends as far as the shortest prompt sent with that window (a shared document
+followed by different questions: the document; a conversation's next turn: the last turn).
+"""
+
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from operator import itemgetter
+
+# vLLM's default KV block: the simulator hashes 16-token blocks, the gateway 64-byte ones.
+BLOCK_TOKENS = 16
+# The shallowest checkpoint: 4 blocks (64 tokens); shorter shared prefixes (a chat
+# template's first words, common to every prompt) save too little prefill to route by.
+FIRST_CHECKPOINT = 4
+# Entries (checkpoint hashes) kept over the whole fleet, each with the set of replicas sent
+# it: about 300 bytes each, so about 80 MB at most. A request of 1,000 tokens or more adds
+# five, so the index spans the last 50,000 or so distinct prompts.
+MAX_ENTRIES = 1 << 18
+
+
+def checkpoints(count: int) -> tuple[int, ...]:
+    """Block counts (1-based) indexed for a prompt of `count` hashed blocks."""
+    if count <= 0:
+        return ()
+    points = []
+    size = FIRST_CHECKPOINT
+    while size < count:
+        points.append(size)
+        size *= 2
+    points.append(count)
+    return tuple(points)
+
+
+# Checkpoint lists by hashed length, computed once: most prompts hit the window limit.
+_BY_COUNT = tuple(checkpoints(n) for n in range(129))
+
+
+_REVERSED = tuple(tuple(reversed(points)) for points in _BY_COUNT)
+
+
+def _points(count: int) -> tuple[int, ...]:
+    return _BY_COUNT[count] if count < len(_BY_COUNT) else checkpoints(count)
+
+
+def _deepest_first(count: int) -> tuple[int, ...]:
+    return _REVERSED[count] if count < len(_REVERSED) else checkpoints(count)[::-1]
+
+
+def _middle_getter(count: int) -> Callable[[Sequence[int]], tuple[int, ...]]:
+    """Picks the hashes of the checkpoints between the last and the first, deepest first."""
+    indices = [point - 1 for point in checkpoints(count)[::-1][1:-1]]
+    if len(indices) == 1:
+        only = indices[0]
+        return lambda hashes: (hashes[only],)
+    if not indices:
+        return lambda hashes: ()
+    getter: Callable[[Sequence[int]], tuple[int, ...]] = itemgetter(*indices)
+    return getter
+
+
+_MIDDLES = tuple(_middle_getter(n) for n in range(129))
+
+
+def _middle(count: int, hashes: Sequence[int]) -> tuple[int, ...]:
+    getter = _MIDDLES[count] if count < len(_MIDDLES) else _middle_getter(count)
+    return getter(hashes)
+
+
+class PrefixIndex:
+    """The prefixes assumed cached on each replica; `cached` answers for all at once."""
+
+    def __init__(self, block_tokens: int = BLOCK_TOKENS, max_entries: int = MAX_ENTRIES) -> None:
+        if block_tokens < 1 or max_entries < 1:
+            raise ValueError("block_tokens and max_entries must be positive")
+        self.block_tokens = block_tokens
+        self.max_entries = max_entries
+        # checkpoint hash -> replicas sent it (least recently used first)
+        self._where: OrderedDict[int, set[str]] = OrderedDict()
+        # window-end hash -> shortest prompt (tokens) sent with that whole window
+        self._extent: dict[int, int] = {}
+        # first-checkpoint hash -> (replica, the prompt's middle checkpoints, deep first),
+        # for prompts indexed by their ends only (see `insert`)
+        self._deferred: dict[int, tuple[str, tuple[int, ...]]] = {}
+        self.defer = True
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def match(self, hashes: Sequence[int]) -> dict[str, int]:
+        """Replica -> how many leading blocks of `hashes` it probably holds (absent: none)."""
+        return _by_replica(self._levels(hashes), int)
+
+    def cached(self, hashes: Sequence[int], prompt_tokens: int) -> dict[str, int]:
+        """Replica -> tokens of this prompt it probably has cached (absent: none)."""
+        levels = self._levels(hashes)
+        if not levels:
+            return {}
+        block = self.block_tokens
+        window_end = len(hashes)
+        extent = self._extent.get(hashes[-1], 0)
+
+        def tokens(blocks: int) -> int:
+            cached = blocks * block
+            if blocks == window_end and prompt_tokens > cached + block:
+                # The whole hashed window matched: the prompt may be cached beyond it.
+                cached = max(cached, extent)
+            return min(cached, prompt_tokens)
+
+        return _by_replica(levels, tokens)
+
+    def _levels(self, hashes: Sequence[int]) -> list[tuple[int, set[str]]]:
+        """(blocks, replicas holding that many or more): the checkpoints after which the
+        number of holders drops, shallow to deep."""
+        get = self._where.get
+        points = _points(len(hashes))
+        if not points:
+            return []
+        if self._deferred and get(hashes[points[0] - 1]):
+            self._complete(hashes[points[0] - 1])
+        levels: list[tuple[int, set[str]]] = []
+        prev: set[str] | None = None
+        prev_point = 0
+        for point in points:
+            holders = get(hashes[point - 1])
+            if not holders:
+                break
+            if prev is not None and len(holders) != len(prev):
+                levels.append((prev_point, prev))
+            prev, prev_point = holders, point
+        if prev is not None:
+            levels.append((prev_point, prev))
+        return levels
+
+    def _complete(self, first: int) -> None:
+        """Index the middle checkpoints of the prompt that first came with checkpoint
+        `first`, now that another prompt shares it."""
+        deferred = self._deferred.pop(first, None)
+        if deferred is None:
+            return
+        replica, middle = deferred
+        where = self._where
+        for key in middle:
+            holders = where.get(key)
+            if holders is None:
+                where[key] = {replica}
+            else:
+                holders.add(replica)
+                where.move_to_end(key)
+        where.move_to_end(first)  # the shallow ones stay the most recent
+        self._evict()
+
+    def insert(self, replica: str, hashes: Sequence[int], prompt_tokens: int) -> None:
+        """`replica` was sent this prompt: assume it caches the prompt's blocks."""
+        if not hashes:
+            return
+        where = self._where
+        if prompt_tokens > len(hashes) * self.block_tokens:
+            last = hashes[-1]
+            extent = self._extent.get(last)
+            if extent is None or prompt_tokens < extent:
+                self._extent[last] = prompt_tokens
+        get = where.get
+        touch = where.move_to_end
+        points = _deepest_first(len(hashes))
+        first = hashes[points[-1] - 1]
+        if self.defer and len(points) > 2 and first not in where:
+            # No earlier prompt shares even the first checkpoint: most such prompts stay
+            # the only ones, so index the two ends now (an exact repeat finds the last,
+            # a prompt sharing the start the first) and the middle once one shares it.
+            self._deferred[first] = (replica, _middle(len(hashes), hashes))
+            points = (points[0], points[-1])
+        # Deepest first, so that the shallow blocks end up the most recently used.
+        for point in points:
+            key = hashes[point - 1]
+            holders = get(key)
+            if holders is None:
+                where[key] = {replica}
+            else:
+                holders.add(replica)
+                touch(key)
+        if len(where) > self.max_entries:
+            self._evict()
+
+    def _evict(self) -> None:
+        where = self._where
+        evict = where.popitem
+        extents, deferred = self._extent, self._deferred
+        for _ in range(len(where) - self.max_entries):
+            key, _holders = evict(last=False)
+            if extents:
+                extents.pop(key, None)
+            if deferred:
+                deferred.pop(key, None)
+
+    def drop(self, replica: str) -> None:
+        """Forget everything sent to `replica` (it left, or may come back with an empty
+        cache). Walks the whole index: for ejections, not for every request."""
+        where = self._where
+        emptied = []
+        for key, holders in where.items():
+            holders.discard(replica)
+            if not holders:
+                emptied.append(key)
+        for key in emptied:
+            del where[key]
+            self._extent.pop(key, None)
+            self._deferred.pop(key, None)
+        for key in [k for k, (holder, _) in self._deferred.items() if holder == replica]:
+            del self._deferred[key]
+
+
+def _by_replica(levels: list[tuple[int, set[str]]], value: Callable[[int], int]) -> dict[str, int]:
+    if len(levels) == 1:
+        blocks, holders = levels[0]
+        return dict.fromkeys(holders, value(blocks))
+    found: dict[str, int] = {}
+    for blocks, holders in levels:  # shallow to deep: a replica's deepest level wins
+        found.update(dict.fromkeys(holders, value(blocks)))
+    return found
