@@ -1,9 +1,12 @@
 """A point's figures: `loadtest run`'s summary in hardware time, and what a sweep adds to it.
 
-- offered_rps: measured requests over their span of scheduled send times (open loop).
-- completion_rps: measured successful requests over their span of completion times. A server
-  that keeps up finishes requests as fast as they come; past its knee the queue grows and it
-  finishes them at its own pace, whatever is offered.
+- offered_rps: the pace of the measured requests' scheduled sends (open loop).
+- completion_rps: the pace of their completions. A server that keeps up finishes requests as
+  fast as they come; past its knee the queue grows and it finishes them at its own pace,
+  whatever is offered.
+  Both are read between the 20th and 80th percentile event, as `loadtest.playback.capacity`
+  reads a flooded fleet's pace in virtual time: the first and last requests, and a long
+  answer's tail, weigh nothing, so a short point with long-tailed lengths still reads 1.
 - throughput_ratio: completion_rps / offered_rps, about 1 below the knee, under 1 past it.
 - user_output_tokens_per_s: what one user sees while tokens stream (1 / TPOT p50).
 """
@@ -11,8 +14,11 @@
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from loadtest.analysis.summary import Summary, in_warmup, summarize, to_hardware
 from loadtest.drive.records import RequestRecord
+from loadtest.playback.capacity import sustained_rate
 from loadtest.workload.model import Workload
 
 # The figures tables and plots show first (the rest follow in the CSV), with their units.
@@ -35,10 +41,11 @@ KEY_FIGURES = {
 
 
 def _rate(times: Sequence[float]) -> float | None:
-    if len(times) < 2:
+    try:
+        rate = sustained_rate(times)
+    except ValueError:  # fewer than 10 events
         return None
-    span = max(times) - min(times)
-    return (len(times) - 1) / span if span > 0 else None
+    return rate if np.isfinite(rate) else None
 
 
 def point_figures(
