@@ -10,7 +10,7 @@ from typing import Any
 from loadtest.analysis.report import bullet_list, fmt, page
 from loadtest.analysis.results import new_dir
 from loadtest.suite.figures import KEY_FIGURES
-from loadtest.suite.report import answers, plots, series_of
+from loadtest.suite.report import answers, cell, plots, series_of
 from loadtest.suite.store import read_document, slug
 
 # Figures the side-by-side table shows, with B / A.
@@ -59,7 +59,7 @@ def _cell(row: dict[str, Any] | None, key: str) -> str:
     if row is None:
         return "-"
     value, unit = row.get(key), KEY_FIGURES.get(key, "")
-    return fmt(value, unit) if unit in ("s", "") else ("-" if value is None else f"{value:.3g}")
+    return fmt(value, unit) if unit in ("s", "") else cell(value, "rate")
 
 
 def ratio(a: dict[str, Any] | None, b: dict[str, Any] | None, key: str) -> float | None:

@@ -97,8 +97,8 @@ def cell(value: Any, unit: str) -> str:
         return f"{value * 1000:.1f}" if value < 0.1 else f"{value * 1000:.0f}"
     if unit == "%":
         return f"{value:.0%}" if value in (0, 1) else f"{value:.1%}"
-    if unit == "count":
-        return f"{value:.0f}"
+    if unit == "count" or abs(value) >= 100:
+        return f"{value:,.0f}"
     return f"{value:.3g}"
 
 

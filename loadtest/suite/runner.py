@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.drive.progress import ProgressSink
-from loadtest.environments.catalog import Environment
+from loadtest.environments.catalog import Environment, EnvironmentsError
 from loadtest.suite.gpu import GpuTelemetry, load_nvml, write_gpu_samples
 from loadtest.suite.model import Suite, SuiteError
 from loadtest.suite.point import PointContext, measure_point
@@ -81,7 +81,11 @@ def run_suite(
         )
     scale = options.time_scale if options.time_scale is not None else suite.time_scale
     # Every name is resolved before anything starts: a typo fails now, not after an hour.
-    envs = [environment_of(name, suite.environments_file, scale) for name in names]
+    where = "--target" if options.targets else f"suite {suite.source}: targets"
+    try:
+        envs = [environment_of(name, suite.environments_file, scale) for name in names]
+    except EnvironmentsError as exc:
+        raise SuiteError(f"{where}: {exc}") from None
     store = Store.resume(options.out, suite) if options.resume else Store.create(options.out, suite)
     run = SuiteRun(suite, store)
     say(f"suite {suite.name}: results in {store.directory}")
@@ -158,8 +162,8 @@ def _run_target(
         def measure(point: Point) -> PointResult:
             order = len(target.outcomes) + 1
             where = f"{order}/{total}" if total else f"{order}"
-            say(f"[{env.name} {where}] {point.label()}")
             context = PointContext(suite, live(), store.directory, gpu, options.api_key)
+            say(f"[{env.name} {where}] {point.label()}")
             directory = store.point_dir(env.name, order, point)
             return measure_point(context, point, directory, progress())
 
@@ -201,11 +205,9 @@ def describe(result: PointResult) -> str:
     """One line of a point's key figures (hardware time)."""
     f = result.figures
     offered = f.get("offered_rps")
-    rates = (
-        f"offered {offered:.3g} req/s, done {f.get('completion_rps') or 0:.3g} req/s"
-        if offered is not None
-        else f"{f.get('throughput_rps') or 0:.3g} req/s"
-    )
+    done = f.get("completion_rps") or f.get("throughput_rps") or 0.0
+    rates = f"offered {offered:.3g} req/s, " if offered is not None else ""
+    rates += f"done {done:.3g} req/s"
     lag = f.get("lag_p99_s")
     lag_text = "" if result.closed_loop or lag is None else f", lag p99 {lag * 1000:.1f} ms"
     if not result.lag_ok and not result.closed_loop:

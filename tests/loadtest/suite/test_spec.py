@@ -271,3 +271,25 @@ def test_built_in_suites_load_and_unknown_names_list_them() -> None:
     assert [p["concurrency"] for p in load_suite("ten-users").points()] == [1, 10]
     with pytest.raises(SuiteError, match="built-ins: concurrency-sweep, context-sweep"):
         load_suite("no-such-suite")
+
+
+def test_the_command_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from loadtest.cli import app
+
+    runner = CliRunner()
+    out = ["--out", str(tmp_path / "r")]
+    cases = [
+        ({"workload": WORKLOAD}, [], "no target: give targets: [URL or environment]"),
+        (suite_of(tmp_path, targets=["basline"]), [], "targets: unknown environment 'basline'"),
+        (suite_of(tmp_path), ["--target", "nowhere"], "--target: unknown environment 'nowhere'"),
+        (suite_of(tmp_path), ["--time-scale", "0"], "--time-scale must be positive"),
+        (suite_of(tmp_path, sweep={"rate": [0]}), [], "rate must be positive, got 0"),
+    ]
+    for data, extra, message in cases:
+        path = write(tmp_path, data)
+        done = runner.invoke(app, ["suite", "run", str(path), *out, *extra])
+        assert done.exit_code == 2, done.output
+        assert message in done.output and done.output.startswith("error: ")
+    assert not (tmp_path / "r").exists(), "nothing may be written for a suite that cannot run"
