@@ -9,7 +9,7 @@ point in flight, stops the fleet, and leaves the journal with every point that f
 
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +86,8 @@ def run_suite(
         envs = [environment_of(name, suite.environments_file, scale) for name in names]
     except EnvironmentsError as exc:
         raise SuiteError(f"{where}: {exc}") from None
+    # What the command line replaced is part of the definition: a resume must match it too.
+    suite = replace(suite, targets=tuple(names), time_scale=scale)
     store = Store.resume(options.out, suite) if options.resume else Store.create(options.out, suite)
     run = SuiteRun(suite, store)
     say(f"suite {suite.name}: results in {store.directory}")
