@@ -65,6 +65,8 @@ def summarize_target(
     outcomes: Sequence[Outcome[PointResult]],
     answers: Sequence[Answer],
     skipped: Sequence[Point],
+    *,
+    searched: bool = False,
 ) -> dict[str, Any]:
     saturation = [
         {
@@ -77,7 +79,7 @@ def summarize_target(
             "output_tokens_per_s": o.result.figures.get("output_tokens_per_s"),
         }
         for o in outcomes
-        if o.failed is not None and not answers
+        if o.failed is not None and not searched
     ]
     return {
         "name": env.name,

@@ -105,7 +105,7 @@ def run_suite(
         gpu = gpu if started else None
     try:
         for env in envs:
-            target = TargetRun(env, 1.0)
+            target = TargetRun(env, env.time_scale or 1.0)
             run.targets.append(target)
             _run_target(run, target, options, gpu, say, progress)
         run.status = "finished"
@@ -115,11 +115,20 @@ def run_suite(
             write_gpu_samples(gpu.samples, store.directory / "gpu.jsonl")
         if run.status != "finished":
             run.status = "interrupted"
+            for target in run.targets:
+                _conclude(suite, target)
         store.write_document(
             run.status,
             rows_of(suite, [(t.env.name, t.outcomes) for t in run.targets]),
             [
-                summarize_target(t.env, t.time_scale, t.outcomes, t.answers, t.skipped)
+                summarize_target(
+                    t.env,
+                    t.time_scale,
+                    t.outcomes,
+                    t.answers,
+                    t.skipped,
+                    searched=suite.search is not None,
+                )
                 for t in run.targets
             ],
             run.gpu,
@@ -158,7 +167,6 @@ def _run_target(
                         bring_up(env, log_dir=log_dir, ready_timeout_s=options.ready_timeout_s)
                     )
                 )
-                target.time_scale = up[0].time_scale
             return up[0]
 
         def measure(point: Point) -> PointResult:
@@ -179,7 +187,6 @@ def _run_target(
         def after(outcome: Outcome[PointResult]) -> None:
             target.outcomes.append(outcome)
             if outcome.resumed:
-                target.time_scale = outcome.result.figures.get("time_scale") or 1.0
                 say(f"[{env.name}] {outcome.point.label()}: finished earlier, kept")
                 return
             store.record(env.name, outcome)
@@ -189,14 +196,22 @@ def _run_target(
                 say(f"  -> {verb}: {outcome.failed}")
 
         run_sweep(plan, measure, judge=judge, resume=lambda p: done.get(p.key), after=after)
+
+    for line in _conclude(suite, target):
+        say(line)
+
+
+def _conclude(suite: Suite, target: TargetRun) -> list[str]:
+    """A target's answers from the points it has (all of them, or those before an
+    interruption): a search's best values, or a grid's skipped points."""
+    plan = suite.plan()
     if isinstance(plan, SearchPlan):
         target.answers = plan.answers(target.outcomes)
-        for answer in target.answers:
-            say(f"{env.name}: {answer.describe()}")
-    else:
-        target.skipped = plan.skipped(target.outcomes)
-        if target.skipped:
-            say(f"{env.name}: {len(target.skipped)} point(s) skipped after a saturation point")
+        return [f"{target.env.name}: {answer.describe()}" for answer in target.answers]
+    target.skipped = plan.skipped(target.outcomes)
+    if not target.skipped:
+        return []
+    return [f"{target.env.name}: {len(target.skipped)} point(s) skipped after a saturation point"]
 
 
 def _ms(value: Any) -> str:

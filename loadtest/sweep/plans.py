@@ -31,7 +31,8 @@ class GridPlan:
     def skipped(self, done: Sequence[Outcome[Any]]) -> list[Point]:
         """Points not measured because their line stopped."""
         measured = {o.point.key for o in done}
-        return [p for p in self.points if p.key not in measured]
+        stopped = {o.point.line for o in done if o.failed is not None}
+        return [p for p in self.points if p.key not in measured and p.line in stopped]
 
 
 @dataclass(frozen=True)
