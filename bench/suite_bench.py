@@ -106,13 +106,13 @@ def main() -> int:
     (directory,) = (work / "results").glob("suite-bench-rate-*")
     document = json.loads((directory / "suite.json").read_text())
     print(
-        f"{'rate':>6} {'offered':>8} {'done':>6} {'ratio':>6} {'out tok/s':>9} "
+        f"{'rate':>6} {'offered':>8} {'served':>6} {'ratio':>6} {'out tok/s':>9} "
         f"{'TTFT p99':>9} {'lag p99':>8} {'point s':>7}"
     )
     for row in document["points"]:
         print(
-            f"{row['rate']:>6g} {row['offered_rps']:>8.2f} {row['completion_rps']:>6.2f} "
-            f"{row['throughput_ratio']:>6.2f} {row['output_tokens_per_s']:>9.0f} "
+            f"{row['rate']:>6g} {row['offered_rps']:>8.2f} {row['served_rps']:>6.2f} "
+            f"{row['served_ratio']:>6.2f} {row['output_tokens_per_s']:>9.0f} "
             f"{row['ttft_p99_s'] * 1000:>7.0f}ms {row['lag_p99_s'] * 1000:>6.1f}ms "
             f"{row['ended_at'] - row['started_at']:>7.1f}"
         )

@@ -16,6 +16,7 @@ from loadtest.suite.store import read_document, slug
 # Figures the side-by-side table shows, with B / A.
 COMPARED = {
     "output_tokens_per_s": "out tok/s",
+    "served_rps": "served req/s",
     "completion_rps": "done req/s",
     "ttft_p50_s": "TTFT p50",
     "ttft_p99_s": "TTFT p99",

@@ -21,9 +21,9 @@ class Conditions:
     # Fails when goodput (req/s meeting the SLOs) falls this share below the best earlier
     # point of the line.
     goodput_drop: float | None = None
-    # Fails below: completions per second over the offered rate (open loop). Under 1 the
-    # queue grows without bound: the server no longer keeps up (the knee).
-    throughput_ratio: float | None = None
+    # Fails below: requests taken on per second (first tokens) over the offered rate (open
+    # loop). Under 1 a waiting queue grows: the server no longer keeps up (the knee).
+    served_ratio: float | None = None
     # Fails below: share of requests meeting the workload's SLO targets.
     goodput_fraction: float | None = None
 
@@ -37,7 +37,7 @@ class Conditions:
             "error_rate": "error rate above {:.0%}",
             "ttft_p99": "TTFT p99 above {:g} s",
             "goodput_drop": "goodput {:.0%} below the best so far",
-            "throughput_ratio": "completions below {:.0%} of the offered rate",
+            "served_ratio": "requests served below {:.0%} of the offered rate",
             "goodput_fraction": "fewer than {:.0%} of requests meeting the SLOs",
         }
         return ", ".join(words[name].format(limit) for name, limit in self.given().items())
@@ -53,13 +53,13 @@ class Conditions:
                 return "no request got a first token"
             if p99 > self.ttft_p99:
                 return f"TTFT p99 {p99:.3g} s > {self.ttft_p99:g} s"
-        if self.throughput_ratio is not None:
-            ratio = figures.get("throughput_ratio")
-            if ratio is not None and ratio < self.throughput_ratio:
-                done, offered = figures.get("completion_rps"), figures.get("offered_rps")
+        if self.served_ratio is not None:
+            ratio = figures.get("served_ratio")
+            if ratio is not None and ratio < self.served_ratio:
+                served, offered = figures.get("served_rps"), figures.get("offered_rps")
                 return (
-                    f"completions {done:.3g} req/s, {ratio:.2f} of the offered {offered:.3g} "
-                    f"(< {self.throughput_ratio:g}): the queue grows"
+                    f"served {served:.3g} req/s, {ratio:.2f} of the offered {offered:.3g} "
+                    f"(< {self.served_ratio:g}): a queue grows"
                 )
         if self.goodput_fraction is not None:
             share = figures.get("goodput_fraction") or 0.0

@@ -132,7 +132,14 @@ PANELS = (
     ("output tokens/s", (("output_tokens_per_s", 1.0, "-", "output tokens/s"),)),
     ("TTFT (ms)", (("ttft_p50_s", 1000.0, "--", "p50"), ("ttft_p99_s", 1000.0, "-", "p99"))),
     ("ITL (ms)", (("itl_p50_s", 1000.0, "--", "p50"), ("itl_p99_s", 1000.0, "-", "p99"))),
-    ("requests/s", (("offered_rps", 1.0, ":", "offered"), ("completion_rps", 1.0, "-", "done"))),
+    (
+        "requests/s",
+        (
+            ("offered_rps", 1.0, ":", "offered"),
+            ("served_rps", 1.0, "-", "served (first tokens)"),
+            ("completion_rps", 1.0, "--", "done"),
+        ),
+    ),
 )
 
 

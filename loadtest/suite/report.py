@@ -76,6 +76,7 @@ def timelines(directory: Path, document: dict[str, Any]) -> list[Timeline]:
 # (header, figure, unit) of the points table: the figures people compare; the CSV has all.
 COLUMNS = (
     ("offered req/s", "offered_rps", "rate"),
+    ("served req/s", "served_rps", "rate"),
     ("done req/s", "completion_rps", "rate"),
     ("output tok/s", "output_tokens_per_s", "rate"),
     ("TTFT p50 ms", "ttft_p50_s", "ms"),
@@ -110,7 +111,9 @@ def _table(rows: Sequence[dict[str, Any]], fields: Sequence[str]) -> str:
         cells = [html.escape(str(row["target"]))] if several else []
         cells.append(str(row["order"]))
         cells += [html.escape(str(row.get(f, ""))) for f in fields]
-        cells += [cell(row.get(key), unit) for _, key, unit in COLUMNS]
+        # Closed loop sends when an answer ends: there is no schedule to be late for.
+        shown = {**row, "lag_p99_s": None} if row.get("closed_loop") else row
+        cells += [cell(shown.get(key), unit) for _, key, unit in COLUMNS]
         note = html.escape(row.get("failed") or "")
         if row.get("saturation"):
             note = f"<b>saturation point</b>: {note}"
@@ -128,8 +131,8 @@ def answers(document: dict[str, Any]) -> list[str]:
     for target in document["targets"]:
         for found in target["saturation"]:
             where = f" ({found['line']})" if found["line"] else ""
-            done = found.get("completion_rps")
-            rate = f"; it finished {done:.3g} req/s there" if done is not None else ""
+            served = found.get("served_rps")
+            rate = f"; it served {served:.3g} req/s there" if served is not None else ""
             out.append(
                 f"{target['name']}{where}: saturation point at {found['point']}: "
                 f"{found['reason']}{rate}"

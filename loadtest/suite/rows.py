@@ -36,6 +36,7 @@ def rows_of(
             row["schedule"] = result.schedule
             row["started_at"] = result.started_at
             row["ended_at"] = result.ended_at
+            row["closed_loop"] = result.closed_loop
             row["lag_ok"] = result.lag_ok
             row.update(result.figures)
             row.update({f"engine.{k}": v for k, v in result.counters.items()})
@@ -75,6 +76,7 @@ def summarize_target(
             "values": dict(o.point.values),
             "reason": o.failed,
             "offered_rps": o.result.figures.get("offered_rps"),
+            "served_rps": o.result.figures.get("served_rps"),
             "completion_rps": o.result.figures.get("completion_rps"),
             "output_tokens_per_s": o.result.figures.get("output_tokens_per_s"),
         }

@@ -223,7 +223,9 @@ def describe(result: PointResult) -> str:
     f = result.figures
     offered = f.get("offered_rps")
     done = f.get("completion_rps") or f.get("throughput_rps") or 0.0
+    served = f.get("served_rps")
     rates = f"offered {offered:.3g} req/s, " if offered is not None else ""
+    rates += f"served {served:.3g}, " if offered is not None and served is not None else ""
     rates += f"done {done:.3g} req/s"
     lag = f.get("lag_p99_s")
     lag_text = "" if result.closed_loop or lag is None else f", lag p99 {lag * 1000:.1f} ms"

@@ -47,7 +47,7 @@ class ConditionsSpec(_Strict):
     error_rate: float | None = Field(default=None, ge=0, le=1)
     ttft_p99: float | None = Field(default=None, gt=0, description="seconds")
     goodput_drop: float | None = Field(default=None, gt=0, lt=1)
-    throughput_ratio: float | None = Field(default=None, gt=0, le=1)
+    served_ratio: float | None = Field(default=None, gt=0, le=1)
     goodput_fraction: float | None = Field(default=None, gt=0, le=1)
 
     def build(self) -> Conditions:
@@ -67,7 +67,7 @@ class SearchSpec(_Strict):
         if not self.meets.build().given():
             raise ValueError(
                 "meets: give at least one of error_rate, ttft_p99, goodput_drop, "
-                "throughput_ratio, goodput_fraction"
+                "served_ratio, goodput_fraction"
             )
         return self
 

@@ -8,8 +8,8 @@ OK = {
     "goodput_rps": 10.0,
     "goodput_fraction": 1.0,
     "offered_rps": 10.0,
-    "completion_rps": 10.1,
-    "throughput_ratio": 1.01,
+    "served_rps": 10.1,
+    "served_ratio": 1.01,
 }
 
 
@@ -23,10 +23,8 @@ def test_each_limit_is_named_when_crossed() -> None:
     assert every.failed({**OK, "error_rate": 0.1}) == "error rate 10.0% > 5.0%"
     assert every.failed({**OK, "ttft_p99_s": 1.5}) == "TTFT p99 1.5 s > 1 s"
     assert every.failed({**OK, "ttft_p99_s": None}) == "no request got a first token"
-    slow = {**OK, "completion_rps": 8.0, "throughput_ratio": 0.8}
-    assert every.failed(slow) == (
-        "completions 8 req/s, 0.80 of the offered 10 (< 0.9): the queue grows"
-    )
+    slow = {**OK, "served_rps": 8.0, "served_ratio": 0.8}
+    assert every.failed(slow) == ("served 8 req/s, 0.80 of the offered 10 (< 0.9): a queue grows")
     assert every.failed({**OK, "goodput_fraction": 0.5}) == (
         "50.0% of requests met the SLOs (< 95%)"
     )
@@ -39,8 +37,8 @@ def test_each_limit_is_named_when_crossed() -> None:
 
 
 def test_closed_loop_points_have_no_offered_rate_to_fall_behind() -> None:
-    closed = {**OK, "offered_rps": None, "throughput_ratio": None}
-    assert Conditions(throughput_ratio=0.9).failed(closed) is None
+    closed = {**OK, "offered_rps": None, "served_ratio": None}
+    assert Conditions(served_ratio=0.9).failed(closed) is None
 
 
 def test_describe_lists_the_limits_given() -> None:

@@ -3,9 +3,10 @@ knee that virtual time computes for the same fleet and workload.
 
 The knee, both ways, is the rate at which the fleet finishes requests once it always has work
 waiting: in virtual time, `loadtest.playback.capacity` floods the fleet and reads its
-sustained completions per second; live, the saturation point is the first rate whose
-completions fall below 90% of the offered rate (the queue grows), and what it reports is the
-completions per second there, which past the knee is the fleet's own pace.
+sustained completions per second; live, the saturation point is the first rate at which the
+fleet takes requests on (first tokens) at under 90% of the offered rate (a queue grows), and
+what it reports is that served rate there: past the knee a request is taken on only as
+another finishes, so it is the fleet's own pace.
 """
 
 import json
@@ -63,7 +64,7 @@ def test_a_rate_sweep_saturates_within_10_percent_of_the_virtual_knee(tmp_path: 
         "workload": WORKLOAD,
         "sweep": {"rate": rates},
         "warmup": {"seconds": 0.5},
-        "stop_when": {"throughput_ratio": 0.9},
+        "stop_when": {"served_ratio": 0.9},
         "telemetry": {"gpu": False},
     }
     path = tmp_path / "knee.yaml"
@@ -97,7 +98,7 @@ def test_a_rate_sweep_saturates_within_10_percent_of_the_virtual_knee(tmp_path: 
     assert [row["saturation"] for row in document["points"]][:-1] == [False] * (
         len(document["points"]) - 1
     )
-    assert abs(found["completion_rps"] - knee) <= 0.10 * knee, (
-        f"saturation {found['completion_rps']:.2f} req/s vs virtual knee {knee:.2f}\n{done.stdout}"
+    assert abs(found["served_rps"] - knee) <= 0.10 * knee, (
+        f"saturation {found['served_rps']:.2f} req/s vs virtual knee {knee:.2f}\n{done.stdout}"
     )
     assert "saturation point at rate=" in (directory / "report.html").read_text()
