@@ -79,11 +79,21 @@ def summary_document(result: RunResult, summary: Summary) -> dict[str, Any]:
 def write_results(result: RunResult, summary: Summary, out: str | Path, name: str) -> Path:
     """Write the run's files into a new directory under `out`; return that directory."""
     path = run_dir(out, name, result)
+    write_run_files(path, result, summary)
+    return path
+
+
+def write_run_files(
+    path: Path, result: RunResult, summary: Summary, extra: dict[str, Any] | None = None
+) -> None:
+    """records.jsonl, summary.json (with `extra` added) and summary.csv in `path`."""
     with (path / "records.jsonl").open("wb") as sink:
         for record in result.records:
             sink.write(orjson.dumps(record.to_dict()) + b"\n")
-    document = summary_document(result, summary)
-    (path / "summary.json").write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
+    document = {**summary_document(result, summary), **(extra or {})}
+    (path / "summary.json").write_bytes(
+        orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
+    )
     with (path / "summary.csv").open("w", newline="") as sink:
         writer = csv.writer(sink)
         writer.writerow(["figure", "value"])
@@ -93,7 +103,6 @@ def write_results(result: RunResult, summary: Summary, out: str | Path, name: st
             writer.writerow([f"replica_requests:{replica}", count])
         for kind, count in summary.errors_by_kind:
             writer.writerow([f"errors:{kind}", count])
-    return path
 
 
 def read_records(path: str | Path) -> list[RequestRecord]:

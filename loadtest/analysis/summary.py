@@ -116,6 +116,23 @@ class Summary:
         return out
 
 
+def to_hardware(
+    figures: dict[str, float | int | None], scale: float
+) -> dict[str, float | int | None]:
+    """`Summary.to_dict()` figures of a fleet played `scale` times slower, as its hardware
+    would show them: rates times the scale, latencies divided by it. The window and the
+    generator's lag are the client's wall time and stay as they are."""
+    out = dict(figures)
+    for key, value in figures.items():
+        if not isinstance(value, float) or key == "window_s" or key.startswith("lag_"):
+            continue
+        if key.endswith(("_rps", "_per_s")):
+            out[key] = value * scale
+        elif key.endswith("_s"):
+            out[key] = value / scale
+    return out
+
+
 def in_warmup(records: Sequence[RequestRecord], workload: Workload) -> set[int]:
     """Indexes of the records the workload's warm-up excludes (at most half of them)."""
     warm = workload.warmup

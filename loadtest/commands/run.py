@@ -20,7 +20,12 @@ from loadtest.analysis.summary import Summary, summarize, summarize_by_model
 from loadtest.drive.progress import ProgressSink, default_progress
 from loadtest.drive.runner import LAG_BUDGET_S, RunResult, run_async
 from loadtest.environments.identity import is_simulated
-from loadtest.environments.sampler import ReplicaSampler, sampled_run, write_samples
+from loadtest.environments.sampler import (
+    ReplicaSampler,
+    sampled_run,
+    target_sampler,
+    write_samples,
+)
 from loadtest.workload import WorkloadError, builtin_workloads, load_workload
 from loadtest.workload.counting import TokenizerChoice, TokenizerError, load_tokenizers
 from loadtest.workload.schedule import Schedule, build_schedule
@@ -146,15 +151,6 @@ def run(
         raise typer.Exit(130)
     if summary.ok == 0:
         raise typer.Exit(1)
-
-
-def target_sampler(target: str, admin_key: str | None = None) -> ReplicaSampler:
-    """A sampler for TARGET: its /admin/replicas when it is a Turnout gateway, else its own
-    /metrics as one replica named host:port (the gateway's naming)."""
-    base = target.rstrip("/").removesuffix("/v1")
-    return ReplicaSampler(
-        admin_url=base, replicas=[(urlsplit(base).netloc, base)], admin_key=admin_key
-    )
 
 
 async def _run_until_interrupted(

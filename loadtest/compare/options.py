@@ -4,6 +4,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from loadtest.sweep.points import span
+
 Mode = Literal["auto", "virtual", "live"]
 
 # The live check of the default job on a 2-core machine: local fleets play TIME_SCALE times
@@ -47,8 +49,7 @@ class Sweep:
         return sweep
 
     def loads(self) -> list[float]:
-        step = (self.high - self.low) / (self.points - 1)
-        return [round(self.low + i * step, 4) for i in range(self.points)]
+        return [round(load, 4) for load in span(self.low, self.high, points=self.points)]
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any
 from loadtest.analysis.checks import prompt_length_warnings
 from loadtest.analysis.results import new_dir
 from loadtest.analysis.stats import figures
-from loadtest.analysis.summary import summarize
+from loadtest.analysis.summary import summarize, to_hardware
 from loadtest.compare.agreement import Agreement, agreement
 from loadtest.compare.judge import Judged, judge, measured, schedule_window
 from loadtest.compare.live import SideRun, as_runs, judged_workload, run_repeats, write_json
@@ -46,6 +46,9 @@ from loadtest.environments.catalog import (
 from loadtest.environments.identity import tokenizer_warnings
 from loadtest.playback.capacity import Capacity
 from loadtest.playback.fleets import LiveOnly, VirtualFleet, virtual_fleet
+from loadtest.sweep.engine import run_sweep
+from loadtest.sweep.plans import GridPlan
+from loadtest.sweep.points import Axis, grid
 from loadtest.workload.counting import TokenizerChoice, load_tokenizers
 from loadtest.workload.format import load_workload
 from loadtest.workload.model import Workload
@@ -150,9 +153,11 @@ def _virtual(
         return
     sweep = options.sweep or Sweep()
     say(f"virtual time: both fleets at loads {', '.join(f'{x:.2f}' for x in sweep.loads())}")
-    result.sweep = [
-        at_load(fleets, workload, cap_a, load, options, seed=seed) for load in sweep.loads()
-    ]
+    plan = GridPlan(grid([Axis("load", tuple(sweep.loads()))]))
+    outcomes = run_sweep(
+        plan, lambda point: at_load(fleets, workload, cap_a, point["load"], options, seed=seed)
+    )
+    result.sweep = [outcome.result for outcome in outcomes]
 
 
 def _virtual_schedule(
@@ -330,19 +335,8 @@ def _figures(result: Comparison, side: str) -> dict[str, Any]:
     live = result.live
     run = (live.runs_a if side == "a" else live.runs_b)[0]
     scale = live.time_scale
-    figures = {
-        key: value if not isinstance(value, float) else _to_hardware(key, value, scale)
-        for key, value in run.summary.to_dict().items()
-    }
+    figures = to_hardware(run.summary.to_dict(), scale)
     return {"figures": figures, "figures_from": f"live run 1, time scale {scale:g} undone"}
-
-
-def _to_hardware(key: str, value: float, scale: float) -> float:
-    if key.endswith(("_rps", "_per_s")):
-        return value * scale
-    if key.endswith("_s") and key != "window_s":
-        return value / scale
-    return value
 
 
 def _document(

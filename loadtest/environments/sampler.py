@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -159,6 +160,20 @@ class ReplicaSampler:
                 self.samples.append(
                     ReplicaSample(now, name, metrics.waiting, metrics.running, metrics.kv_usage)
                 )
+
+
+def target_sampler(
+    target: str, admin_key: str | None = None, interval_s: float = 0.5
+) -> ReplicaSampler:
+    """A sampler for the URL `target`: its /admin/replicas when it is a Turnout gateway, else
+    its own /metrics as one replica named host:port (the gateway's naming)."""
+    base = target.rstrip("/").removesuffix("/v1")
+    return ReplicaSampler(
+        admin_url=base,
+        replicas=[(urlsplit(base).netloc, base)],
+        admin_key=admin_key,
+        interval_s=interval_s,
+    )
 
 
 async def sampled_run(

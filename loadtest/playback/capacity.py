@@ -56,14 +56,16 @@ def capacity(
         schedule = build_schedule(alone, seed=seed, rate=FLOOD_RATE, requests=requests)
         played = play(fleet, schedule, seed=seed)
         ends = [r.sent_s + r.e2e_s for r in played.records if r.e2e_s is not None]
-        per_model[model] = _sustained(ends)
+        per_model[model] = sustained_rate(ends)
     by_share = {model: per_model[model] / share for model, share in workload.models}
     bottleneck = min(by_share, key=lambda m: by_share[m])
     return Capacity(by_share[bottleneck], per_model, bottleneck)
 
 
-def _sustained(ends: Iterable[float]) -> float:
-    """Completions per second between the 20th and 80th percentile completion."""
+def sustained_rate(ends: Iterable[float]) -> float:
+    """Events per second between the 20th and 80th percentile event: the pace of the middle
+    of a run, away from its ramp-up and its drain (live suites read their offered and
+    completed rates this way too)."""
     times = np.sort(np.fromiter(ends, dtype=float))
     if len(times) < 10:
         raise ValueError("too few requests finished to measure a throughput")

@@ -286,6 +286,14 @@ _NESTED: dict[str, type[BaseModel]] = {
 }
 
 
+def field_paths() -> list[str]:
+    """Every field a workload file can set, nested ones as `parent.child`."""
+    paths = list(WorkloadSpec.model_fields)
+    for parent, model in _NESTED.items():
+        paths += [f"{parent}.{child}" for child in model.model_fields]
+    return paths
+
+
 def _describe_errors(errors: list[Any]) -> list[str]:
     lines: set[str] = set()
     for error in errors:
@@ -328,8 +336,10 @@ def _builtins() -> list[Path]:
     return sorted(_builtin_dir().glob("*.yaml"))
 
 
-def load_workload(name_or_path: str | Path) -> Workload:
-    """A built-in workload by name, or a YAML file by path. Raises WorkloadError."""
+def workload_source(name_or_path: str | Path) -> tuple[Any, Path]:
+    """The parsed YAML of a built-in workload by name, or of a YAML file by path, and the
+    file it came from (for callers that change fields before parsing it). Raises
+    WorkloadError."""
     path = Path(name_or_path)
     builtin = _builtin_dir() / f"{name_or_path}.yaml"
     if not path.is_file() and builtin.is_file():
@@ -340,7 +350,12 @@ def load_workload(name_or_path: str | Path) -> Workload:
             f"workload {str(name_or_path)!r}: no such file and not a built-in; built-ins: {names}"
         )
     try:
-        data = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text()), path
     except yaml.YAMLError as exc:
         raise WorkloadError(f"workload {path}: not valid YAML: {exc}") from exc
+
+
+def load_workload(name_or_path: str | Path) -> Workload:
+    """A built-in workload by name, or a YAML file by path. Raises WorkloadError."""
+    data, path = workload_source(name_or_path)
     return parse_workload(data, default_name=path.stem, source=str(path))
