@@ -15,8 +15,9 @@ import statistics
 import time
 from collections.abc import Iterator
 
+from loadtest.sim.engines import deployed_replicas
 from loadtest.sim.layout import FLEETS
-from loadtest.sim.virtual import VirtualRequest, reference_replicas, run_virtual
+from loadtest.sim.virtual import VirtualRequest, run_virtual
 from routers.registry import load
 
 MODELS = (
@@ -63,7 +64,7 @@ def main() -> None:
         strategy = load(name, seed=args.seed) if name == "queue_depth" else load(name)
         started, cpu_started = time.perf_counter(), time.process_time()
         result = run_virtual(
-            reference_replicas(args.fleet),
+            deployed_replicas(args.fleet),
             strategy,
             chat_mixed(args.requests, args.rate, args.seed),
         )

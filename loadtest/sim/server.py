@@ -38,6 +38,7 @@ from loadtest.sim.exposition import (
 from loadtest.sim.faces import Facts, Page, face_named
 from loadtest.sim.faces_local import OLLAMA_BUSY, ModelLock
 from loadtest.sim.faults import Faults, FaultsInvalid
+from loadtest.sim.gpus import SharedGpu
 from loadtest.sim.kvcache import SharedKVPool
 from loadtest.sim.messages import (
     drop_connection,
@@ -64,12 +65,14 @@ Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 class SimServer:
     """The ASGI app of one replica; `startup`/`shutdown` run its engine loop."""
 
-    def __init__(self, config: ReplicaConfig, pool: SharedKVPool | None = None) -> None:
+    def __init__(
+        self, config: ReplicaConfig, pool: SharedKVPool | None = None, gpu: SharedGpu | None = None
+    ) -> None:
         self.config = config
         self.model = config.model
         self.face = face_named(config.present_as)
         self.replica: RealTimeEngine | None = None
-        self._pool = pool
+        self._shared = (pool, gpu)
         self._rng = random.Random(config.seed)
         self._created = int(time.time())
         self._registry: CollectorRegistry | None = None
@@ -106,7 +109,7 @@ class SimServer:
         return routes
 
     async def startup(self) -> None:
-        self.replica = RealTimeEngine(self.config, self._pool)
+        self.replica = RealTimeEngine(self.config, *self._shared)
         if self.face.name == "sglang":
             self._registry = metrics_registry(
                 SglangCollector(self.model, self.replica.engine.stats)
@@ -353,6 +356,7 @@ class SimServer:
                 "time_scale": config.time_scale,
                 "kv_mode": config.kv_mode,
                 "kv_pool": config.kv_pool,
+                "gpu": config.gpu,
                 "prefix_caching": config.prefix_caching,
                 "max_cached_tokens": config.max_cached_tokens,
                 "metrics": self.metrics_on,
@@ -395,6 +399,9 @@ class SimServer:
         await respond(send, 200, orjson.dumps(replica.faults.as_dict()), JSON)
 
 
-def create_app(config: ReplicaConfig, pool: SharedKVPool | None = None) -> SimServer:
-    """One replica's ASGI app; its engine loop runs inside the app's lifespan."""
-    return SimServer(config, pool)
+def create_app(
+    config: ReplicaConfig, pool: SharedKVPool | None = None, gpu: SharedGpu | None = None
+) -> SimServer:
+    """One replica's ASGI app; its engine loop runs inside the app's lifespan. Replicas of one
+    process given one `pool` share its KV memory, given one `gpu` its time."""
+    return SimServer(config, pool, gpu)

@@ -65,7 +65,7 @@ def test_unknown_name_lists_known_names(tmp_path: Path) -> None:
     ("body", "complaint"),
     [
         ("  x: {url: 'http://a', fleet: baseline}", "exactly one of url, fleet or replicas"),
-        ("  x: {fleet: big}", "fleet must be one of baseline, managed"),
+        ("  x: {fleet: big}", "fleet must be one of baseline, baseline-noprefix, managed"),
         ("  x: {url: 'ftp://a'}", "url must start with http"),
         ("  x: {replicas: []}", "at least one replica"),
         ("  x: {fleet: baseline, time_scale: 0}", "time_scale"),
