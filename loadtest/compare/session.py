@@ -178,7 +178,7 @@ def _live(
     if duration is None and options.requests is None:
         duration = LIVE_DURATION_S if unit is not None else URL_DURATION_S
     schedule = build_schedule(
-        workload,
+        workload.stretched(scale),  # phases last as long as the fleet's slowed requests
         seed=seed,
         rate=None if options.concurrency else rate,
         concurrency=options.concurrency,
