@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from loadtest.analysis.stats import Difference, figures
+from loadtest.compare.explain import EXPLAINED, Attribution
 from loadtest.compare.options import (
     REPEATS,
     TIME_SCALE,
@@ -106,9 +107,59 @@ def print_comparison(console: Console, result: Comparison) -> None:
             say(f"  - {note}")
         if live.agreement is not None:
             say(f"  - {live.agreement.describe()}")
+    if result.explain is not None:
+        _attribution(console, result.explain, a, b)
     for part in result.verdict.split(" || "):
         say(f"[bold]verdict:[/bold] {part}")
     say(f"results written to {result.directory} (report.html, compare.json)")
+
+
+def _attribution(console: Console, found: Attribution | str, a: str, b: str) -> None:
+    """Each step's contribution to the explained figures, then the sum against A -> B."""
+    if isinstance(found, str):
+        console.print(f"[bold]explain:[/bold] {found}", highlight=False, soft_wrap=True)
+        return
+    unit_of = {f.name: f.unit for f in figures()}
+    colour = {"a": "red", "b": "green", None: "dim"}  # the change made it worse / better
+    table = Table(
+        title=f"why, one change at a time (virtual time, load {found.load:.2f}, "
+        f"{found.requests} requests): each step's B - A, 95% CI"
+    )
+    for column in ("", "change", *(LABELS[f] for f in EXPLAINED)):
+        table.add_column(column, justify="left" if column in ("", "change") else "right")
+
+    def values(k: int) -> list[str]:
+        return [_fmt(found.values[k][f], unit_of[f]) for f in EXPLAINED]
+
+    def cell(d: Difference) -> str:
+        unit = unit_of[d.figure]
+        text = f"{_fmt(d.diff, unit, signed=True)} ({_fmt(d.low, unit, signed=True)} .. "
+        return f"[{colour[d.winner]}]{text}{_fmt(d.high, unit, signed=True)})[/]"
+
+    table.add_row(f"A {a}", "", *values(0))
+    for k, step in enumerate(found.steps, start=1):
+        row = [cell(step.differences[f]) for f in EXPLAINED]
+        table.add_row(f"{k}. {step.before} -> {step.after}", step.change, *row)
+    table.add_row(f"B {b}", "", *values(-1))
+    sums = [_fmt(found.sum_of_steps(f), unit_of[f], signed=True) for f in EXPLAINED]
+    table.add_row("sum of the steps", "", *sums)
+    table.add_row("A -> B, compared", "", *(cell(found.total[f]) for f in EXPLAINED))
+    console.print(table)
+    off = [LABELS[f] for f in EXPLAINED if not found.consistent(f)]
+    if off:
+        note = (
+            f"the steps do not add up to A -> B within its interval on {', '.join(off)}: the "
+            "chain's links were played apart from the comparison and routing ties fell "
+            "differently; play more requests (--virtual-requests)"
+        )
+    else:
+        note = "the steps add up to A -> B within its interval on every figure"
+    console.print(
+        f"  green: the change made that figure better, red: worse, dim: no difference beyond "
+        f"noise and {int(found.total[EXPLAINED[0]].min_effect * 100)}%; {note}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def _terminate_as_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -158,6 +209,14 @@ def compare_command(
     virtual_requests: Annotated[
         int, typer.Option(min=100, help="Requests per virtual point.")
     ] = VIRTUAL_REQUESTS,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain",
+            help="Attribute B - A to one change at a time (prefix caching, KV mode, routing, "
+            "...), in virtual time at --load (default 0.8).",
+        ),
+    ] = False,
     environments: Annotated[
         Path | None,
         typer.Option(help="Environments YAML (default: ./turnout-environments.yaml if any)."),
@@ -186,6 +245,8 @@ def compare_command(
 
     if virtual and live:
         fail("give --virtual or --live, not both (neither: both clocks)")
+    if explain and live:
+        fail("--explain plays the chain in virtual time: drop --live")
     if load is not None and rate is not None:
         fail("give --load or --rate, not both")
     mode: Mode = "virtual" if virtual else "live" if live else "auto"
@@ -212,6 +273,7 @@ def compare_command(
         api_key=api_key,
         min_effect=min_effect,
         virtual_requests=virtual_requests,
+        explain=explain,
     )
     previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:

@@ -20,6 +20,9 @@ URL_RATE = 25.0
 URL_DURATION_S = 30.0
 # Virtual points: requests per point (a p99 then rests on 60 requests beyond it).
 VIRTUAL_REQUESTS = 4000
+# --explain without --load: the chain plays at this share of A's saturation rate, loaded
+# enough for queues and KV to matter, short of overload.
+EXPLAIN_LOAD = 0.8
 
 
 @dataclass(frozen=True)
@@ -74,3 +77,5 @@ class CompareOptions:
     api_key: str | None = None
     min_effect: float = 0.05
     virtual_requests: int = VIRTUAL_REQUESTS
+    # Attribute the difference along the chain of one-change steps from A to B (virtual time).
+    explain: bool = False

@@ -1,0 +1,196 @@
+"""Why B differs from A: the chain's links on one schedule, and each step's contribution.
+
+Every link of the chain (loadtest.compare.chain) plays the identical schedule in virtual
+time, each with its own strategy seed. A step is the comparison of two adjacent links, with
+the paired machinery of any comparison (loadtest.analysis.stats): its contribution to a
+figure is the difference between them, with its 95% interval. The contributions add up to
+the chain's end minus its start; the comparison of A and B itself was played on its own (its
+strategies seeded apart), so the sum of the steps should fall inside that comparison's
+interval, and `consistent` says whether it does.
+"""
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from loadtest.analysis.stats import Difference
+from loadtest.compare.chain import CannotAttribute, Link, derive_chain
+from loadtest.compare.judge import Judged, Runs, judge, measured, schedule_window
+from loadtest.compare.options import EXPLAIN_LOAD, CompareOptions
+from loadtest.compare.virtual import VirtualPoint, capacities, compare_at, virtual_schedule
+from loadtest.environments.catalog import Environment
+from loadtest.playback.capacity import Capacity
+from loadtest.playback.play import Played, play
+from loadtest.workload.model import Workload
+from loadtest.workload.schedule import Schedule
+
+# The figures a step is judged on: the slowest users' wait, the typical stream speed, and
+# what meets the SLO.
+EXPLAINED = ("ttft_p99_s", "tpot_p50_s", "goodput_rps")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One change of the chain and its contribution to each explained figure."""
+
+    change: str
+    knob: str
+    before: str
+    after: str
+    differences: dict[str, Difference]
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """The chain at one load: each link's figures, each step's contribution, the total."""
+
+    load: float
+    rate: float
+    requests: int
+    links: list[Link]
+    # Each link's value of each explained figure.
+    values: list[dict[str, float]]
+    steps: list[Step]
+    # The comparison of A and B on this schedule (played apart from the chain).
+    total: dict[str, Difference]
+    preemptions: list[float]
+
+    def sum_of_steps(self, figure: str) -> float:
+        return float(sum(step.differences[figure].diff for step in self.steps))
+
+    def consistent(self, figure: str) -> bool:
+        """The steps add up to A -> B: within its interval, or nearer to its difference than
+        the minimum effect (an interval of width 0, every request meeting the SLO on both
+        sides, would otherwise call a hundredth of a request per second inconsistent)."""
+        total, summed = self.total[figure], self.sum_of_steps(figure)
+        if not np.isfinite(summed) or not np.isfinite(total.diff):
+            return bool(summed == total.diff)
+        near = abs(summed - total.diff) < total.min_effect * abs(total.a)
+        return bool(total.low <= summed <= total.high or near)
+
+
+def link_seed(schedule: Schedule, index: int) -> int:
+    """Link `index`'s strategy seed: its own, apart from the comparison's two sides."""
+    return schedule.seed * 2 + 2 + index
+
+
+def explain(
+    links: list[Link],
+    workload: Workload,
+    schedule: Schedule,
+    load: float,
+    options: CompareOptions,
+    total: Judged,
+) -> Attribution:
+    """Play `schedule` through every link and judge each step; `total` is A vs B."""
+    played = [
+        play(link.fleet, schedule, seed=link_seed(schedule, k)) for k, link in enumerate(links)
+    ]
+    window = schedule_window(measured(played[0].records, workload), played[0].sim_seconds)
+    steps = []
+    for k in range(1, len(links)):
+        judged = judge(
+            _runs(links[k - 1], played[k - 1]),
+            _runs(links[k], played[k]),
+            workload,
+            window_s=window,
+            resamples=options.resamples,
+            seed=schedule.seed + k,
+            min_effect=options.min_effect,
+            only=EXPLAINED,
+        )
+        steps.append(
+            Step(
+                str(links[k].change),
+                str(links[k].knob),
+                links[k - 1].name,
+                links[k].name,
+                {figure: judged.by_name(figure) for figure in EXPLAINED},
+            )
+        )
+    values = [{figure: step.differences[figure].a for figure in EXPLAINED} for step in steps]
+    values.append({figure: steps[-1].differences[figure].b for figure in EXPLAINED})
+    return Attribution(
+        load=load,
+        rate=len(schedule.requests) / max(schedule.span_s, 1e-9),
+        requests=len(schedule.requests),
+        links=links,
+        values=values,
+        steps=steps,
+        total={figure: total.by_name(figure) for figure in EXPLAINED},
+        preemptions=[p.counters.get("preemptions", 0.0) for p in played],
+    )
+
+
+def _runs(link: Link, played: Played) -> Runs:
+    return Runs(link.name, [played.records], played.samples, played.counters, [0.0])
+
+
+def attribute(
+    a: Environment,
+    b: Environment,
+    known: Mapping[str, Environment],
+    workload: Workload,
+    options: CompareOptions,
+    *,
+    seed: int,
+    capacity: tuple[Capacity, Capacity] | None,
+    point: VirtualPoint | None,
+    say: Callable[[str], None],
+) -> Attribution | str:
+    """`loadtest compare A B --explain`: the attribution at --load (or EXPLAIN_LOAD, or the
+    share of A's saturation rate --rate is), reusing the single virtual point's schedule and
+    comparison when there is one; or the reason there is none."""
+    try:
+        links = derive_chain(a, b, known)
+    except CannotAttribute as exc:
+        say(f"explain: {exc}")
+        return str(exc)
+    fleets = (links[0].fleet, links[-1].fleet)
+    unit = (capacity or capacities(fleets, workload, seed=seed))[0].rate
+    load = options.load if options.load is not None else EXPLAIN_LOAD
+    if options.load is None and options.rate is not None:
+        load = options.rate / unit
+    if point is not None and point.load == load:
+        schedule, total = point.schedule, point.judged
+    else:
+        schedule = virtual_schedule(workload, options, seed, load * unit)
+        total = compare_at(fleets, workload, schedule, load, options).judged
+    say(
+        f"virtual time: explaining at load {load:.2f}, one change at a time: "
+        + " -> ".join(link.name for link in links)
+    )
+    return explain(links, workload, schedule, load, options, total)
+
+
+def as_document(found: Attribution | str) -> dict[str, Any]:
+    """compare.json's `explain`: the links, each step with its intervals, the total."""
+    if isinstance(found, str):
+        return {"refused": found}
+    return {
+        "load": found.load,
+        "rate": found.rate,
+        "requests": found.requests,
+        "links": [
+            {"name": link.name, "change": link.change, "values": values, "preemptions": pre}
+            for link, values, pre in zip(found.links, found.values, found.preemptions, strict=True)
+        ],
+        "steps": [
+            {
+                "change": step.change,
+                "from": step.before,
+                "to": step.after,
+                "differences": [d.to_dict() for d in step.differences.values()],
+            }
+            for step in found.steps
+        ],
+        "total": [d.to_dict() for d in found.total.values()],
+        "sum_of_steps": {figure: _finite(found.sum_of_steps(figure)) for figure in EXPLAINED},
+        "consistent": {figure: found.consistent(figure) for figure in EXPLAINED},
+    }
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
