@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from loadtest.analysis.stats import Difference, figures
-from loadtest.compare.explain import EXPLAINED, Attribution
+from loadtest.compare.explain import EXPLAINED, Attribution, consistency
 from loadtest.compare.options import (
     REPEATS,
     TIME_SCALE,
@@ -123,40 +123,36 @@ def _attribution(console: Console, found: Attribution | str, a: str, b: str) -> 
     colour = {"a": "red", "b": "green", None: "dim"}  # the change made it worse / better
     table = Table(
         title=f"why, one change at a time (virtual time, load {found.load:.2f}, "
-        f"{found.requests} requests): each step's B - A, 95% CI"
+        f"{found.requests} requests): each step's B - A [95% CI]"
     )
-    for column in ("", "change", *(LABELS[f] for f in EXPLAINED)):
-        table.add_column(column, justify="left" if column in ("", "change") else "right")
+    table.add_column("")
+    table.add_column("change", no_wrap=True)
+    for figure in EXPLAINED:
+        unit = "ms" if unit_of[figure] == "s" else unit_of[figure]
+        table.add_column(f"{LABELS[figure]} ({unit})", justify="right", no_wrap=True)
+
+    def number(value: float, unit: str, signed: bool = False) -> str:
+        return _fmt(value, unit, signed=signed).split(" ")[0]
 
     def values(k: int) -> list[str]:
-        return [_fmt(found.values[k][f], unit_of[f]) for f in EXPLAINED]
+        return [number(found.values[k][f], unit_of[f]) for f in EXPLAINED]
 
     def cell(d: Difference) -> str:
-        unit = unit_of[d.figure]
-        text = f"{_fmt(d.diff, unit, signed=True)} ({_fmt(d.low, unit, signed=True)} .. "
-        return f"[{colour[d.winner]}]{text}{_fmt(d.high, unit, signed=True)})[/]"
+        low, diff, high = (number(v, unit_of[d.figure], True) for v in (d.low, d.diff, d.high))
+        return f"[{colour[d.winner]}]{diff} [{low}, {high}][/]"
 
     table.add_row(f"A {a}", "", *values(0))
     for k, step in enumerate(found.steps, start=1):
         row = [cell(step.differences[f]) for f in EXPLAINED]
-        table.add_row(f"{k}. {step.before} -> {step.after}", step.change, *row)
+        table.add_row(f"{k}. {step.after}", step.change, *row)
     table.add_row(f"B {b}", "", *values(-1))
-    sums = [_fmt(found.sum_of_steps(f), unit_of[f], signed=True) for f in EXPLAINED]
+    sums = [number(found.sum_of_steps(f), unit_of[f], True) for f in EXPLAINED]
     table.add_row("sum of the steps", "", *sums)
     table.add_row("A -> B, compared", "", *(cell(found.total[f]) for f in EXPLAINED))
     console.print(table)
-    off = [LABELS[f] for f in EXPLAINED if not found.consistent(f)]
-    if off:
-        note = (
-            f"the steps do not add up to A -> B within its interval on {', '.join(off)}: the "
-            "chain's links were played apart from the comparison and routing ties fell "
-            "differently; play more requests (--virtual-requests)"
-        )
-    else:
-        note = "the steps add up to A -> B within its interval on every figure"
     console.print(
         f"  green: the change made that figure better, red: worse, dim: no difference beyond "
-        f"noise and {int(found.total[EXPLAINED[0]].min_effect * 100)}%; {note}",
+        f"noise and {int(found.total[EXPLAINED[0]].min_effect * 100)}%; {consistency(found)}",
         highlight=False,
         soft_wrap=True,
     )

@@ -1,12 +1,12 @@
 """Why B differs from A: the chain's links on one schedule, and each step's contribution.
 
 Every link of the chain (loadtest.compare.chain) plays the identical schedule in virtual
-time, each with its own strategy seed. A step is the comparison of two adjacent links, with
-the paired machinery of any comparison (loadtest.analysis.stats): its contribution to a
-figure is the difference between them, with its 95% interval. The contributions add up to
-the chain's end minus its start; the comparison of A and B itself was played on its own (its
-strategies seeded apart), so the sum of the steps should fall inside that comparison's
-interval, and `consistent` says whether it does.
+time: its ends are the comparison's own plays of A and B, the links between them are played
+with their own strategy seeds. A step is the comparison of two adjacent links, with the
+paired machinery of any comparison (loadtest.analysis.stats): its contribution to a figure is
+the difference between them, with its 95% interval. The contributions add up to B - A of the
+comparison, the same figure the verdict quotes; `consistent` checks that they do, within the
+comparison's interval.
 """
 
 from collections.abc import Callable, Mapping
@@ -17,8 +17,9 @@ import numpy as np
 
 from loadtest.analysis.stats import Difference
 from loadtest.compare.chain import CannotAttribute, Link, derive_chain
-from loadtest.compare.judge import Judged, Runs, judge, measured, schedule_window
+from loadtest.compare.judge import Runs, judge, measured, schedule_window
 from loadtest.compare.options import EXPLAIN_LOAD, CompareOptions
+from loadtest.compare.sweep import LABELS
 from loadtest.compare.virtual import VirtualPoint, capacities, compare_at, virtual_schedule
 from loadtest.environments.catalog import Environment
 from loadtest.playback.capacity import Capacity
@@ -71,23 +72,30 @@ class Attribution:
         return bool(total.low <= summed <= total.high or near)
 
 
+def consistency(found: Attribution) -> str:
+    """Whether the steps add up to the comparison's B - A, in words."""
+    off = [LABELS[f] for f in EXPLAINED if not found.consistent(f)]
+    if not off:
+        return "the steps add up to B - A of the comparison (A and B are its own runs)"
+    return f"the steps do not add up to B - A of the comparison on {', '.join(off)}"
+
+
 def link_seed(schedule: Schedule, index: int) -> int:
-    """Link `index`'s strategy seed: its own, apart from the comparison's two sides."""
-    return schedule.seed * 2 + 2 + index
+    """The strategy seed of the link `index` between the ends: apart from the sides'."""
+    return schedule.seed * 2 + 1 + index
 
 
 def explain(
-    links: list[Link],
-    workload: Workload,
-    schedule: Schedule,
-    load: float,
-    options: CompareOptions,
-    total: Judged,
+    links: list[Link], workload: Workload, point: VirtualPoint, options: CompareOptions
 ) -> Attribution:
-    """Play `schedule` through every link and judge each step; `total` is A vs B."""
-    played = [
-        play(link.fleet, schedule, seed=link_seed(schedule, k)) for k, link in enumerate(links)
+    """Play `point`'s schedule through the links between A and B and judge every step;
+    A and B are `point`'s own plays, and its comparison is the total."""
+    schedule = point.schedule
+    between = [
+        play(link.fleet, schedule, seed=link_seed(schedule, k))
+        for k, link in enumerate(links[1:-1], start=1)
     ]
+    played = [point.a, *between, point.b]
     window = schedule_window(measured(played[0].records, workload), played[0].sim_seconds)
     steps = []
     for k in range(1, len(links)):
@@ -113,13 +121,13 @@ def explain(
     values = [{figure: step.differences[figure].a for figure in EXPLAINED} for step in steps]
     values.append({figure: steps[-1].differences[figure].b for figure in EXPLAINED})
     return Attribution(
-        load=load,
-        rate=len(schedule.requests) / max(schedule.span_s, 1e-9),
+        load=point.load,
+        rate=point.rate,
         requests=len(schedule.requests),
         links=links,
         values=values,
         steps=steps,
-        total={figure: total.by_name(figure) for figure in EXPLAINED},
+        total={figure: point.judged.by_name(figure) for figure in EXPLAINED},
         preemptions=[p.counters.get("preemptions", 0.0) for p in played],
     )
 
@@ -153,16 +161,14 @@ def attribute(
     load = options.load if options.load is not None else EXPLAIN_LOAD
     if options.load is None and options.rate is not None:
         load = options.rate / unit
-    if point is not None and point.load == load:
-        schedule, total = point.schedule, point.judged
-    else:
+    if point is None or point.load != load:
         schedule = virtual_schedule(workload, options, seed, load * unit)
-        total = compare_at(fleets, workload, schedule, load, options).judged
+        point = compare_at(fleets, workload, schedule, load, options)
     say(
         f"virtual time: explaining at load {load:.2f}, one change at a time: "
         + " -> ".join(link.name for link in links)
     )
-    return explain(links, workload, schedule, load, options, total)
+    return explain(links, workload, point, options)
 
 
 def as_document(found: Attribution | str) -> dict[str, Any]:

@@ -3,8 +3,8 @@
 A waterfall starts from A's value, adds each step's contribution as a floating bar (green
 when the change made the figure better, red when worse, grey when not beyond noise and the
 minimum effect) with its 95% interval, and ends at B's value. The band across each plot is
-the comparison of A and B itself (A + its difference, with its interval): the steps should
-end inside it.
+the comparison of A and B itself (A + its difference, with its interval): the chain's ends
+are the comparison's own runs of A and B, so the steps end on its line.
 """
 
 import html
@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 
 from loadtest.analysis.report import fmt, svg
 from loadtest.analysis.stats import Difference, figures
-from loadtest.compare.explain import EXPLAINED, Attribution
+from loadtest.compare.explain import EXPLAINED, Attribution, consistency
 from loadtest.compare.sweep import LABELS
 
 _BETTER, _WORSE, _NOISE, _END = "#2ca02c", "#d62728", "#bbbbbb", "#777777"
@@ -35,18 +35,8 @@ def explain_section(found: Attribution | str) -> str:
         f"widened for autocorrelation). Steps, in this order: {html.escape(order)}. Where "
         "changes interact, another order would share the total out differently.</p>"
     )
-    return head + waterfall(found) + _table(found) + f"<p>{html.escape(_consistency(found))}</p>"
-
-
-def _consistency(found: Attribution) -> str:
-    off = [LABELS[f] for f in EXPLAINED if not found.consistent(f)]
-    if not off:
-        return "The steps add up to the comparison of A and B within its interval on every figure."
-    return (
-        f"The steps do not add up to the comparison of A and B within its interval on "
-        f"{', '.join(off)}: the chain's links were played apart from the comparison and "
-        "routing ties fell differently; play more requests (--virtual-requests)."
-    )
+    note = consistency(found).capitalize() + "."
+    return head + waterfall(found) + _table(found) + f"<p>{html.escape(note)}</p>"
 
 
 def waterfall(found: Attribution) -> str:
@@ -135,7 +125,7 @@ def _table(found: Attribution) -> str:
     rows = [head + "</tr>", f"<tr><td>A {html.escape(found.links[0].name)}</td><td></td>"]
     rows[-1] += values(0) + "</tr>"
     for k, step in enumerate(found.steps, start=1):
-        name = html.escape(f"{k}. {step.before} -> {step.after}")
+        name = html.escape(f"{k}. {step.after}")
         cells = "".join(cell(step.differences[f]) for f in EXPLAINED)
         rows.append(f"<tr><td>{name}</td><td>{html.escape(step.change)}</td>{cells}</tr>")
     rows.append(f"<tr><td>B {html.escape(found.links[-1].name)}</td><td></td>{values(-1)}</tr>")
