@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from gateway.poller import MetricsPoller
+from gateway.upstream import Upstream
 from loadtest.sim.exposition import LatencyHistograms, VllmCollector, metrics_registry, render
 from loadtest.sim.types import EngineStats
 from loadtest.sim.virtual import VirtualScrapes, metrics_of
@@ -55,11 +56,12 @@ def test_the_virtual_scrape_reads_what_the_gateway_parses(stats: EngineStats) ->
 async def test_poller_and_virtual_scrapes_leave_identical_views() -> None:
     clock = Clock()
 
-    def pool() -> ReplicaPool:
-        members = [Replica(id=n, url=f"http://{n}", models=("m",)) for n in ("a", "b")]
+    def pool(kind: type[Replica]) -> ReplicaPool:
+        members = [kind(id=n, url=f"http://{n}", models=("m",)) for n in ("a", "b")]
         return ReplicaPool(members, stale_after=3.0, clock=clock)
 
-    live, virtual = pool(), pool()
+    # The gateway keeps its replicas as Upstreams (their server kind, which the poller reads).
+    live, virtual = pool(Upstream), pool(Replica)
     answer = asyncio.Event()
     entered = asyncio.Event()
 
