@@ -14,7 +14,14 @@ from rich.console import Console
 from rich.table import Table
 
 from loadtest.analysis.stats import Difference, figures
-from loadtest.compare.explain import EXPLAINED, Attribution, consistency
+from loadtest.compare.explain import (
+    EXPLAINED,
+    UNITS,
+    Attribution,
+    consistency,
+    interval,
+    number,
+)
 from loadtest.compare.options import (
     REPEATS,
     TIME_SCALE,
@@ -119,34 +126,28 @@ def _attribution(console: Console, found: Attribution | str, a: str, b: str) -> 
     if isinstance(found, str):
         console.print(f"[bold]explain:[/bold] {found}", highlight=False, soft_wrap=True)
         return
-    unit_of = {f.name: f.unit for f in figures()}
     colour = {"a": "red", "b": "green", None: "dim"}  # the change made it worse / better
     table = Table(
         title=f"why, one change at a time (virtual time, load {found.load:.2f}, "
         f"{found.requests} requests): each step's B - A [95% CI]"
     )
-    table.add_column("")
+    table.add_column("", overflow="fold")
     table.add_column("change", no_wrap=True)
     for figure in EXPLAINED:
-        unit = "ms" if unit_of[figure] == "s" else unit_of[figure]
-        table.add_column(f"{LABELS[figure]} ({unit})", justify="right", no_wrap=True)
-
-    def number(value: float, unit: str, signed: bool = False) -> str:
-        return _fmt(value, unit, signed=signed).split(" ")[0]
+        table.add_column(f"{LABELS[figure]} ({UNITS[figure]})", justify="right", no_wrap=True)
 
     def values(k: int) -> list[str]:
-        return [number(found.values[k][f], unit_of[f]) for f in EXPLAINED]
+        return [number(found.values[k][f], f) for f in EXPLAINED]
 
     def cell(d: Difference) -> str:
-        low, diff, high = (number(v, unit_of[d.figure], True) for v in (d.low, d.diff, d.high))
-        return f"[{colour[d.winner]}]{diff} [{low}, {high}][/]"
+        return f"[{colour[d.winner]}]{interval(d)}[/]"
 
     table.add_row(f"A {a}", "", *values(0))
     for k, step in enumerate(found.steps, start=1):
         row = [cell(step.differences[f]) for f in EXPLAINED]
         table.add_row(f"{k}. {step.after}", step.change, *row)
     table.add_row(f"B {b}", "", *values(-1))
-    sums = [number(found.sum_of_steps(f), unit_of[f], True) for f in EXPLAINED]
+    sums = [number(found.sum_of_steps(f), f, signed=True) for f in EXPLAINED]
     table.add_row("sum of the steps", "", *sums)
     table.add_row("A -> B, compared", "", *(cell(found.total[f]) for f in EXPLAINED))
     console.print(table)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from loadtest.environments.catalog import Environment, EnvironmentsError
 from loadtest.playback.fleets import VirtualFleet, virtual_fleet
 from loadtest.sim.engine import EngineConfig
+from loadtest.sim.layout import seats
 
 # Engine settings in the order they are changed, with what they are called.
 ENGINE_KNOBS: tuple[tuple[str, str], ...] = (
@@ -62,7 +63,7 @@ def derive_chain(
     start, end = fleets
     _same_replicas(a.name, start, b.name, end)
     _same_gateway(a, b)
-    named = _known_fleets(known or {}, exclude=(a.name, b.name))
+    named: dict[str, VirtualFleet] | None = None  # known fleets, looked at once a link needs a name
     links = [Link(a.name, start)]
     current = start
     for knob, (apply, describe) in _knobs().items():
@@ -71,6 +72,8 @@ def derive_chain(
             continue
         change = f"{knob} {describe(current)} -> {describe(changed)}"
         current = changed
+        if named is None:
+            named = _known_fleets(known or {}, (a.name, b.name), len(start.replicas))
         name = next((n for n, fleet in named.items() if _plays_alike(fleet, changed)), None)
         name = name or f"{links[-1].name} + {knob} {describe(changed)}"
         links.append(Link(name, changed, change, knob))
@@ -184,12 +187,14 @@ def _plays_alike(one: VirtualFleet, other: VirtualFleet) -> bool:
 
 
 def _known_fleets(
-    known: Mapping[str, Environment], exclude: tuple[str, ...]
+    known: Mapping[str, Environment], exclude: tuple[str, ...], replicas: int
 ) -> dict[str, VirtualFleet]:
-    """The known local environments (but A and B) as fleets, to name links after."""
+    """The known local environments of `replicas` replicas (but A and B) as fleets, to name
+    links after."""
     fleets = {}
     for name, env in known.items():
-        if name in exclude or env.url is not None:
+        size = len(seats(env.fleet)) if env.fleet is not None else len(env.replicas)
+        if name in exclude or env.url is not None or size != replicas:
             continue
         try:
             fleets[name] = virtual_fleet(env)

@@ -80,6 +80,26 @@ def consistency(found: Attribution) -> str:
     return f"the steps do not add up to B - A of the comparison on {', '.join(off)}"
 
 
+def interval(d: Difference) -> str:
+    """A step's contribution and its interval: "+124 [+53, +175]"."""
+    low, high = number(d.low, d.figure, signed=True), number(d.high, d.figure, signed=True)
+    return f"{number(d.diff, d.figure, signed=True)} [{low}, {high}]"
+
+
+UNITS = {"ttft_p99_s": "ms", "tpot_p50_s": "ms", "goodput_rps": "req/s"}
+
+
+def number(value: float, figure: str, *, signed: bool = False) -> str:
+    """An explained figure in its unit (UNITS) for a table cell: whole ms from 100 ms."""
+    if not np.isfinite(value):
+        return "-" if np.isnan(value) else ("+inf" if value > 0 and signed else "inf")
+    sign = "+" if signed else ""
+    if figure == "goodput_rps":
+        return f"{value:{sign}.2f}"
+    ms = value * 1000
+    return f"{ms:{sign},.0f}" if abs(ms) >= 100 else f"{ms:{sign}.1f}"
+
+
 def link_seed(schedule: Schedule, index: int) -> int:
     """The strategy seed of the link `index` between the ends: apart from the sides'."""
     return schedule.seed * 2 + 1 + index
@@ -105,7 +125,7 @@ def explain(
             workload,
             window_s=window,
             resamples=options.resamples,
-            seed=schedule.seed + k,
+            seed=schedule.seed,  # the comparison's resamples: a one-step chain is the comparison
             min_effect=options.min_effect,
             only=EXPLAINED,
         )

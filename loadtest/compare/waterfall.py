@@ -14,9 +14,16 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from loadtest.analysis.report import fmt, svg
-from loadtest.analysis.stats import Difference, figures
-from loadtest.compare.explain import EXPLAINED, Attribution, consistency
+from loadtest.analysis.report import svg
+from loadtest.analysis.stats import Difference
+from loadtest.compare.explain import (
+    EXPLAINED,
+    UNITS,
+    Attribution,
+    consistency,
+    interval,
+    number,
+)
 from loadtest.compare.sweep import LABELS
 
 _BETTER, _WORSE, _NOISE, _END = "#2ca02c", "#d62728", "#bbbbbb", "#777777"
@@ -71,8 +78,8 @@ def _one(ax: Axes, found: Attribution, figure: str) -> None:
     last = len(found.steps) + 1
     for x, value in ((0, values[0]), (last, values[-1])):
         ax.hlines(value, x - 0.3, x + 0.3, color=_END, linewidth=4)
-        ax.annotate(f"{value:.3g}", (x, value), textcoords="offset points", xytext=(0, 6),
-                    ha="center", fontsize=8)  # fmt: skip
+        ax.annotate(number(value / scale, figure), (x, value), textcoords="offset points",
+                    xytext=(0, 6), ha="center", fontsize=8)  # fmt: skip
     level = values[0]
     for k, step in enumerate(found.steps, start=1):
         d = step.differences[figure]
@@ -83,7 +90,8 @@ def _one(ax: Axes, found: Attribution, figure: str) -> None:
         top = (end + (d.low - d.diff) * scale, end + (d.high - d.diff) * scale)
         ax.vlines(k, top[0], top[1], color="#333", linewidth=1)
         ax.hlines(top, k - 0.08, k + 0.08, color="#333", linewidth=1)
-        ax.annotate(_signed(d), (k, max(top[1], level, end)), textcoords="offset points",
+        ax.annotate(number(d.diff, figure, signed=True), (k, max(top[1], level, end)),
+                    textcoords="offset points",
                     xytext=(0, 4), ha="center", fontsize=8)  # fmt: skip
         ax.plot([k - 0.7, k - 0.3], [level, level], color="#555", linewidth=0.6)
         seen += [level, level + change, *top]
@@ -104,23 +112,17 @@ def _wrap(change: str) -> str:
     return "\n".join(textwrap.wrap(change, 14))
 
 
-def _signed(d: Difference) -> str:
-    unit = {f.name: f.unit for f in figures()}[d.figure]
-    text = fmt(d.diff, unit)
-    return text if text.startswith("-") else "+" + text
-
-
 def _table(found: Attribution) -> str:
-    units = {f.name: f.unit for f in figures()}
-    head = "<tr><th></th><th>change</th>" + "".join(f"<th>{LABELS[f]}</th>" for f in EXPLAINED)
+    head = "<tr><th></th><th>change</th>" + "".join(
+        f"<th>{LABELS[f]} ({UNITS[f]})</th>" for f in EXPLAINED
+    )
 
     def values(k: int) -> str:
-        return "".join(f"<td>{fmt(found.values[k][f], units[f])}</td>" for f in EXPLAINED)
+        return "".join(f"<td>{number(found.values[k][f], f)}</td>" for f in EXPLAINED)
 
     def cell(d: Difference) -> str:
-        unit = units[d.figure]
         cls = {"a": "worse", "b": "better", None: "ns"}[d.winner]
-        return f'<td class="{cls}">{_signed(d)} [{fmt(d.low, unit)}, {fmt(d.high, unit)}]</td>'
+        return f'<td class="{cls}">{interval(d)}</td>'
 
     rows = [head + "</tr>", f"<tr><td>A {html.escape(found.links[0].name)}</td><td></td>"]
     rows[-1] += values(0) + "</tr>"
@@ -129,13 +131,8 @@ def _table(found: Attribution) -> str:
         cells = "".join(cell(step.differences[f]) for f in EXPLAINED)
         rows.append(f"<tr><td>{name}</td><td>{html.escape(step.change)}</td>{cells}</tr>")
     rows.append(f"<tr><td>B {html.escape(found.links[-1].name)}</td><td></td>{values(-1)}</tr>")
-    sums = "".join(f"<td>{_signed_value(found.sum_of_steps(f), units[f])}</td>" for f in EXPLAINED)
+    sums = "".join(f"<td>{number(found.sum_of_steps(f), f, signed=True)}</td>" for f in EXPLAINED)
     rows.append(f"<tr><td>sum of the steps</td><td></td>{sums}</tr>")
     totals = "".join(cell(found.total[f]) for f in EXPLAINED)
     rows.append(f"<tr><td>A -> B, compared</td><td></td>{totals}</tr>")
     return "<table class='explain'>" + "".join(rows) + "</table>"
-
-
-def _signed_value(value: float, unit: str) -> str:
-    text = fmt(value, unit)
-    return text if text.startswith("-") or not np.isfinite(value) else "+" + text

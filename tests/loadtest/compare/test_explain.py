@@ -137,8 +137,9 @@ def test_the_command_prints_the_steps_or_why_not(envs: Path, tmp_path: Path) -> 
     )
     runner = CliRunner()
     common = ["--environments", str(envs), "--workload", str(workload), "--out", str(tmp_path)]
-    common += ["--virtual", "--virtual-requests", "400", "--resamples", "100", "--no-progress"]
-    done = runner.invoke(app, ["compare", "small", "large", "--explain", "--load", "0.8", *common])
+    common += ["--virtual", "--load", "0.8", "--virtual-requests", "400", "--resamples", "100"]
+    common += ["--no-progress"]
+    done = runner.invoke(app, ["compare", "small", "large", "--explain", *common])
     assert done.exit_code == 0, done.output
     assert "why, one change at a time" in done.output
     for change in ("prefix caching on -> off", "max_num_seqs 16 -> 64", "round_robin -> queue"):
