@@ -25,6 +25,10 @@ environments:
   other-model: {{replicas: [{{model: m, profile: qwen2.5-7b-h100}}, {TINY}]}}
   tuned: {{strategy: round_robin, replicas: [{TINY}, {TINY}], gateway_env: {{GATEWAY_X: "1"}}}}
   remote: {{url: "http://127.0.0.1:9"}}
+  lean:
+    fleet: baseline
+    gpu_memory_utilization: 0.7
+    gateway_env: {{GATEWAY_POLL_INTERVAL: "0.5"}}
 """
 
 
@@ -101,6 +105,18 @@ def test_user_environments_get_a_chain_of_the_settings_they_differ_in(envs: Path
         (False, 64),
     ]
     assert [link.fleet.strategy for link in links] == ["round_robin"] * 3 + ["queue_depth"]
+
+
+def test_a_fleets_memory_share_and_poll_interval_are_steps_too(envs: Path) -> None:
+    known = load_environments(envs)
+    links = derive_chain(resolve(known, "baseline"), resolve(known, "lean"), known)
+    assert [link.change for link in links[1:]] == [
+        "GPU memory share 0.9 -> 0.7",
+        "poll interval 1s -> 0.5s",
+    ]
+    first = links[1].fleet
+    assert {r.config.gpu_memory_utilization for r in first.replicas} == {0.7}
+    assert first.poll_interval == 1.0 and links[2].fleet.poll_interval == 0.5
 
 
 @pytest.mark.parametrize(
