@@ -42,7 +42,8 @@ def explain_section(found: Attribution | str) -> str:
         f"widened for autocorrelation). Steps, in this order: {html.escape(order)}. Where "
         "changes interact, another order would share the total out differently.</p>"
     )
-    note = consistency(found).capitalize() + "."
+    said = consistency(found)
+    note = said[0].upper() + said[1:] + "."
     return head + waterfall(found) + _table(found) + f"<p>{html.escape(note)}</p>"
 
 
