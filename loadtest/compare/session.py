@@ -48,7 +48,7 @@ from loadtest.environments.catalog import (
     resolve,
 )
 from loadtest.playback.capacity import Capacity
-from loadtest.playback.fleets import VirtualFleet, virtual_fleet
+from loadtest.playback.fleets import LiveOnly, VirtualFleet, virtual_fleet
 from loadtest.workload.format import load_workload
 from loadtest.workload.model import Workload
 from loadtest.workload.schedule import Schedule, build_schedule
@@ -112,7 +112,7 @@ def compare(
     if needs_fleets:
         try:
             fleets = (virtual_fleet(a), virtual_fleet(b))
-        except EnvironmentsError as exc:
+        except LiveOnly as exc:  # a wrong environment is refused, whatever the mode
             if options.mode != "auto":
                 raise
             say(f"virtual time: not possible here ({exc}); live only")

@@ -19,6 +19,10 @@ from loadtest.sim.profiles import DEFAULT_GPU_MEMORY_UTILIZATION, UnknownProfile
 from routers import Strategy
 
 
+class LiveOnly(EnvironmentsError):
+    """A valid environment that exists only live (a URL, a server's face): no virtual time."""
+
+
 @dataclass(frozen=True)
 class VirtualFleet:
     """What `run_virtual` needs to play an environment."""
@@ -38,9 +42,10 @@ class VirtualFleet:
 
 
 def virtual_fleet(env: Environment) -> VirtualFleet:
-    """`env` in virtual time, or EnvironmentsError saying why it cannot be."""
+    """`env` in virtual time; LiveOnly when it runs only live, EnvironmentsError when it is
+    wrong (an unknown profile, bad engine arguments)."""
     if env.url is not None:
-        raise EnvironmentsError(
+        raise LiveOnly(
             f"environment {env.name!r} is a URL ({env.url}): it runs only live, not in "
             "virtual time; give a local fleet, or drop --virtual"
         )
@@ -82,7 +87,7 @@ def _parse(env: str, args: tuple[str, ...]) -> argparse.Namespace:
     except argparse.ArgumentError as exc:
         raise EnvironmentsError(f"environment {env!r}: replica args: {exc}") from None
     if unknown:
-        raise EnvironmentsError(
+        raise LiveOnly(
             f"environment {env!r}: replica args {' '.join(unknown)} cannot be played in "
             "virtual time (faults and servers only exist live); drop --virtual"
         )

@@ -58,7 +58,10 @@ def test_unknown_name_lists_known_names(tmp_path: Path) -> None:
     with pytest.raises(EnvironmentsError) as err:
         resolve(envs, "managd")
     assert "unknown environment 'managd'" in str(err.value)
-    assert "baseline, managed, managed-prefix, qd, rr" in str(err.value)
+    assert "baseline, baseline-noprefix, colocated-elastic, colocated-static, managed" in str(
+        err.value
+    )
+    assert "managed-prefix, managed-rr, qd, rr" in str(err.value)
 
 
 @pytest.mark.parametrize(
