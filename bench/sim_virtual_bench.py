@@ -6,6 +6,9 @@ the simulated time, engine steps and the speed-up over real time, per strategy.
 
     .venv/bin/python bench/sim_virtual_bench.py [--requests 100000] [--rate 60]
         [--fleet baseline] [--strategy round_robin --strategy queue_depth]
+
+A colocated fleet (two models on each of four GPUs) gets the same traffic for the models it
+serves (Llama and Qwen, 50/50).
 """
 
 import argparse
@@ -15,8 +18,9 @@ import statistics
 import time
 from collections.abc import Iterator
 
+from loadtest.sim.engines import deployed_replicas
 from loadtest.sim.layout import FLEETS
-from loadtest.sim.virtual import VirtualRequest, reference_replicas, run_virtual
+from loadtest.sim.virtual import VirtualRequest, run_virtual
 from routers.registry import load
 
 MODELS = (
@@ -26,11 +30,12 @@ MODELS = (
 )
 
 
-def chat_mixed(requests: int, rate: float, seed: int) -> Iterator[VirtualRequest]:
-    """Poisson arrivals; log-normal prompts (median 400) half of which share a system prompt."""
+def chat_mixed(requests: int, rate: float, seed: int, served: set[str]) -> Iterator[VirtualRequest]:
+    """Poisson arrivals; log-normal prompts (median 400) half of which share a system prompt;
+    the models of MODELS the fleet serves, in their proportions."""
     rng = random.Random(seed)
-    names = [name for name, _ in MODELS]
-    weights = [share for _, share in MODELS]
+    names = [name for name, _ in MODELS if name in served]
+    weights = [share for name, share in MODELS if name in served]
     system_prompts = [list(range(group * 1000, group * 1000 + 256)) for group in range(8)]
     filler = list(range(100_000, 106_000))
     now = 0.0
@@ -62,10 +67,11 @@ def main() -> None:
     for name in args.strategy or ["round_robin", "queue_depth"]:
         strategy = load(name, seed=args.seed) if name == "queue_depth" else load(name)
         started, cpu_started = time.perf_counter(), time.process_time()
+        fleet = deployed_replicas(args.fleet)
         result = run_virtual(
-            reference_replicas(args.fleet),
+            fleet,
             strategy,
-            chat_mixed(args.requests, args.rate, args.seed),
+            chat_mixed(args.requests, args.rate, args.seed, {str(r.model) for r in fleet}),
         )
         wall = time.perf_counter() - started
         cpu = time.process_time() - cpu_started

@@ -235,7 +235,8 @@ _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;
 text-align:right}td:first-child{text-align:left}.a{color:#1f77b4}.b{color:#ff7f0e}
-.ns{color:#888}.verdict{font-size:1.15em;padding:.6em;background:#f4f4f4;border-left:4px solid #444}
+.ns{color:#888}.better{color:#2ca02c}.worse{color:#d62728}.explain td:nth-child(2){text-align:left}
+.verdict{font-size:1.15em;padding:.6em;background:#f4f4f4;border-left:4px solid #444}
 svg{max-width:100%;height:auto}.small{font-size:.9em;color:#555}
 """
 

@@ -15,6 +15,14 @@ from rich.table import Table
 
 from loadtest.analysis.stats import Difference, figures
 from loadtest.commands.run import TOKENIZER_HELP
+from loadtest.compare.explain import (
+    EXPLAINED,
+    UNITS,
+    Attribution,
+    consistency,
+    interval,
+    number,
+)
 from loadtest.compare.options import (
     POINT_REQUESTS,
     REPEATS,
@@ -109,9 +117,49 @@ def print_comparison(console: Console, result: Comparison) -> None:
             say(f"  - {note}")
         if live.agreement is not None:
             say(f"  - {live.agreement.describe()}")
+    if result.explain is not None:
+        _attribution(console, result.explain, a, b)
     for part in result.verdict.split(" || "):
         say(f"[bold]verdict:[/bold] {part}")
     say(f"results written to {result.directory} (report.html, compare.json)")
+
+
+def _attribution(console: Console, found: Attribution | str, a: str, b: str) -> None:
+    """Each step's contribution to the explained figures, then the sum against A -> B."""
+    if isinstance(found, str):
+        console.print(f"[bold]explain:[/bold] {found}", highlight=False, soft_wrap=True)
+        return
+    colour = {"a": "red", "b": "green", None: "dim"}  # the change made it worse / better
+    table = Table(
+        title=f"why, one change at a time (virtual time, load {found.load:.2f}, "
+        f"{found.requests} requests): each step's B - A [95% CI]"
+    )
+    table.add_column("", overflow="fold")
+    table.add_column("change", no_wrap=True)
+    for figure in EXPLAINED:
+        table.add_column(f"{LABELS[figure]} ({UNITS[figure]})", justify="right", no_wrap=True)
+
+    def values(k: int) -> list[str]:
+        return [number(found.values[k][f], f) for f in EXPLAINED]
+
+    def cell(d: Difference) -> str:
+        return f"[{colour[d.winner]}]{interval(d)}[/]"
+
+    table.add_row(f"A {a}", "", *values(0))
+    for k, step in enumerate(found.steps, start=1):
+        row = [cell(step.differences[f]) for f in EXPLAINED]
+        table.add_row(f"{k}. {step.after}", step.change, *row)
+    table.add_row(f"B {b}", "", *values(-1))
+    sums = [number(found.sum_of_steps(f), f, signed=True) for f in EXPLAINED]
+    table.add_row("sum of the steps", "", *sums)
+    table.add_row("A -> B, compared", "", *(cell(found.total[f]) for f in EXPLAINED))
+    console.print(table)
+    console.print(
+        f"  green: the change made that figure better, red: worse, dim: no difference beyond "
+        f"noise and {int(found.total[EXPLAINED[0]].min_effect * 100)}%; {consistency(found)}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def _terminate_as_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -166,6 +214,14 @@ def compare_command(
             f"{POINT_REQUESTS:,} for one load).",
         ),
     ] = None,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain",
+            help="Attribute B - A to one change at a time (prefix caching, KV mode, routing, "
+            "...), in virtual time at --load (default 0.8).",
+        ),
+    ] = False,
     environments: Annotated[
         Path | None,
         typer.Option(help="Environments YAML (default: ./turnout-environments.yaml if any)."),
@@ -198,6 +254,8 @@ def compare_command(
 
     if virtual and live:
         fail("give --virtual or --live, not both (neither: both clocks)")
+    if explain and live:
+        fail("--explain plays the chain in virtual time: drop --live")
     if load is not None and rate is not None:
         fail("give --load or --rate, not both")
     mode: Mode = "virtual" if virtual else "live" if live else "auto"
@@ -225,6 +283,7 @@ def compare_command(
         min_effect=min_effect,
         virtual_requests=virtual_requests,
         tokenizer=tuple(tokenizer or ()),
+        explain=explain,
     )
     previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:

@@ -24,6 +24,9 @@ URL_DURATION_S = 30.0
 # single load, where a p99 difference of ~10% needs ~20,000 requests to clear the noise.
 SWEEP_REQUESTS = 4000
 POINT_REQUESTS = 20000
+# --explain without --load: the chain plays at this share of A's saturation rate, loaded
+# enough for queues and KV to matter, short of overload.
+EXPLAIN_LOAD = 0.8
 
 
 @dataclass(frozen=True)
@@ -81,3 +84,5 @@ class CompareOptions:
     # --tokenizer values (NAME_OR_PATH or MODEL=NAME_OR_PATH) live prompts are sized with;
     # else the environments' own, else the simulator's approximate tokenizer.
     tokenizer: tuple[str, ...] = ()
+    # Attribute the difference along the chain of one-change steps from A to B (virtual time).
+    explain: bool = False

@@ -25,6 +25,7 @@ from loadtest.compare.live import SideRun
 from loadtest.compare.session import Comparison, Live
 from loadtest.compare.sweep import LABELS, Curve, curves, finite, ranges
 from loadtest.compare.virtual import VirtualPoint
+from loadtest.compare.waterfall import explain_section
 from loadtest.drive.records import RequestRecord
 from loadtest.environments.sampler import ReplicaSample
 from loadtest.workload.model import Workload
@@ -59,6 +60,8 @@ def write_compare_report(result: Comparison, path: Path) -> Path:
                 ]
             )
         )
+    if result.explain is not None:  # why, right under the answer
+        body.append(explain_section(result.explain))
     if result.sweep:
         body.append(_sweep_section(result.sweep, a, b))
     if result.point is not None:

@@ -20,20 +20,26 @@ from loadtest.analysis.results import new_dir
 from loadtest.analysis.stats import figures
 from loadtest.analysis.summary import summarize, to_hardware
 from loadtest.compare.agreement import Agreement, agreement
+from loadtest.compare.explain import Attribution, as_document, attribute
 from loadtest.compare.judge import Judged, judge, measured, schedule_window
 from loadtest.compare.live import SideRun, as_runs, judged_workload, run_repeats, write_json
 from loadtest.compare.options import (
     LIVE_DURATION_S,
     LIVE_LOAD,
     LIVE_WALL_RATE,
-    POINT_REQUESTS,
     URL_DURATION_S,
     URL_RATE,
     CompareOptions,
     Sweep,
 )
 from loadtest.compare.sweep import curves, sweep_verdict
-from loadtest.compare.virtual import VirtualPoint, at_load, capacities, compare_at
+from loadtest.compare.virtual import (
+    VirtualPoint,
+    at_load,
+    capacities,
+    compare_at,
+    virtual_schedule,
+)
 from loadtest.drive.progress import ProgressSink
 from loadtest.environments.catalog import (
     Environment,
@@ -84,6 +90,8 @@ class Comparison:
     sweep: list[VirtualPoint] = field(default_factory=list)
     point: VirtualPoint | None = None
     live: Live | None = None
+    # --explain: the attribution along the chain from A to B, or why there is none.
+    explain: Attribution | str | None = None
     document: dict[str, Any] = field(default_factory=dict)
 
 
@@ -111,7 +119,7 @@ def compare(
     if needs_fleets:
         try:
             fleets = (virtual_fleet(a), virtual_fleet(b))
-        except LiveOnly as exc:
+        except LiveOnly as exc:  # a wrong environment is refused, whatever the mode
             if options.mode != "auto":
                 raise
             say(f"virtual time: not possible here ({exc}); live only")
@@ -120,6 +128,18 @@ def compare(
         _virtual(result, fleets, options, seed, say)
     elif fleets is not None and options.load is not None:
         result.capacity = capacities(fleets, workload, seed=seed)
+    if options.explain:
+        result.explain = attribute(
+            a,
+            b,
+            envs,
+            workload,
+            options,
+            seed=seed,
+            capacity=result.capacity,
+            point=result.point,
+            say=say,
+        )
     if options.mode != "virtual":
         _live(result, fleets, options, seed, say, progress)
     result.verdict, result.better = _headline(result)
@@ -148,7 +168,7 @@ def _virtual(
     if single and options.sweep is None:
         load = options.load if options.load is not None else (options.rate or 0.0) / cap_a.rate
         say(f"virtual time: both at load {load:.2f} ({load * cap_a.rate:.1f} req/s)")
-        schedule = _virtual_schedule(workload, options, seed, load * cap_a.rate)
+        schedule = virtual_schedule(workload, options, seed, load * cap_a.rate)
         result.point = compare_at(fleets, workload, schedule, load, options, keep_samples=True)
         return
     sweep = options.sweep or Sweep()
@@ -158,17 +178,6 @@ def _virtual(
         plan, lambda point: at_load(fleets, workload, cap_a, point["load"], options, seed=seed)
     )
     result.sweep = [outcome.result for outcome in outcomes]
-
-
-def _virtual_schedule(
-    workload: Workload, options: CompareOptions, seed: int, rate: float
-) -> Schedule:
-    length: dict[str, Any] = {"requests": options.virtual_requests or POINT_REQUESTS}
-    if options.duration is not None:
-        length = {"duration": options.duration}
-    elif options.requests is not None:
-        length = {"requests": options.requests}
-    return build_schedule(workload, seed=seed, rate=rate, **length)
 
 
 def _live(
@@ -193,7 +202,7 @@ def _live(
     if duration is None and options.requests is None:
         duration = LIVE_DURATION_S if unit is not None else URL_DURATION_S
     schedule = build_schedule(
-        workload,
+        workload.stretched(scale),  # phases last as long as the fleet's slowed requests
         seed=seed,
         rate=None if options.concurrency else rate,
         concurrency=options.concurrency,
@@ -387,5 +396,7 @@ def _document(
         }
         if live.agreement is not None:
             doc["live"]["agreement"] = live.agreement.to_dict()
+    if result.explain is not None:
+        doc["explain"] = as_document(result.explain)
     doc["wall_time_s"] = wall_s
     return doc

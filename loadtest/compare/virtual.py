@@ -1,9 +1,10 @@
 """Both environments in virtual time: their saturation rates, and comparisons at any load."""
 
 from dataclasses import dataclass
+from typing import Any
 
 from loadtest.compare.judge import Judged, Runs, judge, measured, schedule_window
-from loadtest.compare.options import SWEEP_REQUESTS, CompareOptions
+from loadtest.compare.options import POINT_REQUESTS, SWEEP_REQUESTS, CompareOptions
 from loadtest.playback.capacity import Capacity, capacity
 from loadtest.playback.fleets import VirtualFleet
 from loadtest.playback.play import Played, play
@@ -78,3 +79,16 @@ def capacities(
 ) -> tuple[Capacity, Capacity]:
     a, b = (capacity(fleet, workload, seed=seed) for fleet in fleets)
     return a, b
+
+
+def virtual_schedule(
+    workload: Workload, options: CompareOptions, seed: int, rate: float
+) -> Schedule:
+    """The schedule of one virtual point at `rate`: --duration or --requests long, else
+    `options.virtual_requests` requests."""
+    length: dict[str, Any] = {"requests": options.virtual_requests or POINT_REQUESTS}
+    if options.duration is not None:
+        length = {"duration": options.duration}
+    elif options.requests is not None:
+        length = {"requests": options.requests}
+    return build_schedule(workload, seed=seed, rate=rate, **length)

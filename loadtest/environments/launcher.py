@@ -26,7 +26,7 @@ import yaml
 
 from gateway.settings import GatewaySettings
 from loadtest.environments.catalog import Environment
-from loadtest.sim.layout import REFERENCE
+from loadtest.sim.layout import seats
 from turnout.logs import get_logger
 
 
@@ -246,7 +246,7 @@ def _start_fleet(
 ) -> list[Endpoint]:
     rng = random.Random()
     for attempt in range(3):
-        base = free_port_run(host, len(REFERENCE), rng)
+        base = free_port_run(host, len(seats(str(env.fleet))), rng)
         argv = [console_script("vllm-sim"), "fleet", str(env.fleet)]
         argv += ["--base-port", str(base), "--host", host, *sim_flags(env)]
         proc = ManagedProcess(f"fleet {env.fleet}", argv, log_dir / "fleet.log", {})

@@ -5,7 +5,9 @@ request at once, far beyond what they can take) and their sustained throughput i
 the middle of the drain, where the batch is full: 20% to 80% of the completions. That
 throughput is the most requests per second the model's replicas can finish. The workload
 sends each model its share of the traffic, so the fleet saturates when the first model
-does: at min over models of (throughput / share). `--load 0.85` is 85% of that rate.
+does: at min over models of (throughput / share). A workload whose mix moves in phases
+saturates when the first model does in its busiest phase: its share there counts.
+`--load 0.85` is 85% of that rate.
 """
 
 from collections.abc import Iterable
@@ -52,12 +54,13 @@ def capacity(
     """The saturation rate of `fleet` for `workload` (see the module docstring)."""
     per_model: dict[str, float] = {}
     for model, _ in workload.models:
-        alone = replace(workload, models=((model, 1.0),), warmup=replace(workload.warmup))
+        alone = replace(workload, models=((model, 1.0),), phases=())
         schedule = build_schedule(alone, seed=seed, rate=FLOOD_RATE, requests=requests)
         played = play(fleet, schedule, seed=seed)
         ends = [r.sent_s + r.e2e_s for r in played.records if r.e2e_s is not None]
         per_model[model] = sustained_rate(ends)
-    by_share = {model: per_model[model] / share for model, share in workload.models}
+    peak = workload.peak_shares()
+    by_share = {model: per_model[model] / peak[model] for model, _ in workload.models}
     bottleneck = min(by_share, key=lambda m: by_share[m])
     return Capacity(by_share[bottleneck], per_model, bottleneck)
 

@@ -1,20 +1,21 @@
 """An environment as a fleet in virtual time: its replicas' engines, its strategy, its poll.
 
-Local fleets play in both clocks: a named fleet (`fleet: baseline`) is the reference layout
-deployed that way; a replica list (`replicas: [{model, profile, args}]`) takes the engine
-settings of each replica's `vllm-sim serve` arguments. URL environments run only live.
+Local fleets play in both clocks: a named fleet (`fleet: baseline`) is its layout deployed
+that way (loadtest.sim.layout); a replica list (`replicas: [{model, profile, args}]`) takes
+the engine settings of each replica's `vllm-sim serve` arguments. URL environments run only
+live.
 """
 
 import argparse
 import inspect
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import routers
 from gateway.settings import GatewaySettings
 from loadtest.environments.catalog import Environment, EnvironmentsError
 from loadtest.sim.engine import EngineConfig
+from loadtest.sim.engines import VirtualReplica, build_engines, deployed_replicas
 from loadtest.sim.profiles import DEFAULT_GPU_MEMORY_UTILIZATION, UnknownProfile
-from loadtest.sim.virtual import VirtualReplica, build_engines, reference_replicas
 from routers import Strategy
 
 
@@ -50,10 +51,7 @@ def virtual_fleet(env: Environment) -> VirtualFleet:
         )
     share = env.gpu_memory_utilization or DEFAULT_GPU_MEMORY_UTILIZATION
     if env.fleet is not None:
-        replicas = tuple(
-            replace(r, config=replace(r.config, gpu_memory_utilization=share))
-            for r in reference_replicas(env.fleet)
-        )
+        replicas = tuple(deployed_replicas(env.fleet, share))
     else:
         replicas = tuple(
             _replica(env.name, f"replica-{index}", spec.model, spec.profile, spec.args, share)

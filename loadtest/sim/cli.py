@@ -187,7 +187,7 @@ def serve(
 
 @app.command()
 def fleet(
-    name: str = typer.Argument(..., help="baseline, managed or managed-prefix."),
+    name: str = typer.Argument(..., help="A deployed layout: `vllm-sim fleet --help` lists them."),
     base_port: int = typer.Option(8001, help="Replica i listens on base-port + i."),
     time_scale: float = typer.Option(1.0, min=0.0, help="Multiply every simulated duration."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
@@ -196,11 +196,15 @@ def fleet(
         DEFAULT_GPU_MEMORY_UTILIZATION,
         min=0.05,
         max=1.0,
-        help="Share of GPU memory for weights, activations and KV, on every replica.",
+        help="Share of each GPU's memory for weights, activations and KV (split over its engines).",
     ),
     log_level: str = typer.Option("warning", help="Log level."),
 ) -> None:
-    """Start the six reference replicas as fleet NAME; stop them on Ctrl-C or SIGTERM."""
+    """Start fleet NAME's replicas (see loadtest/sim/layout.py); stop them on Ctrl-C or SIGTERM.
+
+    NAME: baseline, baseline-noprefix, managed, managed-prefix (the six reference replicas) or
+    colocated-static, colocated-elastic (two models on each of four GPUs).
+    """
     from loadtest.sim.fleet import run_fleet
     from loadtest.sim.layout import FLEETS
 

@@ -20,6 +20,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
+from loadtest.sim.gpus import SharedGpu, block_bytes
 from loadtest.sim.kvcache import (
     KVCACHED_MAX_CACHED_TOKENS,
     KVCache,
@@ -55,7 +56,7 @@ class EngineConfig:
     """Scheduler and cache settings, named after vLLM's engine arguments.
 
     `num_blocks` None takes the profile's KV capacity (static) or the shared
-    pool's size (elastic, where it caps what one replica may hold).
+    pool's size in this engine's blocks (elastic, where it caps what one replica may hold).
     `max_cached_tokens` is KVCached's KVCACHED_MAX_CACHED_TOKENS: how many tokens
     of freed cached prefixes an elastic replica keeps (-1: no bound, 0: none).
     """
@@ -76,11 +77,16 @@ class EngineModel:
 
     Use: `add(request, now)` when a request arrives; while `has_work()`, call
     `step(now)` and advance the clock by `result.duration`; `abort(id)` when the
-    client leaves; `stats()` for /metrics.
+    client leaves; `stats()` for /metrics. Engines given one `SharedGpu` share its time
+    (loadtest.sim.gpus).
     """
 
     def __init__(
-        self, profile: Profile, config: EngineConfig, pool: SharedKVPool | None = None
+        self,
+        profile: Profile,
+        config: EngineConfig,
+        pool: SharedKVPool | None = None,
+        gpu: SharedGpu | None = None,
     ) -> None:
         if config.max_num_batched_tokens < config.max_num_seqs:
             raise ValueError("max_num_batched_tokens must be at least max_num_seqs")
@@ -88,8 +94,12 @@ class EngineModel:
             raise ValueError("max_num_seqs and block_size must be positive")
         if (config.kv_mode == "elastic") != (pool is not None):
             raise ValueError("kv_mode 'elastic' needs a SharedKVPool, and only it takes one")
+        block = block_bytes(profile, config.block_size)
         if pool is not None:
-            num_blocks = min(config.num_blocks or pool.total_blocks, pool.total_blocks)
+            pool_blocks = pool.total_bytes // block
+            if pool_blocks < 1:
+                raise ValueError(f"KV pool {pool.name} cannot hold one block of {profile.name}")
+            num_blocks = min(config.num_blocks or pool_blocks, pool_blocks)
         else:
             num_blocks = config.num_blocks or profile.kv_blocks(
                 config.block_size, config.gpu_memory_utilization
@@ -100,8 +110,15 @@ class EngineModel:
         if pool is not None:
             bound = cached_block_bound(config.max_cached_tokens, config.block_size)
         self.kv = KVCache(
-            num_blocks, prefix_caching=config.prefix_caching, pool=pool, max_cached_blocks=bound
+            num_blocks,
+            prefix_caching=config.prefix_caching,
+            pool=pool,
+            max_cached_blocks=bound,
+            block_bytes=block,
         )
+        self._gpu = gpu
+        if gpu is not None:
+            gpu.join(self)
         self._block = config.block_size
         # KVCached's step slowdown per running request (profiles.yaml says where it is from).
         self._elastic_slowdown = (
@@ -185,6 +202,10 @@ class EngineModel:
         """True while any request is waiting or running."""
         return bool(self._known)
 
+    def is_running(self) -> bool:
+        """True while requests are in the batch (the engine is using its GPU)."""
+        return bool(self._running)
+
     # -- one step --------------------------------------------------------------------
 
     def step(self, now: float) -> StepResult:
@@ -207,6 +228,11 @@ class EngineModel:
         if num_tokens == 0:
             return StepResult(IDLE_STEP_SECONDS, finished=tuple(self._take_aborted()))
         duration = self.profile.step_time(num_tokens, kv_read, pairs)
+        if self._gpu is not None:
+            busy = self._gpu.busy()
+            if busy > 1:  # co-resident engines take turns: the GPU time adds up
+                overhead = self.profile.step_overhead_seconds
+                duration = overhead + (duration - overhead) * busy
         if self._elastic_slowdown:
             duration *= 1.0 + self._elastic_slowdown * len(self._running)
         end = now + duration

@@ -1,9 +1,10 @@
-"""The reference fleet over HTTP: six simulated replicas, in a few worker processes.
+"""A deployed layout over HTTP (the reference six replicas, or a colocated fleet's eight), in a
+few worker processes.
 
 Each worker runs one uvicorn server on several listening sockets, one per
 replica, and routes each connection to its replica's app by the local port.
-Replicas that share an elastic KV pool always land in the same worker (a pool is
-an in-process object). The parent starts the workers, waits until every replica
+Replicas that share an elastic KV pool or a GPU always land in the same worker (pools and
+GPUs are in-process objects). The parent starts the workers, waits until every replica
 answers, prints where each listens, and on SIGINT/SIGTERM stops them all.
 """
 
@@ -21,9 +22,10 @@ import httpx
 import orjson
 import uvicorn
 
+from loadtest.sim.gpus import SharedGpu
 from loadtest.sim.kvcache import SharedKVPool
-from loadtest.sim.layout import REFERENCE, deployment
-from loadtest.sim.profiles import DEFAULT_GPU_MEMORY_UTILIZATION, load_profile
+from loadtest.sim.layout import deployment, placements
+from loadtest.sim.profiles import DEFAULT_GPU_MEMORY_UTILIZATION
 from loadtest.sim.replica import ReplicaConfig, elastic_pool
 from loadtest.sim.server import SimServer, create_app
 from turnout.asgi import Receive, Scope, Send
@@ -45,18 +47,20 @@ def fleet_replicas(
     time_scale: float,
     gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION,
 ) -> list[FleetReplica]:
-    """The reference layout deployed as fleet `name` (loadtest.sim.layout); elastic replicas
-    share one pool per GPU (group)."""
+    """Fleet `name`'s layout deployed its way (loadtest.sim.layout): elastic replicas share
+    one pool per GPU (group), replicas on one GPU its time, and each engine gets its share of
+    `gpu_memory_utilization`."""
     deployed = deployment(name)
     replicas = []
-    for index, seat in enumerate(REFERENCE):
+    for index, place in enumerate(placements(name, gpu_memory_utilization)):
         config = ReplicaConfig(
-            model=seat.model,
-            profile=seat.profile,
+            model=place.seat.model,
+            profile=place.seat.profile,
             prefix_caching=deployed.prefix_caching,
             kv_mode=deployed.kv_mode,
-            kv_pool=seat.gpus if deployed.elastic else None,
-            gpu_memory_utilization=gpu_memory_utilization,
+            kv_pool=place.kv_pool,
+            gpu=place.gpu,
+            gpu_memory_utilization=place.memory_share,
             max_cached_tokens=deployed.max_cached_tokens,
             time_scale=time_scale,
             seed=index,
@@ -66,10 +70,12 @@ def fleet_replicas(
 
 
 def partition(replicas: Sequence[FleetReplica], processes: int) -> list[list[FleetReplica]]:
-    """Spread replicas over at most `processes` groups, keeping each KV pool in one group."""
+    """Spread replicas over at most `processes` groups, keeping each KV pool and each shared
+    GPU in one group."""
     by_pool: dict[str, list[FleetReplica]] = {}
     for replica in replicas:
-        key = replica.config.kv_pool or f"replica-{replica.index}"
+        config = replica.config
+        key = config.kv_pool or config.gpu or f"replica-{replica.index}"
         by_pool.setdefault(key, []).append(replica)
     groups: list[list[FleetReplica]] = [[] for _ in range(max(1, processes))]
     for members in sorted(by_pool.values(), key=lambda m: m[0].index):
@@ -122,18 +128,22 @@ def run_worker(spec: list[dict[str, Any]], host: str) -> None:
     from loadtest.sim.cli import uvicorn_config
     from loadtest.sim.faults import Faults
 
-    pools: dict[str, SharedKVPool] = {}
+    configs = [
+        ReplicaConfig(**{**item["config"], "faults": Faults(**item["config"]["faults"])})
+        for item in spec
+    ]
+    residents: dict[str, list[ReplicaConfig]] = {}
+    for config in configs:
+        if config.kv_mode == "elastic":
+            residents.setdefault(config.kv_pool or config.model, []).append(config)
+    pools: dict[str, SharedKVPool] = {name: elastic_pool(on) for name, on in residents.items()}
+    gpus = {config.gpu: SharedGpu(config.gpu) for config in configs if config.gpu is not None}
     apps: dict[int, SimServer] = {}
     sockets: list[socket.socket] = []
-    for item in spec:
-        config = ReplicaConfig(**{**item["config"], "faults": Faults(**item["config"]["faults"])})
-        pool = None
-        if config.kv_mode == "elastic":
-            name = config.kv_pool or config.model
-            if name not in pools:
-                pools[name] = elastic_pool(config, load_profile(config.profile))
-            pool = pools[name]
-        apps[item["port"]] = create_app(config, pool)
+    for item, config in zip(spec, configs, strict=True):
+        pool = pools[config.kv_pool or config.model] if config.kv_mode == "elastic" else None
+        gpu = gpus[config.gpu] if config.gpu is not None else None
+        apps[item["port"]] = create_app(config, pool, gpu)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:

@@ -2,7 +2,8 @@
 
 Static mode (stock vLLM): a replica owns `num_blocks` blocks. Elastic mode
 (KVCached): replicas that name the same `SharedKVPool` draw physical blocks on
-demand from its one budget and give each back once it is freed.
+demand from its one budget and give each back once it is freed. The pool counts
+bytes, so replicas of different models (different KV bytes per token) can share it.
 
 Prefix caching: a full prompt block is identified by a hash chained over its
 tokens and all the tokens before it (`block_hashes`). A block keeps its hash
@@ -53,32 +54,39 @@ def block_hashes(token_ids: Sequence[int], block_size: int) -> list[int]:
 
 
 class SharedKVPool:
-    """One physical KV budget (in blocks) that elastic replicas draw from and return to."""
+    """One GPU's (or GPU group's) KV memory, in bytes, that elastic replicas draw from and
+    return to; each replica takes whole blocks of its own size (block tokens x its model's
+    KV bytes per token)."""
 
-    def __init__(self, name: str, total_blocks: int) -> None:
-        if total_blocks <= 0:
-            raise ValueError("a KV pool needs at least one block")
+    def __init__(self, name: str, total_bytes: int) -> None:
+        if total_bytes <= 0:
+            raise ValueError("a KV pool needs some memory")
         self.name = name
-        self.total_blocks = total_blocks
-        self.free_blocks = total_blocks
+        self.total_bytes = total_bytes
+        self.free_bytes = total_bytes
 
-    def take(self, count: int) -> bool:
-        """Reserve `count` blocks if the pool has them."""
-        if count > self.free_blocks:
+    @classmethod
+    def of_blocks(cls, name: str, blocks: int, block_bytes: int) -> "SharedKVPool":
+        """A pool holding `blocks` blocks of `block_bytes` each."""
+        return cls(name, blocks * block_bytes)
+
+    def take(self, nbytes: int) -> bool:
+        """Reserve `nbytes` if the pool has them."""
+        if nbytes > self.free_bytes:
             return False
-        self.free_blocks -= count
+        self.free_bytes -= nbytes
         return True
 
-    def give_back(self, count: int) -> None:
-        self.free_blocks += count
+    def give_back(self, nbytes: int) -> None:
+        self.free_bytes += nbytes
 
 
 class KVCache:
     """Block bookkeeping for one replica: reference counts, free lists, the prefix map.
 
     Block ids are local to the replica. In elastic mode the replica holds
-    `held_blocks()` of its pool's memory: blocks its requests use plus freed
-    cached blocks kept for reuse (at most `max_cached_blocks`; None: no bound).
+    `held_blocks()` of its pool's memory, `block_bytes` each: blocks its requests use
+    plus freed cached blocks kept for reuse (at most `max_cached_blocks`; None: no bound).
     """
 
     def __init__(
@@ -88,15 +96,17 @@ class KVCache:
         prefix_caching: bool = True,
         pool: SharedKVPool | None = None,
         max_cached_blocks: int | None = None,
+        block_bytes: int = 1,
     ) -> None:
-        if num_blocks <= 0:
-            raise ValueError("a KV cache needs at least one block")
+        if num_blocks <= 0 or block_bytes <= 0:
+            raise ValueError("a KV cache needs at least one block, of at least one byte")
         if max_cached_blocks is not None and (pool is None or max_cached_blocks < 0):
             raise ValueError("max_cached_blocks bounds an elastic cache, and is 0 or more")
         self.num_blocks = num_blocks
         self.prefix_caching = prefix_caching
         self.pool = pool
         self.max_cached_blocks = max_cached_blocks
+        self.block_bytes = block_bytes
         self._refs = [0] * num_blocks
         self._hash_of: list[int | None] = [None] * num_blocks
         self._cached: dict[int, int] = {}  # block hash -> block id
@@ -113,7 +123,7 @@ class KVCache:
         """Blocks this replica could allocate right now."""
         plain = len(self._free_plain)
         if self.pool is not None:
-            plain = min(plain, self.pool.free_blocks)
+            plain = min(plain, self.pool.free_bytes // self.block_bytes)
         return plain + len(self._free_cached)
 
     def held_blocks(self) -> int:
@@ -128,13 +138,13 @@ class KVCache:
         """Share of the GPU's KV memory this replica's requests hold (0..1).
 
         Freed cached blocks count as free, as in vLLM's kv_cache_usage_perc (and
-        KVCached's ElasticBlockPool.get_usage). Static: held / num_blocks. Elastic: held / the
-        pool's blocks, the same denominator (the KV memory of the GPU), so that both kinds of
-        fleet report usage on one scale.
+        KVCached's ElasticBlockPool.get_usage). Static: held / num_blocks. Elastic: bytes held /
+        the pool's bytes, the same denominator (the KV memory of the GPU), so that both kinds
+        of fleet report usage on one scale.
         """
         if self.pool is None:
             return self.used_blocks / self.num_blocks
-        return self.used_blocks / self.pool.total_blocks
+        return self.used_blocks * self.block_bytes / self.pool.total_bytes
 
     def allocate(self, count: int, out: list[int]) -> bool:
         """Append `count` fresh blocks to `out`, or change nothing and return False.
@@ -149,12 +159,12 @@ class KVCache:
         plain, lru = self._free_plain, self._free_cached
         fresh_count = min(count, len(plain))
         if self.pool is not None:
-            fresh_count = min(fresh_count, self.pool.free_blocks)
+            fresh_count = min(fresh_count, self.pool.free_bytes // self.block_bytes)
         evicted = count - fresh_count
         if evicted > len(lru):
             return False
         if self.pool is not None:
-            self.pool.take(fresh_count)
+            self.pool.take(fresh_count * self.block_bytes)
         refs = self._refs
         fresh = plain[len(plain) - fresh_count :]
         del plain[len(plain) - fresh_count :]
@@ -222,7 +232,7 @@ class KVCache:
                 self._evict(block)
                 plain.append(block)
                 returned += 1
-        self.pool.give_back(returned)
+        self.pool.give_back(returned * self.block_bytes)
 
     def match_prefix(self, hashes: Sequence[int], max_blocks: int) -> list[int]:
         """Cached blocks for the leading `hashes` (at most `max_blocks`), not yet taken."""

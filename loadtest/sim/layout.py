@@ -1,26 +1,39 @@
-"""The reference fleet, defined once for the HTTP fleet and the virtual-time runner.
+"""The fleets' layouts and deployments, defined once for the HTTP fleet and virtual time.
 
-Six replicas of three models on one node of eight H100 80 GB GPUs: Llama-3.1-8B on GPUs 0
-and 1, Qwen2.5-7B on 2 and 3, Mixtral-8x7B with tensor parallel 2 on 4-5 and 6-7. A fleet
-deploys that layout one way:
+Layouts, on one node of eight H100 80 GB GPUs:
+- reference: six replicas of three models, one model per GPU (group): Llama-3.1-8B on GPUs
+  0 and 1, Qwen2.5-7B on 2 and 3, Mixtral-8x7B with tensor parallel 2 on 4-5 and 6-7.
+- colocated: two models on each GPU, as KVCached is built for: Llama-3.1-8B and Qwen2.5-7B
+  side by side on each of GPUs 0 to 3 (eight engines; GPUs 4 to 7 left out).
+
+A deployment puts a layout on its GPUs one way:
 - baseline: stock vLLM, a static KV cache per replica, prefix caching on;
+- baseline-noprefix: as baseline, prefix caching off (a link of the attribution chain
+  from baseline to managed: `loadtest compare baseline managed --explain`);
 - managed: KVCached vLLM, an elastic KV pool per replica's GPU(s), prefix caching off;
 - managed-prefix: as managed, with prefix caching on, keeping at most
   KVCACHED_MAX_CACHED_TOKENS (KVCached's default, 16,000) tokens of freed
-  prefixes per replica.
+  prefixes per replica;
+- colocated-static: each engine reserves an equal share of its GPU's memory (the
+  fleet's share over the engines on the GPU, as vLLM's --gpu-memory-utilization does),
+  prefix caching off;
+- colocated-elastic: one KVCached pool per GPU across the engines on it, prefix caching off.
+Engines on one GPU also share its time (loadtest.sim.gpus).
 """
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Literal
 
 from loadtest.sim.kvcache import KVCACHED_MAX_CACHED_TOKENS
+from loadtest.sim.profiles import DEFAULT_GPU_MEMORY_UTILIZATION
 
 KVMode = Literal["static", "elastic"]
 
 
 @dataclass(frozen=True, slots=True)
 class Seat:
-    """Where one replica of the layout runs: its model, engine profile and GPUs."""
+    """Where one replica of a layout runs: its model, engine profile and GPUs."""
 
     model: str
     profile: str
@@ -29,30 +42,53 @@ class Seat:
 
 @dataclass(frozen=True, slots=True)
 class Deployment:
-    """How a fleet's engines manage their KV cache."""
+    """Which layout a fleet uses and how its engines manage their KV cache."""
 
     kv_mode: KVMode
     prefix_caching: bool
     max_cached_tokens: int = KVCACHED_MAX_CACHED_TOKENS  # elastic: KVCACHED_MAX_CACHED_TOKENS
+    layout: str = "reference"
 
     @property
     def elastic(self) -> bool:
         return self.kv_mode == "elastic"
 
 
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """One engine of a deployed layout: its seat, its memory share (vLLM's
+    --gpu-memory-utilization), its elastic pool, and the GPU it shares (None: alone)."""
+
+    seat: Seat
+    memory_share: float
+    kv_pool: str | None
+    gpu: str | None
+
+
+LLAMA = ("meta-llama/Llama-3.1-8B-Instruct", "llama-3.1-8b-h100")
+QWEN = ("Qwen/Qwen2.5-7B-Instruct", "qwen2.5-7b-h100")
+MIXTRAL = ("mistralai/Mixtral-8x7B-Instruct-v0.1", "mixtral-8x7b-h100-tp2")
+
 REFERENCE: tuple[Seat, ...] = (
-    Seat("meta-llama/Llama-3.1-8B-Instruct", "llama-3.1-8b-h100", "gpu0"),
-    Seat("meta-llama/Llama-3.1-8B-Instruct", "llama-3.1-8b-h100", "gpu1"),
-    Seat("Qwen/Qwen2.5-7B-Instruct", "qwen2.5-7b-h100", "gpu2"),
-    Seat("Qwen/Qwen2.5-7B-Instruct", "qwen2.5-7b-h100", "gpu3"),
-    Seat("mistralai/Mixtral-8x7B-Instruct-v0.1", "mixtral-8x7b-h100-tp2", "gpu4-5"),
-    Seat("mistralai/Mixtral-8x7B-Instruct-v0.1", "mixtral-8x7b-h100-tp2", "gpu6-7"),
+    Seat(*LLAMA, "gpu0"),
+    Seat(*LLAMA, "gpu1"),
+    Seat(*QWEN, "gpu2"),
+    Seat(*QWEN, "gpu3"),
+    Seat(*MIXTRAL, "gpu4-5"),
+    Seat(*MIXTRAL, "gpu6-7"),
 )
+COLOCATED: tuple[Seat, ...] = tuple(
+    Seat(*model, f"gpu{gpu}") for gpu in range(4) for model in (LLAMA, QWEN)
+)
+LAYOUTS: dict[str, tuple[Seat, ...]] = {"reference": REFERENCE, "colocated": COLOCATED}
 
 DEPLOYMENTS: dict[str, Deployment] = {
     "baseline": Deployment(kv_mode="static", prefix_caching=True),
+    "baseline-noprefix": Deployment(kv_mode="static", prefix_caching=False),
     "managed": Deployment(kv_mode="elastic", prefix_caching=False),
     "managed-prefix": Deployment(kv_mode="elastic", prefix_caching=True),
+    "colocated-static": Deployment(kv_mode="static", prefix_caching=False, layout="colocated"),
+    "colocated-elastic": Deployment(kv_mode="elastic", prefix_caching=False, layout="colocated"),
 }
 FLEETS: tuple[str, ...] = tuple(DEPLOYMENTS)
 
@@ -63,3 +99,28 @@ def deployment(name: str) -> Deployment:
         return DEPLOYMENTS[name]
     except KeyError:
         raise ValueError(f"unknown fleet {name!r}; available: {', '.join(FLEETS)}") from None
+
+
+def seats(fleet: str) -> tuple[Seat, ...]:
+    """The seats of fleet `fleet`'s layout, in replica order."""
+    return LAYOUTS[deployment(fleet).layout]
+
+
+def placements(
+    fleet: str, gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION
+) -> list[Placement]:
+    """Each engine of fleet `fleet`: `gpu_memory_utilization` is the share of each GPU the
+    fleet may use, split evenly over the engines on it; elastic engines pool their shares
+    per GPU (group)."""
+    deployed = deployment(fleet)
+    layout = seats(fleet)
+    residents = Counter(seat.gpus for seat in layout)
+    return [
+        Placement(
+            seat,
+            gpu_memory_utilization / residents[seat.gpus],
+            seat.gpus if deployed.elastic else None,
+            seat.gpus if residents[seat.gpus] > 1 else None,
+        )
+        for seat in layout
+    ]

@@ -119,7 +119,9 @@ class Profile:
 
 def _read_profiles() -> dict[str, Any]:
     text = resources.files("loadtest.sim").joinpath("profiles.yaml").read_text("utf-8")
-    data = yaml.safe_load(text)
+    # libyaml's safe loader: the same data, ~7x faster than the pure-Python one (every replica
+    # of every environment a comparison looks at loads its profile).
+    data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     if not isinstance(data, dict):
         raise ValueError("profiles.yaml must map profile names to their fields")
     return data

@@ -9,7 +9,7 @@ replica run at time scale F behaves like a GPU F times slower.
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -17,6 +17,7 @@ from loadtest.sim.api import GenerationRequest
 from loadtest.sim.engine import EngineConfig, EngineModel
 from loadtest.sim.exposition import LatencyHistograms
 from loadtest.sim.faults import Faults
+from loadtest.sim.gpus import SharedGpu, shared_pool
 from loadtest.sim.kvcache import KVCACHED_MAX_CACHED_TOKENS, SharedKVPool
 from loadtest.sim.profiles import DEFAULT_GPU_MEMORY_UTILIZATION, Profile, load_profile
 from loadtest.sim.types import SimRequest, StepResult
@@ -40,6 +41,8 @@ class ReplicaConfig:
     prefix_caching: bool = True
     kv_mode: Literal["static", "elastic"] = "static"
     kv_pool: str | None = None
+    # The simulated GPU it shares with other replicas of its process (vllm-sim fleet).
+    gpu: str | None = None
     gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION
     max_cached_tokens: int = KVCACHED_MAX_CACHED_TOKENS
     time_scale: float = 1.0
@@ -69,12 +72,17 @@ class ReplicaConfig:
         )
 
 
-def elastic_pool(config: ReplicaConfig, profile: Profile) -> SharedKVPool:
-    """A KVCached pool for `config`: the GPU's KV memory at its memory utilization, shared by
-    the replicas on that GPU (no fixed partition per replica)."""
-    engine = config.engine_config()
-    blocks = config.kv_blocks or profile.kv_blocks(engine.block_size, engine.gpu_memory_utilization)
-    return SharedKVPool(config.kv_pool or config.model, blocks)
+def elastic_pool(configs: Sequence[ReplicaConfig]) -> SharedKVPool:
+    """The KVCached pool of the replicas `configs` (on one GPU): the KV memory their static
+    caches would have had, summed (loadtest.sim.gpus), with no fixed partition per replica."""
+    residents = []
+    for config in configs:
+        engine = config.engine_config()
+        profile = load_profile(config.profile)
+        residents.append(
+            (profile, engine.block_size, engine.num_blocks, engine.gpu_memory_utilization)
+        )
+    return shared_pool(configs[0].kv_pool or configs[0].model, residents)
 
 
 class Stream:
@@ -122,12 +130,14 @@ class Stream:
 class RealTimeEngine:
     """The engine, its loop task, the open streams, and the latency histograms."""
 
-    def __init__(self, config: ReplicaConfig, pool: SharedKVPool | None = None) -> None:
+    def __init__(
+        self, config: ReplicaConfig, pool: SharedKVPool | None = None, gpu: SharedGpu | None = None
+    ) -> None:
         self.config = config
         self.profile: Profile = load_profile(config.profile)
         if config.kv_mode == "elastic" and pool is None:
-            pool = elastic_pool(config, self.profile)
-        self.engine = EngineModel(self.profile, config.engine_config(), pool)
+            pool = elastic_pool([config])
+        self.engine = EngineModel(self.profile, config.engine_config(), pool, gpu)
         self.faults = config.faults
         self.histograms = LatencyHistograms()
         self.streams: dict[str, Stream] = {}

@@ -39,6 +39,7 @@ from loadtest.sim.exposition import (
 from loadtest.sim.faces import Facts, Page, face_named
 from loadtest.sim.faces_local import OLLAMA_BUSY, ModelLock
 from loadtest.sim.faults import Faults, FaultsInvalid
+from loadtest.sim.gpus import SharedGpu
 from loadtest.sim.hf_tokenizer import load_tokenizer
 from loadtest.sim.kvcache import SharedKVPool
 from loadtest.sim.messages import (
@@ -70,6 +71,7 @@ class SimServer:
         self,
         config: ReplicaConfig,
         pool: SharedKVPool | None = None,
+        gpu: SharedGpu | None = None,
         encoder: PromptEncoder | None = None,
     ) -> None:
         self.config = config
@@ -79,7 +81,7 @@ class SimServer:
             encoder = load_tokenizer(config.tokenizer) if config.tokenizer else APPROXIMATE
         self.encoder = encoder
         self.replica: RealTimeEngine | None = None
-        self._pool = pool
+        self._shared = (pool, gpu)
         self._rng = random.Random(config.seed)
         self._created = int(time.time())
         self._registry: CollectorRegistry | None = None
@@ -116,7 +118,7 @@ class SimServer:
         return routes
 
     async def startup(self) -> None:
-        self.replica = RealTimeEngine(self.config, self._pool)
+        self.replica = RealTimeEngine(self.config, *self._shared)
         if self.face.name == "sglang":
             self._registry = metrics_registry(
                 SglangCollector(self.model, self.replica.engine.stats)
@@ -367,6 +369,7 @@ class SimServer:
                 "time_scale": config.time_scale,
                 "kv_mode": config.kv_mode,
                 "kv_pool": config.kv_pool,
+                "gpu": config.gpu,
                 "prefix_caching": config.prefix_caching,
                 "max_cached_tokens": config.max_cached_tokens,
                 "metrics": self.metrics_on,
@@ -411,8 +414,12 @@ class SimServer:
 
 
 def create_app(
-    config: ReplicaConfig, pool: SharedKVPool | None = None, encoder: PromptEncoder | None = None
+    config: ReplicaConfig,
+    pool: SharedKVPool | None = None,
+    gpu: SharedGpu | None = None,
+    encoder: PromptEncoder | None = None,
 ) -> SimServer:
-    """One replica's ASGI app; its engine loop runs inside the app's lifespan. Prompts are
-    counted with `encoder`, else with config.tokenizer (loaded here), else approximately."""
-    return SimServer(config, pool, encoder)
+    """One replica's ASGI app; its engine loop runs inside the app's lifespan. Replicas of one
+    process given one `pool` share its KV memory, given one `gpu` its time. Prompts are counted
+    with `encoder`, else with config.tokenizer (loaded here), else approximately."""
+    return SimServer(config, pool, gpu, encoder)

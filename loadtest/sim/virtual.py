@@ -16,10 +16,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from loadtest.sim.engine import EngineConfig, EngineModel, RequestRejected
-from loadtest.sim.kvcache import SharedKVPool
-from loadtest.sim.layout import REFERENCE, deployment
-from loadtest.sim.profiles import Profile, load_profile
+from loadtest.sim.engine import EngineModel, RequestRejected
+from loadtest.sim.engines import VirtualReplica, build_engines
 from loadtest.sim.types import EngineStats, FinishedRequest, SimRequest
 from routers import prompt
 from routers.pool import Replica, ReplicaPool, ScrapeMark
@@ -30,20 +28,6 @@ RecordStatus = Literal["ok", "rejected", "no_replica"]
 HASH_BLOCK_TOKENS = 16
 # Event kinds, in the order they run when they fall on the same instant.
 _STEP_END, _SCRAPE_END, _SCRAPE_BEGIN = 0, 1, 2
-
-
-@dataclass(frozen=True, slots=True)
-class VirtualReplica:
-    """One simulated replica. Replicas naming the same `pool` share its KV budget (elastic).
-
-    Replicas sharing a pool should use the same profile: the pool counts blocks.
-    """
-
-    name: str
-    profile: str
-    config: EngineConfig = field(default_factory=EngineConfig)
-    pool: str | None = None
-    model: str | None = None  # the served model name; None = the profile's
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,25 +112,6 @@ def route_request(arrival: VirtualRequest, request_id: str) -> RouteRequest:
         prefix_hashes=prompt.chained_hashes(blocks),
         session=arrival.session,
     )
-
-
-def build_engines(
-    specs: Sequence[VirtualReplica],
-) -> list[tuple[VirtualReplica, Profile, EngineModel]]:
-    """An engine per spec; elastic replicas naming one pool get one `SharedKVPool`."""
-    pools: dict[str, SharedKVPool] = {}
-    built = []
-    for spec in specs:
-        profile = load_profile(spec.profile)
-        pool = None
-        if spec.pool is not None:
-            if spec.pool not in pools:
-                config = spec.config
-                blocks = profile.kv_blocks(config.block_size, config.gpu_memory_utilization)
-                pools[spec.pool] = SharedKVPool(spec.pool, blocks)
-            pool = pools[spec.pool]
-        built.append((spec, profile, EngineModel(profile, spec.config, pool)))
-    return built
 
 
 def run_virtual(
@@ -393,20 +358,3 @@ def _record(done: FinishedRequest, model: str, replica: str) -> VirtualRecord:
         mean_itl=done.mean_itl,
         preemptions=done.preemptions,
     )
-
-
-def reference_replicas(fleet: str) -> list[VirtualReplica]:
-    """The reference layout deployed as `fleet` (loadtest.sim.layout), replicas named
-    replica-0..5; elastic ones share one pool per GPU (group)."""
-    deployed = deployment(fleet)
-    config = EngineConfig(
-        prefix_caching=deployed.prefix_caching,
-        kv_mode=deployed.kv_mode,
-        max_cached_tokens=deployed.max_cached_tokens,
-    )
-    return [
-        VirtualReplica(
-            f"replica-{index}", seat.profile, config, seat.gpus if deployed.elastic else None
-        )
-        for index, seat in enumerate(REFERENCE)
-    ]

@@ -4,6 +4,7 @@ from loadtest.workload.format import builtin_workloads, load_workload, parse_wor
 from loadtest.workload.model import (
     Arrival,
     LengthDist,
+    Phase,
     SharedPrefix,
     Slo,
     Warmup,
@@ -14,6 +15,7 @@ from loadtest.workload.model import (
 __all__ = [
     "Arrival",
     "LengthDist",
+    "Phase",
     "SharedPrefix",
     "Slo",
     "Warmup",

@@ -30,6 +30,7 @@ from loadtest.workload.model import (
     ArrivalProcess,
     LengthDist,
     LengthKind,
+    Phase,
     SharedPrefix,
     Slo,
     Warmup,
@@ -126,10 +127,38 @@ class SloSpec(_Strict):
     tpot: float | None = Field(default=None, gt=0, description="seconds")
 
 
+def _mix_shorthand(value: Any) -> Any:
+    if isinstance(value, list) and all(isinstance(name, str) for name in value):
+        return dict.fromkeys(value, 1.0)
+    if isinstance(value, dict):
+        return value
+    raise ValueError(f"expected a mapping {{model: share}} or a list of model names, got {value!r}")
+
+
+class PhaseSpec(_Strict):
+    duration: float = Field(gt=0, description="seconds")
+    models: dict[str, float]
+
+    _models_shorthand = field_validator("models", mode="before")(_mix_shorthand)
+
+    @model_validator(mode="after")
+    def _shares(self) -> PhaseSpec:
+        if any(share < 0 for share in self.models.values()):
+            raise ValueError("models: every share must be 0 or more")
+        if sum(self.models.values()) <= 0:
+            raise ValueError("models: at least one share must be positive")
+        return self
+
+    def to_phase(self) -> Phase:
+        total = sum(self.models.values())
+        return Phase(self.duration, tuple((name, s / total) for name, s in self.models.items()))
+
+
 class WorkloadSpec(_Strict):
     name: str | None = None
     description: str = ""
-    models: dict[str, float]
+    models: dict[str, float] | None = None
+    phases: list[PhaseSpec] | None = None
     prompt_tokens: LengthSpec | None = None
     output_tokens: LengthSpec | None = None
     shared_prefix: SharedPrefixSpec | None = None
@@ -153,16 +182,7 @@ class WorkloadSpec(_Strict):
     completion_tokens: int | None = Field(default=None, ge=1)
     context_lengths: list[int] | None = None
 
-    @field_validator("models", mode="before")
-    @classmethod
-    def _models_shorthand(cls, value: Any) -> Any:
-        if isinstance(value, list) and all(isinstance(name, str) for name in value):
-            return dict.fromkeys(value, 1.0)
-        if isinstance(value, dict):
-            return value
-        raise ValueError(
-            f"expected a mapping {{model: share}} or a list of model names, got {value!r}"
-        )
+    _models_shorthand = field_validator("models", mode="before")(_mix_shorthand)
 
     @field_validator("prompt_tokens", "output_tokens", mode="before")
     @classmethod
@@ -204,8 +224,16 @@ class WorkloadSpec(_Strict):
             raise ValueError("prompt_tokens_min and prompt_tokens_max go together")
         if self.context_lengths is not None and self.prompt_tokens_min is not None:
             raise ValueError("give context_lengths or prompt_tokens_min/max, not both")
+        if self.models is not None and self.phases is not None:
+            raise ValueError(
+                "give models (a fixed mix) or phases (a mix that changes over time), not both"
+            )
+        if self.phases is not None:
+            if not self.phases:
+                raise ValueError("phases must list at least one phase")
+            return self
         if not self.models:
-            raise ValueError("models must name at least one model")
+            raise ValueError("models must name at least one model (or give phases)")
         if any(share <= 0 for share in self.models.values()):
             raise ValueError("models: every share must be positive")
         return self
@@ -230,11 +258,22 @@ class WorkloadSpec(_Strict):
             api=self.api,
             slo=Slo(ttft_s=self.slo.ttft, tpot_s=self.slo.tpot),
             timeout_s=self.timeout,
+            phases=tuple(phase.to_phase() for phase in self.phases or ()),
         )
 
     def _models(self) -> tuple[tuple[str, float], ...]:
-        total = sum(self.models.values())
-        return tuple((name, share / total) for name, share in self.models.items())
+        """The mix; with phases, each model's share averaged over a cycle (by duration)."""
+        if self.phases is None:
+            models = self.models or {}
+            total = sum(models.values())
+            return tuple((name, share / total) for name, share in models.items())
+        phases = [phase.to_phase() for phase in self.phases]
+        cycle = sum(phase.duration_s for phase in phases)
+        average: dict[str, float] = {}
+        for phase in phases:
+            for name, share in phase.models:
+                average[name] = average.get(name, 0.0) + share * phase.duration_s / cycle
+        return tuple((name, share) for name, share in average.items() if share > 0)
 
     def _prompt_spec(self) -> LengthSpec | None:
         if self.prompt_tokens_min is not None:
@@ -277,6 +316,7 @@ def _length(spec: LengthSpec | None, field: str) -> LengthDist:
 
 # The models nested under each top-level field, for "unknown field; allowed: ...".
 _NESTED: dict[str, type[BaseModel]] = {
+    "phases": PhaseSpec,
     "prompt_tokens": LengthSpec,
     "output_tokens": LengthSpec,
     "shared_prefix": SharedPrefixSpec,

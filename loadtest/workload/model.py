@@ -6,7 +6,7 @@ them is `loadtest.workload.format`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 LengthKind = Literal["fixed", "uniform", "lognormal", "empirical"]
@@ -102,10 +102,23 @@ class Slo:
 
 
 @dataclass(frozen=True, slots=True)
+class Phase:
+    """A stretch of `duration_s` seconds during which requests go to `models` (model, share;
+    shares sum to 1, a model may get none)."""
+
+    duration_s: float
+    models: tuple[tuple[str, float], ...]
+
+    def describe(self) -> str:
+        busy = [f"{name.split('/')[-1]} {share:.0%}" for name, share in self.models if share > 0]
+        return f"{self.duration_s:g}s {', '.join(busy)}"
+
+
+@dataclass(frozen=True, slots=True)
 class Workload:
     name: str
     description: str
-    # (model, share of traffic); shares sum to 1.
+    # (model, share of traffic); shares sum to 1. With phases: their average over a cycle.
     models: tuple[tuple[str, float], ...]
     prompt_tokens: LengthDist
     output_tokens: LengthDist
@@ -121,10 +134,37 @@ class Workload:
     slo: Slo = field(default_factory=Slo)
     # Per-request limit on the whole exchange, so that nothing waits forever.
     timeout_s: float = 300.0
+    # A mix of models that moves over time: the phases, in order, repeated while the run lasts
+    # (empty: `models` all along).
+    phases: tuple[Phase, ...] = ()
+
+    def stretched(self, factor: float) -> Workload:
+        """This workload with its phases `factor` times longer: what a fleet played `factor`
+        times slower than the hardware (compare's time scale) must see."""
+        if not self.phases or factor == 1.0:
+            return self
+        phases = tuple(Phase(p.duration_s * factor, p.models) for p in self.phases)
+        return replace(self, phases=phases)
+
+    @property
+    def cycle_s(self) -> float:
+        """Seconds of one pass through the phases (0 without phases)."""
+        return sum(phase.duration_s for phase in self.phases)
+
+    def peak_shares(self) -> dict[str, float]:
+        """Each model's largest share in any phase (its share when there are no phases)."""
+        if not self.phases:
+            return dict(self.models)
+        return {
+            name: max(dict(phase.models).get(name, 0.0) for phase in self.phases)
+            for name, _ in self.models
+        }
 
     def describe(self) -> str:
         """One line: what this workload sends."""
         mix = "/".join(f"{share * 100:.0f}" for _, share in self.models)
+        if self.phases:
+            mix = f"in phases ({' -> '.join(p.describe() for p in self.phases)}, repeated)"
         length = (
             f"{self.duration_s:g}s"
             if self.duration_s

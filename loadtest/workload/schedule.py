@@ -180,8 +180,16 @@ def build_schedule(
     prompt_own = _lengths(streams[2], workload.prompt_tokens, n)
     output = _lengths(streams[3], workload.output_tokens, n)
     models = [name for name, _ in workload.models]
-    shares = np.array([share for _, share in workload.models])
-    model_index = streams[1].choice(len(models), size=n, p=shares / shares.sum())
+    if workload.phases:
+        if arrival.closed_loop:
+            raise WorkloadError(
+                "phases: a mix that changes over time needs an open-loop arrival (a rate); "
+                "a closed loop has no send times to place the phases on"
+            )
+        model_index = _phased_models(streams[1], workload, models, at)
+    else:
+        shares = np.array([share for _, share in workload.models])
+        model_index = streams[1].choice(len(models), size=n, p=shares / shares.sum())
     groups, prefixes = _prefixes(streams[4], workload, n)
     corpus_tokens = max(_MIN_CORPUS_TOKENS, int(prompt_own.max(initial=0)) * 2)
     offsets = streams[5].integers(0, corpus_tokens - prompt_own + 1)
@@ -280,6 +288,29 @@ def _times(seed: np.random.SeedSequence, arrival: Arrival, count: int) -> np.nda
         gaps = rng.exponential(1.0 / rate, size=count)
     times: np.ndarray = np.cumsum(gaps) - gaps[0]
     return times
+
+
+def _phased_models(
+    rng: np.random.Generator, workload: Workload, models: list[str], at: np.ndarray
+) -> np.ndarray:
+    """Each request's model, drawn from the mix of the phase its send time falls in (the
+    phases repeat); one uniform draw per request, so a request keeps its draw when only the
+    phases change."""
+    ends = np.cumsum([phase.duration_s for phase in workload.phases])
+    phase_of = np.searchsorted(ends, np.mod(at, ends[-1]), side="right")
+    where = {name: i for i, name in enumerate(models)}
+    cumulative = np.zeros((len(workload.phases), len(models)))
+    for p, phase in enumerate(workload.phases):
+        for name, share in phase.models:
+            if name in where:
+                cumulative[p, where[name]] = share
+    cumulative = np.cumsum(cumulative, axis=1)
+    cumulative /= cumulative[:, -1:]
+    draws = rng.random(len(at))
+    chosen: np.ndarray = np.minimum(
+        (draws[:, None] >= cumulative[phase_of]).sum(axis=1), len(models) - 1
+    )
+    return chosen
 
 
 def _lengths(rng: np.random.Generator, dist: LengthDist, n: int) -> np.ndarray:

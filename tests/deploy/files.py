@@ -10,8 +10,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "compose"
-STACKS = ("baseline", "managed", "managed-prefix", "sim")
-GPU_STACKS = ("baseline", "managed", "managed-prefix")
+STACKS = ("baseline", "managed", "managed-prefix", "managed-colocated", "sim")
+GPU_STACKS = ("baseline", "managed", "managed-prefix", "managed-colocated")
 FIXTURE_VLLM_METRICS = ROOT / "tests" / "fixtures" / "vllm-0.32.0-metrics.txt"
 DASHBOARD = COMPOSE / "grafana" / "dashboards" / "turnout.json"
 

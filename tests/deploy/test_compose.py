@@ -21,23 +21,42 @@ from tests.deploy.files import (
     with_defaults,
 )
 
+LLAMA, QWEN = "meta-llama/Llama-3.1-8B-Instruct", "Qwen/Qwen2.5-7B-Instruct"
 REFERENCE_LAYOUT = {  # service: (model, GPUs); the reference layout's six replicas on eight GPUs
-    "llama-0": ("meta-llama/Llama-3.1-8B-Instruct", ["0"]),
-    "llama-1": ("meta-llama/Llama-3.1-8B-Instruct", ["1"]),
-    "qwen-0": ("Qwen/Qwen2.5-7B-Instruct", ["2"]),
-    "qwen-1": ("Qwen/Qwen2.5-7B-Instruct", ["3"]),
+    "llama-0": (LLAMA, ["0"]),
+    "llama-1": (LLAMA, ["1"]),
+    "qwen-0": (QWEN, ["2"]),
+    "qwen-1": (QWEN, ["3"]),
     "mixtral-0": ("mistralai/Mixtral-8x7B-Instruct-v0.1", ["4", "5"]),
     "mixtral-1": ("mistralai/Mixtral-8x7B-Instruct-v0.1", ["6", "7"]),
+}
+# The colocated layout (loadtest/sim/layout.py): Llama and Qwen on each of GPUs 0-3.
+COLOCATED_LAYOUT = {
+    f"{name}-{gpu}": (model, [str(gpu)])
+    for gpu in range(4)
+    for name, model in (("llama", LLAMA), ("qwen", QWEN))
+}
+LAYOUTS = {
+    "baseline": REFERENCE_LAYOUT,
+    "managed": REFERENCE_LAYOUT,
+    "managed-prefix": REFERENCE_LAYOUT,
+    "managed-colocated": COLOCATED_LAYOUT,
 }
 GATEWAYS = {  # stack: {service: (container port, strategy, env label in Prometheus)}
     "baseline": {"gateway": (8080, "round_robin", "baseline")},
     "managed": {"gateway": (8081, "queue_depth", "managed")},
     "managed-prefix": {"gateway": (8082, "queue_depth", "managed-prefix")},
+    "managed-colocated": {"gateway": (8083, "round_robin", "managed-colocated")},
     "sim": {
         "gateway-baseline": (8080, "round_robin", "baseline"),
         "gateway-managed": (8081, "queue_depth", "managed"),
         "gateway-managed-prefix": (8082, "queue_depth", "managed-prefix"),
+        "gateway-managed-colocated": (8083, "round_robin", "managed-colocated"),
     },
+}
+REPLICAS = {  # gateway service: how many replicas it fronts
+    "gateway-managed-colocated": len(COLOCATED_LAYOUT),
+    **dict.fromkeys(["gateway-baseline", "gateway-managed", "gateway-managed-prefix"], 6),
 }
 KVCACHED = "ghcr.io/ovg-project/kvcached-vllm"
 # Images whose digest no public source gave: a required variable stands in for the digest until
@@ -170,7 +189,8 @@ def test_gateway_environment_is_valid_and_as_designed(stack: str) -> None:
         assert (settings.host, settings.port, settings.strategy) == ("0.0.0.0", port, strategy)
         assert settings.strategy in available()
         assert settings.admin_key_value() == ADMIN_KEY["GATEWAY_ADMIN_KEY"]
-        assert len(settings.replicas) == 6
+        expected = len(LAYOUTS[stack]) if stack in LAYOUTS else REPLICAS[name]
+        assert len(settings.replicas) == expected
         assert service["init"] is True
         published = [with_defaults(mapping) for mapping in service["ports"]]
         assert [mapping.split(":")[-1] for mapping in published] == [str(port)]
@@ -287,9 +307,10 @@ def test_prometheus_scrapes_the_gateways_and_every_replica(stack: str) -> None:
 
 
 @pytest.mark.parametrize("stack", GPU_STACKS)
-def test_gpu_stack_follows_the_reference_layout(stack: str) -> None:
+def test_gpu_stack_follows_its_layout(stack: str) -> None:
     services = load_compose(stack)["services"]
-    for name, (model, gpus) in REFERENCE_LAYOUT.items():
+    layout = LAYOUTS[stack]
+    for name, (model, gpus) in layout.items():
         service = services[name]
         argv = command(service)
         assert argv[0] == model, f"{stack}/{name} serves {argv}"
@@ -305,7 +326,7 @@ def test_gpu_stack_follows_the_reference_layout(stack: str) -> None:
         assert service.get("ipc") != "host"
         assert service["shm_size"]
     replicas = replica_addresses(services["gateway"])
-    assert replicas == [f"{name}:8000" for name in REFERENCE_LAYOUT]
+    assert replicas == [f"{name}:8000" for name in layout]
 
 
 @pytest.mark.parametrize("stack", GPU_STACKS)
@@ -313,7 +334,7 @@ def test_replicas_name_their_entrypoint(stack: str) -> None:
     """kvcached's image has ENTRYPOINT [] and CMD bash; vLLM's runs `vllm serve`. Naming it
     keeps `command` (model first) right whichever image, and if an image changes its own."""
     services = load_compose(stack)["services"]
-    for name in REFERENCE_LAYOUT:
+    for name in LAYOUTS[stack]:
         assert services[name]["entrypoint"] == ["vllm", "serve"], f"{stack}/{name}"
 
 
@@ -321,7 +342,7 @@ def test_replicas_name_their_entrypoint(stack: str) -> None:
 def test_each_replica_keeps_its_compile_cache(stack: str) -> None:
     compose = load_compose(stack)
     volumes = {}
-    for name in REFERENCE_LAYOUT:
+    for name in LAYOUTS[stack]:
         mounts = dict(reversed(v.split(":")[:2]) for v in compose["services"][name]["volumes"])
         assert mounts["/root/.cache/huggingface"] == "hf-cache"
         volumes[name] = mounts["/root/.cache/vllm"]
@@ -346,17 +367,17 @@ def test_weights_download_once_before_any_replica_starts(stack: str) -> None:
     assert "hf-cache:/root/.cache/huggingface" in download["volumes"]
     assert environment(download)["HF_TOKEN"] == environment(services["llama-0"])["HF_TOKEN"]
     assert download["entrypoint"][:2] == ["python3", "-c"]
-    assert set(download["command"]) == {model for model, _ in REFERENCE_LAYOUT.values()}
-    for name in REFERENCE_LAYOUT:
-        assert services[name]["depends_on"] == {
-            "download": {"condition": "service_completed_successfully"}
+    assert set(download["command"]) == {model for model, _ in LAYOUTS[stack].values()}
+    for name in LAYOUTS[stack]:
+        assert services[name]["depends_on"]["download"] == {
+            "condition": "service_completed_successfully"
         }
 
 
 @pytest.mark.parametrize("stack", GPU_STACKS)
 def test_health_checks_allow_for_the_first_start(stack: str) -> None:
     """After start_period a failing check makes `up` abort (dependency failed to start)."""
-    for name in REFERENCE_LAYOUT:
+    for name in LAYOUTS[stack]:
         health = load_compose(stack)["services"][name]["healthcheck"]
         minutes = int(health["start_period"].removesuffix("m"))
         assert minutes >= 15 and health["start_interval"] == "10s", f"{stack}/{name}"
@@ -405,13 +426,50 @@ def test_managed_prefix_is_managed_with_bounded_prefix_caching() -> None:
     assert "KVCACHED_MAX_CACHED_TOKENS" not in (COMPOSE / "managed.yaml").read_text()
 
 
+def test_managed_colocated_runs_two_kvcached_engines_on_each_gpu() -> None:
+    services = load_compose("managed-colocated")["services"]
+    by_gpu: dict[str, list[str]] = {}
+    for name, (model, gpus) in COLOCATED_LAYOUT.items():
+        service = services[name]
+        by_gpu.setdefault(gpus[0], []).append(model)
+        assert service["image"].startswith(f"{KVCACHED}:kvcached-v0.1.6-vllm-v0.30.0@")
+        argv = command(service)
+        assert "--no-enable-prefix-caching" in argv
+        assert not any(arg.startswith("--gpu-memory-utilization") for arg in argv)
+        env = environment(service)
+        assert (env["ENABLE_KVCACHED"], env["KVCACHED_AUTOPATCH"]) == ("true", "1")
+        assert env["KVCACHED_IPC_NAME"] == name, "engines keep their kvcached segments apart"
+    assert by_gpu == {str(gpu): [LLAMA, QWEN] for gpu in range(4)}
+    download = {"download": {"condition": "service_completed_successfully"}}
+    for gpu in range(4):  # the second engine on a GPU starts once the first is up
+        assert services[f"llama-{gpu}"]["depends_on"] == download
+        assert services[f"qwen-{gpu}"]["depends_on"] == {
+            **download,
+            f"llama-{gpu}": {"condition": "service_healthy"},
+        }
+
+
+def test_the_colocated_stack_is_the_simulators_colocated_layout() -> None:
+    layout = pytest.importorskip("loadtest.sim.layout")
+    simulated: dict[str, list[str]] = {}
+    for place in layout.placements("colocated-elastic"):
+        simulated.setdefault(place.seat.gpus.removeprefix("gpu"), []).append(place.seat.model)
+    deployed: dict[str, list[str]] = {}
+    for model, gpus in COLOCATED_LAYOUT.values():
+        deployed.setdefault(gpus[0], []).append(model)
+    assert simulated == deployed
+    assert layout.deployment("colocated-elastic").prefix_caching is False
+
+
 def test_sim_stack_needs_no_gpu() -> None:
     services = load_compose("sim")["services"]
     for name, service in services.items():
         assert gpu_ids(service) == [], name
         assert "runtime" not in service, name
-    for fleet in ("baseline", "managed", "managed-prefix"):
-        assert command(services[f"sim-{fleet}"])[:3] == ["vllm-sim", "fleet", fleet]
+    fleets = {"baseline": "baseline", "managed": "managed", "managed-prefix": "managed-prefix"}
+    fleets["managed-colocated"] = "colocated-elastic"
+    for stack, fleet in fleets.items():
+        assert command(services[f"sim-{stack}"])[:3] == ["vllm-sim", "fleet", fleet]
 
 
 # -- .env.example -----------------------------------------------------------------------------

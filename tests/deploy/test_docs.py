@@ -121,3 +121,4 @@ def test_compose_environments_load_in_loadtest() -> None:
     assert loaded["compose-baseline"].url == "http://127.0.0.1:8080"
     assert loaded["compose-managed"].url == "http://127.0.0.1:8081"
     assert loaded["compose-managed-prefix"].url == "http://127.0.0.1:8082"
+    assert loaded["compose-managed-colocated"].url == "http://127.0.0.1:8083"

@@ -63,7 +63,7 @@ def test_every_panel_has_its_other_environment_beside_it() -> None:
 
 
 def test_the_right_column_offers_what_the_stack_scrapes_besides_baseline() -> None:
-    """managed in managed.yaml and sim.yaml, managed-prefix in managed-prefix.yaml."""
+    """managed in managed.yaml and sim.yaml, managed-prefix in managed-prefix.yaml, ..."""
     (variable,) = DASHBOARD["templating"]["list"]
     assert variable["name"] == "right" and variable["type"] == "query"
     assert variable["query"] == 'label_values(up{env!="baseline"}, env)'
@@ -74,7 +74,7 @@ def test_the_right_column_offers_what_the_stack_scrapes_besides_baseline() -> No
         config = yaml.safe_load((COMPOSE / "prometheus" / f"{stack}.yml").read_text())
         for job in config["scrape_configs"]:
             envs |= {group["labels"]["env"] for group in job["static_configs"]}
-    assert envs == {"baseline", "managed", "managed-prefix"}
+    assert envs == {"baseline", "managed", "managed-prefix", "managed-colocated"}
 
 
 @pytest.mark.parametrize(

@@ -19,15 +19,13 @@ from tests.deploy.conftest import wait_healthy
 from tests.deploy.files import ROOT, environment, load_compose, replica_addresses, with_defaults
 from tests.procs import HOST, Proc, bin_path, free_port, start
 
-MODELS = {
-    "meta-llama/Llama-3.1-8B-Instruct",
-    "Qwen/Qwen2.5-7B-Instruct",
-    "mistralai/Mixtral-8x7B-Instruct-v0.1",
-}
-ENVIRONMENTS = {
-    "baseline": "round_robin",
-    "managed": "queue_depth",
-    "managed-prefix": "queue_depth",
+TWO = {"meta-llama/Llama-3.1-8B-Instruct", "Qwen/Qwen2.5-7B-Instruct"}
+THREE = {*TWO, "mistralai/Mixtral-8x7B-Instruct-v0.1"}
+ENVIRONMENTS = {  # name: (strategy, replicas, models served)
+    "baseline": ("round_robin", 6, THREE),
+    "managed": ("queue_depth", 6, THREE),
+    "managed-prefix": ("queue_depth", 6, THREE),
+    "managed-colocated": ("round_robin", 8, TWO),
 }
 ADMIN_KEY = "sim-stack-admin-key"  # what .env would give GATEWAY_ADMIN_KEY
 
@@ -80,11 +78,12 @@ def sim_environment(request: pytest.FixtureRequest) -> Iterator[tuple[str, Proc]
     fleet_service, gateway_service = services[f"sim-{env_name}"], services[f"gateway-{env_name}"]
     started: list[Proc] = []
     try:
-        base = free_port_run(6)
+        count = ENVIRONMENTS[env_name][1]
+        base = free_port_run(count)
         argv = localised([str(arg) for arg in fleet_service["command"]], base)
         assert argv[0] == "vllm-sim"
         started.append(start([bin_path(argv[0]), *argv[1:]], port=base, timeout=60.0))
-        ports = {f"sim-{env_name}:{8001 + i}": base + i for i in range(6)}
+        ports = {f"sim-{env_name}:{8001 + i}": base + i for i in range(count)}
         for port in ports.values():
             wait_healthy(f"http://{HOST}:{port}", timeout=30.0)
         gateway_env = {
@@ -117,14 +116,15 @@ def test_sim_environment_serves_every_model_with_its_strategy(
     sim_environment: tuple[str, Proc],
 ) -> None:
     env_name, gateway = sim_environment
+    strategy, count, models = ENVIRONMENTS[env_name]
     assert httpx.get(gateway.url + "/admin/replicas", timeout=5.0).status_code == 401
     headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
     admin = httpx.get(gateway.url + "/admin/replicas", headers=headers, timeout=5.0).json()
-    assert admin["strategy"] == ENVIRONMENTS[env_name]
-    assert len(admin["replicas"]) == 6
+    assert admin["strategy"] == strategy
+    assert len(admin["replicas"]) == count
     with OpenAI(base_url=gateway.url + "/v1", api_key="unused", timeout=30.0) as client:
-        assert {model.id for model in client.models.list()} == MODELS
-        for model in sorted(MODELS):
+        assert {model.id for model in client.models.list()} == models
+        for model in sorted(models):
             raw = client.chat.completions.with_raw_response.create(
                 model=model, messages=[{"role": "user", "content": "hello"}], max_tokens=4
             )

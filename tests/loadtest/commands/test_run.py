@@ -26,6 +26,7 @@ def test_workloads_lists_builtins_one_line_each(tmp_path: Path) -> None:
         "long-context",
         "mixed-lengths",
         "shared-prefix",
+        "shifting-models",
         "spark-chat",
     ]
 

@@ -2,6 +2,7 @@
 determinism, and the report."""
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
@@ -11,6 +12,7 @@ from loadtest.compare.options import CompareOptions, Sweep
 from loadtest.compare.session import compare
 from loadtest.compare.virtual import at_load, capacities
 from loadtest.environments.catalog import EnvironmentsError, load_environments, resolve
+from loadtest.playback.capacity import capacity
 from loadtest.playback.fleets import virtual_fleet
 from loadtest.workload import load_workload
 
@@ -112,3 +114,26 @@ def test_aa_in_virtual_time_rarely_names_a_winner(files: tuple[Path, Path]) -> N
         point = at_load(fleets, workload, unit, 0.8, opts, seed=seed)
         named += point.judged.verdict.better is not None
     assert named <= 2
+
+
+def test_a_phased_mix_saturates_in_its_busiest_phase(tmp_path: Path) -> None:
+    (tmp_path / "envs.yaml").write_text(
+        "environments:\n  two: {replicas: [{model: a, profile: tiny}, {model: b, profile: tiny}]}\n"
+    )
+    phased = tmp_path / "w.yaml"
+    phased.write_text(
+        "phases:\n"
+        "  - {duration: 5, models: {a: 0.9, b: 0.1}}\n"
+        "  - {duration: 5, models: {a: 0.1, b: 0.9}}\n"
+        "prompt_tokens: 200\noutput_tokens: 40\narrival: {process: poisson, rate: 10}\n"
+        "requests: 200\n"
+    )
+    fleet = virtual_fleet(resolve(load_environments(tmp_path / "envs.yaml"), "two"))
+    workload = load_workload(phased)
+    assert dict(workload.models) == {"a": 0.5, "b": 0.5}
+    cap = capacity(fleet, workload, seed=1)
+    # Each model gets 90% of the traffic in its busy phase: that share is what saturates.
+    assert cap.rate == pytest.approx(min(rate / 0.9 for rate in cap.per_model.values()))
+    flat = capacity(fleet, replace(workload, phases=()), seed=1)
+    assert flat.per_model == cap.per_model
+    assert flat.rate == pytest.approx(cap.rate * 0.9 / 0.5)

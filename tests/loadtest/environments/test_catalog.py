@@ -61,14 +61,17 @@ def test_unknown_name_lists_known_names(tmp_path: Path) -> None:
     with pytest.raises(EnvironmentsError) as err:
         resolve(envs, "managd")
     assert "unknown environment 'managd'" in str(err.value)
-    assert "baseline, managed, managed-prefix, qd, rr" in str(err.value)
+    assert "baseline, baseline-noprefix, colocated-elastic, colocated-static, managed" in str(
+        err.value
+    )
+    assert "managed-prefix, managed-rr, qd, rr" in str(err.value)
 
 
 @pytest.mark.parametrize(
     ("body", "complaint"),
     [
         ("  x: {url: 'http://a', fleet: baseline}", "exactly one of url, fleet or replicas"),
-        ("  x: {fleet: big}", "fleet must be one of baseline, managed"),
+        ("  x: {fleet: big}", "fleet must be one of baseline, baseline-noprefix, managed"),
         ("  x: {url: 'ftp://a'}", "url must start with http"),
         ("  x: {replicas: []}", "at least one replica"),
         ("  x: {fleet: baseline, time_scale: 0}", "time_scale"),

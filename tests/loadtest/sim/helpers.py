@@ -4,11 +4,23 @@ import zlib
 from collections.abc import Sequence
 
 from loadtest.sim.engine import EngineConfig, EngineModel
+from loadtest.sim.gpus import block_bytes
 from loadtest.sim.kvcache import SharedKVPool
 from loadtest.sim.profiles import load_profile
 from loadtest.sim.types import SimRequest, StepResult
 
 TINY = load_profile("tiny")
+TINY_BLOCK = block_bytes(TINY, 16)  # bytes of one 16-token block of the tiny profile
+
+
+def tiny_pool(blocks: int, name: str = "gpu0") -> SharedKVPool:
+    """An elastic pool holding `blocks` blocks of the tiny profile."""
+    return SharedKVPool.of_blocks(name, blocks, TINY_BLOCK)
+
+
+def free_blocks(pool: SharedKVPool) -> int:
+    """Tiny-profile blocks the pool has free."""
+    return pool.free_bytes // TINY_BLOCK
 
 
 def tokens(count: int, start: int = 0) -> list[int]:

@@ -3,9 +3,17 @@
 import pytest
 
 from loadtest.sim.engine import EngineConfig, EngineModel
+from loadtest.sim.gpus import block_bytes
 from loadtest.sim.kvcache import KVCache, SharedKVPool, block_hashes, cached_block_bound
 from loadtest.sim.profiles import load_profile
-from tests.loadtest.sim.helpers import Clock, engine, request, tokens
+from tests.loadtest.sim.helpers import (
+    Clock,
+    engine,
+    free_blocks,
+    request,
+    tiny_pool,
+    tokens,
+)
 
 
 def test_block_hashes_chain_over_the_whole_prefix() -> None:
@@ -96,16 +104,16 @@ def test_the_last_block_of_a_freed_request_is_evicted_before_its_first() -> None
 
 
 def test_replicas_on_one_elastic_pool_draw_from_one_budget() -> None:
-    pool = SharedKVPool("gpu0", total_blocks=8)
+    pool = tiny_pool(8)
     left, right = (engine(pool, max_num_batched_tokens=256, prefix_caching=False) for _ in "lr")
     left.add(request("big", 96, max_tokens=1), 0.0)
     Clock(left).step()  # finishes at once: blocks come back
-    assert pool.free_blocks == 8
+    assert free_blocks(pool) == 8
 
     left.add(request("holder", 96, max_tokens=20), 0.0)
     left_clock = Clock(left)
     left_clock.step()
-    assert pool.free_blocks == 2
+    assert free_blocks(pool) == 2
     assert left.stats().kv_usage == 6 / 8
 
     right.add(request("starved", 64, max_tokens=5), 0.0)
@@ -114,23 +122,23 @@ def test_replicas_on_one_elastic_pool_draw_from_one_budget() -> None:
     assert (idle.num_tokens, right.stats().waiting, right.stats().kv_usage) == (0, 1, 0.0)
 
     left.abort("holder")  # left frees: right grows into what it gave back
-    assert pool.free_blocks == 8
+    assert free_blocks(pool) == 8
     assert right_clock.step().first_token == ("starved",)
-    assert right.stats().used_blocks == 4 and pool.free_blocks == 4
+    assert right.stats().used_blocks == 4 and free_blocks(pool) == 4
     right_clock.run()
-    assert pool.free_blocks == 8
+    assert free_blocks(pool) == 8
 
 
 def test_one_elastic_replica_can_grow_to_the_whole_pool() -> None:
-    pool = SharedKVPool("gpu0", total_blocks=8)
+    pool = tiny_pool(8)
     alone = engine(pool, max_num_batched_tokens=256, prefix_caching=False)
     engine(pool)  # a neighbour that holds nothing
     alone.add(request("all", 120, max_tokens=8), 0.0)
     clock = Clock(alone)
     clock.step()
-    assert pool.free_blocks == 0 and alone.stats().kv_usage == 1.0
+    assert free_blocks(pool) == 0 and alone.stats().kv_usage == 1.0
     clock.run()
-    assert pool.free_blocks == 8
+    assert free_blocks(pool) == 8
 
 
 def test_an_elastic_step_is_slower_by_kvcacheds_overhead_growing_with_the_batch() -> None:
@@ -138,7 +146,9 @@ def test_an_elastic_step_is_slower_by_kvcacheds_overhead_growing_with_the_batch(
 
     def first_step(kv_mode: str, requests: int) -> float:
         config = EngineConfig(kv_mode=kv_mode, max_num_seqs=64)  # type: ignore[arg-type]
-        pool = SharedKVPool("gpu0", llama.kv_blocks(16)) if kv_mode == "elastic" else None
+        pool = None
+        if kv_mode == "elastic":
+            pool = SharedKVPool.of_blocks("gpu0", llama.kv_blocks(16), block_bytes(llama, 16))
         model = EngineModel(llama, config, pool)
         for i in range(requests):
             model.add(request(f"r{i}", 32, max_tokens=4), 0.0)
@@ -150,7 +160,7 @@ def test_an_elastic_step_is_slower_by_kvcacheds_overhead_growing_with_the_batch(
 
 
 def test_elastic_usage_is_a_share_of_the_gpus_kv_memory() -> None:
-    pool = SharedKVPool("gpu0", total_blocks=10)
+    pool = tiny_pool(10)
     one, two = engine(pool, max_num_batched_tokens=256), engine(pool, max_num_batched_tokens=256)
     one.add(request("a", 64, max_tokens=20), 0.0)
     two.add(request("b", 32, max_tokens=20), 0.0)
@@ -165,7 +175,7 @@ def test_elastic_usage_is_a_share_of_the_gpus_kv_memory() -> None:
 
 def held(pool: SharedKVPool, *models: object) -> int:
     """Pool blocks accounted for: free in the pool plus what each replica holds."""
-    return pool.free_blocks + sum(model.kv.held_blocks() for model in models)  # type: ignore[attr-defined]
+    return free_blocks(pool) + sum(model.kv.held_blocks() for model in models)  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
@@ -179,7 +189,7 @@ def test_an_elastic_replica_hits_a_prefix_its_finished_request_left() -> None:
     shared = tokens(64, 5000)
     hits = {}
     for bound in (16000, 0):
-        pool = SharedKVPool("gpu0", total_blocks=16)
+        pool = tiny_pool(16)
         model = engine(pool, max_num_batched_tokens=256, max_cached_tokens=bound)
         clock = Clock(model)
         model.add(request("first", [*shared, *tokens(16, 1)], max_tokens=2), 0.0)
@@ -187,7 +197,7 @@ def test_an_elastic_replica_hits_a_prefix_its_finished_request_left() -> None:
         kept = model.kv.kept_blocks()
         # Its 5 prompt blocks carry hashes; the decode block went back to the pool.
         assert kept == (5 if bound else 0)
-        assert pool.free_blocks == 16 - kept and held(pool, model) == 16
+        assert free_blocks(pool) == 16 - kept and held(pool, model) == 16
         assert model.stats().kv_usage == 0.0  # kept blocks count as free, as in vLLM
         model.add(request("second", [*shared, *tokens(16, 2)], max_tokens=2), clock.now)
         clock.run()
@@ -196,13 +206,13 @@ def test_an_elastic_replica_hits_a_prefix_its_finished_request_left() -> None:
 
 
 def test_the_bound_keeps_the_most_recently_freed_blocks() -> None:
-    pool = SharedKVPool("gpu0", total_blocks=16)
+    pool = tiny_pool(16)
     model = engine(pool, max_num_batched_tokens=256, max_cached_tokens=32)  # two blocks
     clock = Clock(model)
     for name, start in (("a", 100), ("b", 200)):
         model.add(request(name, tokens(32, start), max_tokens=1), clock.now)
         clock.run()
-        assert model.kv.kept_blocks() == 2 and pool.free_blocks == 14
+        assert model.kv.kept_blocks() == 2 and free_blocks(pool) == 14
     model.add(request("b-again", tokens(32, 200), max_tokens=1), clock.now)
     clock.run()
     assert model.stats().prefix_hits == 16  # b was kept (1 of its 2 blocks can hit)
@@ -213,14 +223,14 @@ def test_the_bound_keeps_the_most_recently_freed_blocks() -> None:
 
 
 def test_a_short_pool_takes_kept_blocks_back_least_recently_freed_first() -> None:
-    pool = SharedKVPool("gpu0", total_blocks=8)
+    pool = tiny_pool(8)
     owner = engine(pool, max_num_batched_tokens=256)
     neighbour = engine(pool, max_num_batched_tokens=256)
     clock = Clock(owner)
     prompt = tokens(64, 100)
     owner.add(request("cached", prompt, max_tokens=1), 0.0)
     clock.run()
-    assert owner.kv.kept_blocks() == 4 and pool.free_blocks == 4
+    assert owner.kv.kept_blocks() == 4 and free_blocks(pool) == 4
 
     # Kept blocks are the owner's: a neighbour cannot reclaim them (KVCached: only a
     # memory limit set with kvctl evicts them), so its 6-block request waits.
@@ -232,7 +242,7 @@ def test_a_short_pool_takes_kept_blocks_back_least_recently_freed_first() -> Non
     # least recently freed first, which is the tail of the freed prompt.
     owner.add(request("big", 96, max_tokens=30), clock.now)
     clock.step()
-    assert pool.free_blocks == 0 and owner.kv.kept_blocks() == 2
+    assert free_blocks(pool) == 0 and owner.kv.kept_blocks() == 2
     assert owner.kv.match_prefix(block_hashes(prompt, 16), 4) == owner.kv.match_prefix(
         block_hashes(prompt, 16), 2
     )

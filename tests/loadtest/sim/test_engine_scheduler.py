@@ -5,9 +5,16 @@ import random
 import pytest
 
 from loadtest.sim.engine import RequestRejected
-from loadtest.sim.kvcache import SharedKVPool
 from loadtest.sim.types import SimRequest
-from tests.loadtest.sim.helpers import Clock, engine, request, tokens
+from tests.loadtest.sim.helpers import (
+    TINY_BLOCK,
+    Clock,
+    engine,
+    free_blocks,
+    request,
+    tiny_pool,
+    tokens,
+)
 
 
 def test_requests_queue_when_the_batch_is_full() -> None:
@@ -177,7 +184,7 @@ def test_random_traffic_keeps_the_books_straight(seed: int) -> None:
     which must hold, and the pool must account for every block they keep.
     """
     rng = random.Random(seed)
-    pool = SharedKVPool("gpu", 48) if seed % 2 else None
+    pool = tiny_pool(48, "gpu") if seed % 2 else None
     config: dict[str, object] = {
         "max_num_seqs": 6,
         "max_num_batched_tokens": rng.choice([16, 64]),
@@ -212,7 +219,7 @@ def test_random_traffic_keeps_the_books_straight(seed: int) -> None:
             assert 0.0 <= stats.kv_usage <= 1.0 and stats.running <= 6
         if pool is not None:
             held = sum(model.kv.held_blocks() for model in engines)
-            assert pool.free_blocks + held == pool.total_blocks
+            assert free_blocks(pool) + held == pool.total_bytes // TINY_BLOCK
             bound = int(config["max_cached_tokens"]) // 16  # type: ignore[call-overload]
             assert all(model.kv.kept_blocks() <= bound for model in engines)
         if added == 40 and not any(model.has_work() for model in engines):

@@ -13,17 +13,17 @@ import httpx
 import pytest
 
 from loadtest.sim.fleet import fleet_replicas, partition
-from loadtest.sim.layout import DEPLOYMENTS, FLEETS, REFERENCE
+from loadtest.sim.layout import DEPLOYMENTS, FLEETS, REFERENCE, placements, seats
 from tests.procs import HOST, Proc, bin_path, free_port
 
 
-def free_base_port() -> int:
-    """A port p such that p..p+5 are all free right now."""
+def free_base_port(count: int = 6) -> int:
+    """A port p such that p..p+count-1 are all free right now."""
     for _ in range(50):
         base = free_port()
         socks = []
         try:
-            for offset in range(6):
+            for offset in range(count):
                 sock = socket.socket()
                 socks.append(sock)
                 sock.bind((HOST, base + offset))
@@ -33,7 +33,7 @@ def free_base_port() -> int:
         finally:
             for sock in socks:
                 sock.close()
-    raise RuntimeError("no six consecutive free ports")
+    raise RuntimeError(f"no {count} consecutive free ports")
 
 
 def children(pid: int) -> list[int]:
@@ -66,7 +66,7 @@ def wait_for(check: Callable[[], bool], timeout: float) -> bool:
 
 
 def start_fleet(spawn: Callable[..., Proc], name: str, *extra: str) -> tuple[Proc, list[str]]:
-    base = free_base_port()
+    base = free_base_port(len(seats(name)))
     argv = [bin_path("vllm-sim"), "fleet", name, "--base-port", "{port}", *extra]
     proc = spawn(argv, port=base, timeout=30)
     assert wait_for(lambda: "fleet ready" in proc.output(), 30), proc.output()
@@ -126,6 +126,32 @@ def test_managed_fleet_is_elastic_and_stops_on_sigint(spawn: Callable[..., Proc]
     assert wait_for(lambda: not any(alive(pid) for pid in workers), 5)
 
 
+def test_colocated_fleet_serves_two_models_per_gpu_sharing_pools(
+    spawn: Callable[..., Proc],
+) -> None:
+    proc, lines = start_fleet(spawn, "colocated-elastic")
+    assert len(lines) == 8
+    for line, place in zip(lines, placements("colocated-elastic"), strict=True):
+        _, _, served, url = line.split()
+        assert served == place.seat.model
+        version = httpx.get(url + "/version").json()
+        assert version["kv_mode"] == "elastic" and version["prefix_caching"] is False
+        assert version["kv_pool"] == version["gpu"] == place.seat.gpus
+    qwen = next(line.split()[3] for line in lines if "Qwen" in line)
+    reply = httpx.post(
+        qwen + "/v1/chat/completions",
+        json={
+            "model": "Qwen/Qwen2.5-7B-Instruct",
+            "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 3,
+        },
+        timeout=10,
+    )
+    assert reply.status_code == 200
+    os.kill(proc.popen.pid, signal.SIGTERM)
+    assert proc.popen.wait(10) == 0
+
+
 def test_workers_exit_when_the_parent_is_killed(spawn: Callable[..., Proc]) -> None:
     proc, _ = start_fleet(spawn, "baseline", "--processes", "3")
     workers = children(proc.popen.pid)
@@ -142,7 +168,7 @@ def test_unknown_fleet_is_refused() -> None:
     assert result.returncode == 2 and ", ".join(FLEETS) in result.stderr
 
 
-@pytest.mark.parametrize("name", FLEETS)
+@pytest.mark.parametrize("name", [f for f in FLEETS if DEPLOYMENTS[f].layout == "reference"])
 def test_reference_layout(name: str) -> None:
     replicas = fleet_replicas(name, 8001, 1.0)
     assert [r.port for r in replicas] == list(range(8001, 8007))

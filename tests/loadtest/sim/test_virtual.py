@@ -6,8 +6,9 @@ from collections.abc import Sequence
 import pytest
 
 from loadtest.sim.engine import EngineConfig
+from loadtest.sim.engines import VirtualReplica, deployed_replicas
 from loadtest.sim.layout import DEPLOYMENTS, FLEETS
-from loadtest.sim.virtual import VirtualReplica, VirtualRequest, reference_replicas, run_virtual
+from loadtest.sim.virtual import VirtualRequest, run_virtual
 from routers.queue_depth import QueueDepth
 from routers.round_robin import RoundRobin
 from routers.types import Outcome, ReplicaView, RouteRequest, StrategyBase
@@ -90,9 +91,9 @@ def test_arrivals_must_come_in_time_order() -> None:
         run_virtual(tiny_fleet(1), RoundRobin(), list(reversed(steady(3, 0.1))))
 
 
-@pytest.mark.parametrize("fleet", FLEETS)
+@pytest.mark.parametrize("fleet", [f for f in FLEETS if DEPLOYMENTS[f].layout == "reference"])
 def test_the_reference_fleets_serve_their_three_models(fleet: str) -> None:
-    specs = reference_replicas(fleet)
+    specs = deployed_replicas(fleet)
     models = ["meta-llama/Llama-3.1-8B-Instruct", "Qwen/Qwen2.5-7B-Instruct"]
     models.append("mistralai/Mixtral-8x7B-Instruct-v0.1")
     arrivals = [
@@ -124,7 +125,7 @@ def test_managed_prefix_reuses_a_system_prompt_that_managed_recomputes() -> None
     ]
     ttft = {}
     for fleet in ("managed", "managed-prefix"):
-        records = run_virtual(reference_replicas(fleet), RoundRobin(), arrivals).records
+        records = run_virtual(deployed_replicas(fleet), RoundRobin(), arrivals).records
         assert all(record.status == "ok" and record.e2e is not None for record in records)
         assert all(record.e2e < 2.0 for record in records)  # type: ignore[operator]
         later = [record.ttft for record in records[2:]]  # both Llama replicas served one

@@ -96,6 +96,26 @@ def test_classic_testbench_fields_are_mapped(tmp_path: Path) -> None:
         ({"num_requests": 5}, r"give requests or num_requests, not both"),
         ({"shared_prefix": {"fraction": 2, "tokens": 5}}, r"shared_prefix\.fraction: .*1"),
         ({"models": {"a": 0}}, r"every share must be positive"),
+        ({"phases": [{"duration": 5, "models": ["a"]}]}, r"give models .* or phases .*not both"),
+        ({"models": None, "phases": []}, r"phases must list at least one phase"),
+        ({"models": None, "phases": [{"models": ["a"]}]}, r"phases\.0\.duration: Field required"),
+        (
+            {"models": None, "phases": [{"duration": 0, "models": ["a"]}]},
+            r"phases\.0\.duration: Input should be greater than 0",
+        ),
+        (
+            {"models": None, "phases": [{"duration": 5, "models": {"a": -1, "b": 2}}]},
+            r"phases\.0: models: every share must be 0 or more",
+        ),
+        (
+            {"models": None, "phases": [{"duration": 5, "models": {"a": 0}}]},
+            r"phases\.0: models: at least one share must be positive",
+        ),
+        (
+            {"models": None, "phases": [{"duration": 5, "models": ["a"], "rate": 3}]},
+            r"phases\.0\.rate: unknown field; allowed: duration, models",
+        ),
+        ({"models": None}, r"models must name at least one model \(or give phases\)"),
     ],
 )
 def test_malformed_workload_names_the_field_and_what_is_allowed(
@@ -104,6 +124,34 @@ def test_malformed_workload_names_the_field_and_what_is_allowed(
     data = {**BASE, **change}
     with pytest.raises(WorkloadError, match=message):
         load_workload(write(tmp_path, {k: v for k, v in data.items() if v is not None}))
+
+
+def test_phases_give_a_mix_that_moves_over_time(tmp_path: Path) -> None:
+    data = {k: v for k, v in BASE.items() if k != "models"}
+    data["phases"] = [
+        {"duration": 30, "models": {"a": 9, "b": 1}},
+        {"duration": 10, "models": {"b": 1}},
+    ]
+    workload = load_workload(write(tmp_path, data))
+    assert [(p.duration_s, p.models) for p in workload.phases] == [
+        (30, (("a", 0.9), ("b", 0.1))),
+        (10, (("b", 1.0),)),
+    ]
+    # The mix over a cycle: a 0.9 of 30 s, b the rest of the 40 s.
+    assert dict(workload.models) == pytest.approx({"a": 0.675, "b": 0.325})
+    assert workload.peak_shares() == {"a": 0.9, "b": 1.0}
+    assert workload.cycle_s == 40
+    assert "in phases (30s a 90%, b 10% -> 10s b 100%, repeated)" in workload.describe()
+    assert [p.duration_s for p in workload.stretched(2.0).phases] == [60, 20]
+
+
+def test_the_shifting_builtin_moves_traffic_between_two_models() -> None:
+    workload = load_workload("shifting-models")
+    first, second = (dict(phase.models) for phase in workload.phases)
+    assert set(first) == set(second) == {name for name, _ in workload.models}
+    busy = max(first, key=lambda m: first[m])
+    assert max(second, key=lambda m: second[m]) != busy
+    assert first[busy] > 5 * second[busy]
 
 
 def test_unknown_name_lists_the_builtins() -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from loadtest.sim.tokenizer import encode_chat
-from loadtest.workload import Arrival, LengthDist, SharedPrefix, Workload, WorkloadError
+from loadtest.workload import Arrival, LengthDist, Phase, SharedPrefix, Workload, WorkloadError
 from loadtest.workload.schedule import build_schedule
 
 
@@ -81,6 +81,27 @@ def test_model_mix_follows_the_shares() -> None:
     models = [r.model for r in s.requests]
     for name, share in (("a", 0.4), ("b", 0.4), ("c", 0.2)):
         assert models.count(name) / len(models) == pytest.approx(share, abs=0.015)
+
+
+def test_phases_choose_each_requests_model_by_its_send_time() -> None:
+    phases = (Phase(10.0, (("a", 1.0), ("b", 0.0))), Phase(5.0, (("b", 1.0),)))
+    shifting = workload(models=(("a", 2 / 3), ("b", 1 / 3)), phases=phases, requests=None)
+    schedule = build_schedule(shifting, seed=3, duration=60.0, rate=20.0)
+    assert len(schedule.requests) > 1000
+    for r in schedule.requests:  # the phases repeat every 15 s
+        assert r.model == ("a" if r.at_s % 15.0 < 10.0 else "b"), (r.at_s, r.model)
+    mixed = (Phase(10.0, (("a", 0.8), ("b", 0.2))), Phase(10.0, (("a", 0.2), ("b", 0.8))))
+    schedule = build_schedule(replace(shifting, phases=mixed), seed=3, duration=200.0, rate=20.0)
+    first = [r.model for r in schedule.requests if r.at_s % 20.0 < 10.0]
+    assert 0.75 < first.count("a") / len(first) < 0.85
+    second = [r.model for r in schedule.requests if r.at_s % 20.0 >= 10.0]
+    assert 0.15 < second.count("a") / len(second) < 0.25
+
+
+def test_phases_need_send_times() -> None:
+    shifting = workload(phases=(Phase(10.0, (("a", 1.0),)),))
+    with pytest.raises(WorkloadError, match=r"phases: .*needs an open-loop arrival"):
+        build_schedule(shifting, concurrency=4, requests=10)
 
 
 def test_length_distributions() -> None:
