@@ -8,11 +8,12 @@ import httpx
 import pytest
 
 from gateway.poller import MetricsPoller
+from gateway.upstream import Upstream
 from loadtest.sim.exposition import LatencyHistograms, VllmCollector, metrics_registry, render
 from loadtest.sim.types import EngineStats
 from loadtest.sim.virtual import VirtualScrapes, metrics_of
 from routers import Metrics, ReplicaView
-from routers.pool import Replica, ReplicaPool
+from routers.pool import ReplicaPool
 from turnout.engine_metrics import parse_metrics
 
 
@@ -56,7 +57,8 @@ async def test_poller_and_virtual_scrapes_leave_identical_views() -> None:
     clock = Clock()
 
     def pool() -> ReplicaPool:
-        members = [Replica(id=n, url=f"http://{n}", models=("m",)) for n in ("a", "b")]
+        # The gateway's pool holds Upstreams (a Replica with its server kind, unknown here).
+        members = [Upstream(id=n, url=f"http://{n}", models=("m",)) for n in ("a", "b")]
         return ReplicaPool(members, stale_after=3.0, clock=clock)
 
     live, virtual = pool(), pool()
