@@ -41,7 +41,7 @@ from loadtest.environments.catalog import (
     resolve,
 )
 from loadtest.playback.capacity import Capacity
-from loadtest.playback.fleets import VirtualFleet, virtual_fleet
+from loadtest.playback.fleets import LiveOnly, VirtualFleet, virtual_fleet
 from loadtest.workload.format import load_workload
 from loadtest.workload.model import Workload
 from loadtest.workload.schedule import Schedule, build_schedule
@@ -103,7 +103,7 @@ def compare(
     if needs_fleets:
         try:
             fleets = (virtual_fleet(a), virtual_fleet(b))
-        except EnvironmentsError as exc:
+        except LiveOnly as exc:
             if options.mode != "auto":
                 raise
             say(f"virtual time: not possible here ({exc}); live only")
@@ -136,6 +136,14 @@ def _virtual(
     result.capacity = cap_a, cap_b = capacities(fleets, workload, seed=seed)
     say(f"  A {result.a.name}: {cap_a.describe()}")
     say(f"  B {result.b.name}: {cap_b.describe()}")
+    if options.concurrency is not None and options.sweep is None:
+        say(f"virtual time: both with {options.concurrency} requests in flight (closed loop)")
+        schedule = _virtual_schedule(workload, options, seed, None, options.concurrency)
+        result.point = compare_at(
+            fleets, workload, schedule, 0.0, options, keep_samples=True, unit=cap_a.rate
+        )
+        say(f"  A sustains {result.point.rate:.2f} req/s = load {result.point.load:.2f}")
+        return
     single = options.load is not None or options.rate is not None
     if single and options.sweep is None:
         load = options.load if options.load is not None else (options.rate or 0.0) / cap_a.rate
@@ -151,14 +159,18 @@ def _virtual(
 
 
 def _virtual_schedule(
-    workload: Workload, options: CompareOptions, seed: int, rate: float
+    workload: Workload,
+    options: CompareOptions,
+    seed: int,
+    rate: float | None,
+    concurrency: int | None = None,
 ) -> Schedule:
     length: dict[str, Any] = {"requests": options.virtual_requests}
     if options.duration is not None:
         length = {"duration": options.duration}
     elif options.requests is not None:
         length = {"requests": options.requests}
-    return build_schedule(workload, seed=seed, rate=rate, **length)
+    return build_schedule(workload, seed=seed, rate=rate, concurrency=concurrency, **length)
 
 
 def _live(
@@ -252,7 +264,7 @@ def _headline(result: Comparison) -> tuple[str, str | None]:
         )
     if result.point is not None:
         decision = result.point.judged.verdict
-        parts.append(f"at load {result.point.load:.2f} (virtual time): {decision.line}")
+        parts.append(f"at {result.point.describe()} (virtual time): {decision.line}")
         better = decision.better
     if result.live is not None:
         live = result.live
@@ -280,6 +292,7 @@ def _point(point: VirtualPoint) -> dict[str, Any]:
     return {
         "load": point.load,
         "rate": point.rate,
+        "concurrency": point.schedule.concurrency,
         "requests": len(point.schedule.requests),
         "verdict": point.judged.verdict.line,
         "better": point.judged.verdict.better,
@@ -295,7 +308,7 @@ def _figures(result: Comparison, side: str) -> dict[str, Any]:
     if result.point is not None:
         played = result.point.a if side == "a" else result.point.b
         figures = summarize(played.records, result.workload).to_dict()
-        return {"figures": figures, "figures_from": f"virtual time, load {result.point.load:.2f}"}
+        return {"figures": figures, "figures_from": f"virtual time, {result.point.describe()}"}
     if result.live is None:
         return {}
     live = result.live

@@ -22,6 +22,12 @@ class VirtualPoint:
     b: Played
     judged: Judged
 
+    def describe(self) -> str:
+        """'load 0.85', or 'concurrency 8, load 0.20' for a closed loop."""
+        at = f"load {self.load:.2f}"
+        concurrency = self.schedule.concurrency
+        return f"concurrency {concurrency}, {at}" if concurrency is not None else at
+
 
 def compare_at(
     fleets: tuple[VirtualFleet, VirtualFleet],
@@ -31,9 +37,11 @@ def compare_at(
     options: CompareOptions,
     *,
     keep_samples: bool = False,
+    unit: float | None = None,
 ) -> VirtualPoint:
     """Play `schedule` on both fleets (strategies seeded from the schedule's seed, each side
-    its own)."""
+    its own). A closed loop's rate is what A achieved, and its load that over `unit` (A's
+    saturation rate) when given."""
     seed = schedule.seed
     played = [
         play(fleet, schedule, seed=seed * 2 + side, keep_samples=keep_samples)
@@ -53,7 +61,11 @@ def compare_at(
         seed=seed,
         min_effect=options.min_effect,
     )
-    rate = len(schedule.requests) / max(schedule.span_s, 1e-9)
+    if schedule.closed_loop:
+        rate = len(played[0].records) / max(played[0].sim_seconds, 1e-9)
+        load = rate / unit if unit else load
+    else:
+        rate = len(schedule.requests) / max(schedule.span_s, 1e-9)
     return VirtualPoint(load, rate, schedule, played[0], played[1], judged)
 
 

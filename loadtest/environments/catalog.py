@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from loadtest.sim.layout import FLEETS
+from loadtest.sim.layout import FLEETS, on_hardware
 
 USER_FILE = "turnout-environments.yaml"
 
@@ -48,6 +48,9 @@ class Environment:
     # Share of GPU memory each simulated replica gets (vLLM's --gpu-memory-utilization);
     # None: vLLM's default 0.9, the same for every fleet.
     gpu_memory_utilization: float | None = None
+    # A named fleet on other hardware: the layout's profiles, old name -> new (resolved from
+    # `gpu`, `precision`, `kv_dtype` and `profiles` in the file; empty: the reference H100s).
+    profiles: dict[str, str] = field(default_factory=dict)
 
     @property
     def is_local(self) -> bool:
@@ -63,6 +66,8 @@ class Environment:
         if self.url is not None:
             return f"{self.name}: {self.url}"
         fleet = self.fleet or f"{len(self.replicas)} replicas"
+        if self.profiles:
+            fleet += f" on {', '.join(sorted(set(self.profiles.values())))}"
         scale = f", time scale {self.time_scale:g}" if self.time_scale is not None else ""
         return f"{self.name}: fleet {fleet} + gateway {self.strategy}{scale}"
 
@@ -85,6 +90,11 @@ class _EnvironmentModel(BaseModel):
     time_scale: float | None = Field(None, gt=0)
     gateway_env: dict[str, str] = Field(default_factory=dict)
     gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
+    # A named fleet on other hardware (loadtest.sim.layout.on_hardware).
+    gpu: str | None = None
+    precision: str | None = None
+    kv_dtype: str | None = None
+    profiles: dict[str, str] | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> "_EnvironmentModel":
@@ -93,6 +103,12 @@ class _EnvironmentModel(BaseModel):
             raise ValueError("give exactly one of url, fleet or replicas")
         if self.fleet is not None and self.fleet not in FLEETS:
             raise ValueError(f"fleet must be one of {', '.join(FLEETS)}")
+        moved = [k for k in ("gpu", "precision", "kv_dtype", "profiles") if getattr(self, k)]
+        if moved and self.fleet is None:
+            raise ValueError(
+                f"{moved[0]} applies to a named fleet (fleet: baseline ...); replicas name "
+                "their own profile"
+            )
         if self.replicas is not None and not self.replicas:
             raise ValueError("replicas must list at least one replica")
         if self.url is not None and not self.url.startswith(("http://", "https://")):
@@ -122,6 +138,12 @@ def _parse(text: str, source: str) -> dict[str, Environment]:
 
 
 def _build(name: str, spec: _EnvironmentModel) -> Environment:
+    profiles: dict[str, str] = {}
+    if spec.fleet is not None:
+        try:
+            profiles = on_hardware(spec.gpu, spec.precision, spec.kv_dtype, spec.profiles)
+        except ValueError as exc:
+            raise EnvironmentsError(f"environment {name!r}: {exc}") from None
     replicas = tuple(
         LocalReplica(model=r.model, profile=r.profile, args=tuple(r.args), alias=r.alias)
         for r in spec.replicas or ()
@@ -136,6 +158,7 @@ def _build(name: str, spec: _EnvironmentModel) -> Environment:
         time_scale=spec.time_scale,
         gateway_env=dict(spec.gateway_env),
         gpu_memory_utilization=spec.gpu_memory_utilization,
+        profiles=profiles,
     )
 
 
@@ -183,4 +206,5 @@ def as_dict(env: Environment) -> dict[str, Any]:
         "strategy": env.strategy,
         "time_scale": env.time_scale,
         "gpu_memory_utilization": env.gpu_memory_utilization,
+        "profiles": dict(env.profiles),
     }

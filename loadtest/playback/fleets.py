@@ -36,10 +36,16 @@ class VirtualFleet:
         return routers.load(self.strategy, **({"seed": seed} if accepts_seed else {}))
 
 
+class LiveOnly(EnvironmentsError):
+    """The environment is fine but runs only live (a URL, faults): not an error without
+    --virtual, where a comparison falls back to live runs."""
+
+
 def virtual_fleet(env: Environment) -> VirtualFleet:
-    """`env` in virtual time, or EnvironmentsError saying why it cannot be."""
+    """`env` in virtual time; LiveOnly if it can only run live, EnvironmentsError if it
+    cannot run at all (an unknown profile, bad engine settings)."""
     if env.url is not None:
-        raise EnvironmentsError(
+        raise LiveOnly(
             f"environment {env.name!r} is a URL ({env.url}): it runs only live, not in "
             "virtual time; give a local fleet, or drop --virtual"
         )
@@ -47,11 +53,18 @@ def virtual_fleet(env: Environment) -> VirtualFleet:
     if env.fleet is not None:
         replicas = tuple(
             replace(r, config=replace(r.config, gpu_memory_utilization=share))
-            for r in reference_replicas(env.fleet)
+            for r in reference_replicas(env.fleet, env.profiles)
         )
     else:
         replicas = tuple(
-            _replica(env.name, f"replica-{index}", spec.model, spec.profile, spec.args, share)
+            _replica(
+                env.name,
+                f"replica-{index}",
+                spec.alias or spec.model,
+                spec.profile,
+                spec.args,
+                share,
+            )
             for index, spec in enumerate(env.replicas)
         )
     default_poll = GatewaySettings.model_fields["poll_interval"].default
@@ -75,6 +88,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--kv-pool")  # pools are per process: nothing to share
     parser.add_argument("--gpu-memory-utilization", type=float)
     parser.add_argument("--seed", type=int)
+    # What server it presents as changes its HTTP face, not its engine (the profile's):
+    # virtual time plays the engine, so these are accepted and do nothing.
+    parser.add_argument("--present-as")
+    parser.add_argument("--max-queue", type=int)
+    parser.add_argument("--metrics", action=argparse.BooleanOptionalAction)
+    parser.add_argument("--health-delay", type=float)
     return parser
 
 
@@ -84,9 +103,9 @@ def _parse(env: str, args: tuple[str, ...]) -> argparse.Namespace:
     except argparse.ArgumentError as exc:
         raise EnvironmentsError(f"environment {env!r}: replica args: {exc}") from None
     if unknown:
-        raise EnvironmentsError(
+        raise LiveOnly(
             f"environment {env!r}: replica args {' '.join(unknown)} cannot be played in "
-            "virtual time (faults and servers only exist live); drop --virtual"
+            "virtual time (faults only exist live); drop --virtual"
         )
     return known
 

@@ -58,7 +58,9 @@ def uvicorn_config(app: object, host: str, port: int | None = None) -> uvicorn.C
 @app.command()
 def serve(
     model: str = typer.Option(..., help="Model name to serve (what clients put in `model`)."),
-    profile: str = typer.Option("llama-3.1-8b-h100", help=f"One of: {', '.join(PROFILES)}."),
+    profile: str = typer.Option(
+        "llama-3.1-8b-h100", help="A profile (`vllm-sim profiles`, or any composable name)."
+    ),
     port: int = typer.Option(8000, help="Port to listen on."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     max_num_seqs: int = typer.Option(256, min=1, help="Most requests running at once."),
@@ -110,9 +112,12 @@ def serve(
     if kv_mode not in ("static", "elastic"):
         _fail(f"--kv-mode must be static or elastic, not {kv_mode!r}")
     try:
-        load_profile(profile)
+        chosen = load_profile(profile)
     except UnknownProfile as exc:
         _fail(str(exc))
+        return
+    if chosen.engine != "vllm" and kv_mode != "static":
+        _fail(f"--kv-mode {kv_mode}: profile {profile} runs {chosen.engine}, whose slots are fixed")
     if fault_error_status not in ERROR_STATUSES:
         _fail("--fault-error-status must be one of 500, 502, 503, 504")
     problem = face_problem(present_as, metrics, legacy_metrics)
@@ -184,19 +189,52 @@ def fleet(
         max=1.0,
         help="Share of GPU memory for weights, activations and KV, on every replica.",
     ),
+    gpu: str | None = typer.Option(None, help="Run the layout on this GPU (e.g. b200)."),
+    precision: str | None = typer.Option(None, help="... with weights in this format (fp4)."),
+    kv_dtype: str | None = typer.Option(None, help="... with this KV cache dtype (fp8)."),
+    profile: list[str] = typer.Option(  # noqa: B008  (typer's way)
+        [], help="OLD=NEW: serve the layout's profile OLD as NEW instead (repeatable)."
+    ),
     log_level: str = typer.Option("warning", help="Log level."),
 ) -> None:
     """Start the six reference replicas as fleet NAME; stop them on Ctrl-C or SIGTERM."""
     from loadtest.sim.fleet import run_fleet
-    from loadtest.sim.layout import FLEETS
+    from loadtest.sim.layout import FLEETS, on_hardware
 
     configure_logging(log_level)
     if name not in FLEETS:
         _fail(f"unknown fleet {name!r}; available: {', '.join(FLEETS)}")
+    pairs = [item.split("=", 1) for item in profile]
+    if any(len(pair) != 2 or not all(pair) for pair in pairs):
+        _fail("--profile takes OLD=NEW, e.g. llama-3.1-8b-h100=llama-3.1-8b-fp4-b200")
+    try:
+        remap = on_hardware(gpu, precision, kv_dtype, dict(pairs))
+    except ValueError as exc:
+        _fail(str(exc))
+        return
     code = asyncio.run(
-        run_fleet(name, base_port, time_scale, host, processes, gpu_memory_utilization)
+        run_fleet(name, base_port, time_scale, host, processes, gpu_memory_utilization, remap)
     )
     raise typer.Exit(code)
+
+
+@app.command()
+def profiles(
+    gpu_memory_utilization: float = typer.Option(
+        DEFAULT_GPU_MEMORY_UTILIZATION, min=0.05, max=1.0, help="Memory share for KV capacity."
+    ),
+    context: int = typer.Option(1200, min=1, help="Tokens of context for the decode ITL."),
+    name: list[str] = typer.Argument(  # noqa: B008  (typer's way)
+        None, help="Profiles to show (default: the shipped ones); any composable name works."
+    ),
+) -> None:
+    """List profiles with their key numbers (docs/simulator.md explains each column)."""
+    from loadtest.sim.listing import profile_table
+
+    try:
+        typer.echo(profile_table(name or list(PROFILES), gpu_memory_utilization, context))
+    except UnknownProfile as exc:
+        _fail(str(exc))
 
 
 def main() -> None:

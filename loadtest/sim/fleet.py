@@ -13,7 +13,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -22,7 +22,7 @@ import orjson
 import uvicorn
 
 from loadtest.sim.kvcache import SharedKVPool
-from loadtest.sim.layout import REFERENCE, deployment
+from loadtest.sim.layout import deployment, seats
 from loadtest.sim.profiles import DEFAULT_GPU_MEMORY_UTILIZATION, load_profile
 from loadtest.sim.replica import ReplicaConfig, elastic_pool
 from loadtest.sim.server import SimServer, create_app
@@ -44,12 +44,13 @@ def fleet_replicas(
     base_port: int,
     time_scale: float,
     gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION,
+    remap: Mapping[str, str] | None = None,
 ) -> list[FleetReplica]:
     """The reference layout deployed as fleet `name` (loadtest.sim.layout); elastic replicas
-    share one pool per GPU (group)."""
+    share one pool per GPU (group). `remap` puts it on other hardware (layout.on_hardware)."""
     deployed = deployment(name)
     replicas = []
-    for index, seat in enumerate(REFERENCE):
+    for index, seat in enumerate(seats(remap)):
         config = ReplicaConfig(
             model=seat.model,
             profile=seat.profile,
@@ -189,9 +190,10 @@ async def run_fleet(
     host: str,
     processes: int,
     gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION,
+    remap: Mapping[str, str] | None = None,
 ) -> int:
     """Start the fleet, print where it listens, serve until a signal; the exit code."""
-    replicas = fleet_replicas(name, base_port, time_scale, gpu_memory_utilization)
+    replicas = fleet_replicas(name, base_port, time_scale, gpu_memory_utilization, remap)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -10,10 +10,12 @@ deploys that layout one way:
   prefixes per replica.
 """
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from loadtest.sim.kvcache import KVCACHED_MAX_CACHED_TOKENS
+from loadtest.sim.profiles import UnknownProfile, load_profile
 
 KVMode = Literal["static", "elastic"]
 
@@ -63,3 +65,42 @@ def deployment(name: str) -> Deployment:
         return DEPLOYMENTS[name]
     except KeyError:
         raise ValueError(f"unknown fleet {name!r}; available: {', '.join(FLEETS)}") from None
+
+
+def seats(remap: Mapping[str, str] | None = None) -> tuple[Seat, ...]:
+    """The reference layout, each seat's profile replaced by `remap[profile]` when given."""
+    if not remap:
+        return REFERENCE
+    return tuple(replace(seat, profile=remap.get(seat.profile, seat.profile)) for seat in REFERENCE)
+
+
+def on_hardware(
+    gpu: str | None = None,
+    weights: str | None = None,
+    kv_dtype: str | None = None,
+    profiles: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The remap that runs the reference layout on other hardware: each seat's profile moved
+    to `gpu` / `weights` / `kv_dtype` (loadtest.sim.hardware.retarget), or given outright in
+    `profiles` (old name -> new). Every result is loaded to check it can run; ValueError
+    naming the seat's profile and why not."""
+    from loadtest.sim.hardware import retarget
+
+    explicit = dict(profiles or {})
+    unknown = sorted(set(explicit) - {seat.profile for seat in REFERENCE})
+    if unknown:
+        known = ", ".join(sorted({seat.profile for seat in REFERENCE}))
+        raise ValueError(f"profiles: {unknown[0]!r} is not a profile of the layout ({known})")
+    remap: dict[str, str] = {}
+    for seat in REFERENCE:
+        old = seat.profile
+        try:
+            new = explicit.get(old) or (
+                retarget(old, gpu, weights, kv_dtype) if gpu or weights or kv_dtype else old
+            )
+            load_profile(new)
+        except UnknownProfile as exc:
+            raise ValueError(f"the layout's {old}: {exc}") from None
+        if new != old:
+            remap[old] = new
+    return remap

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from loadtest.sim.api import GenerationRequest
-from loadtest.sim.engine import EngineConfig, EngineModel
+from loadtest.sim.engine import EngineConfig
+from loadtest.sim.engines import make_engine
 from loadtest.sim.exposition import LatencyHistograms
 from loadtest.sim.faults import Faults
 from loadtest.sim.kvcache import KVCACHED_MAX_CACHED_TOKENS, SharedKVPool
@@ -123,9 +124,9 @@ class RealTimeEngine:
     def __init__(self, config: ReplicaConfig, pool: SharedKVPool | None = None) -> None:
         self.config = config
         self.profile: Profile = load_profile(config.profile)
-        if config.kv_mode == "elastic" and pool is None:
+        if config.kv_mode == "elastic" and pool is None and self.profile.engine == "vllm":
             pool = elastic_pool(config, self.profile)
-        self.engine = EngineModel(self.profile, config.engine_config(), pool)
+        self.engine = make_engine(self.profile, config.engine_config(), pool)
         self.faults = config.faults
         self.histograms = LatencyHistograms()
         self.streams: dict[str, Stream] = {}

@@ -27,6 +27,7 @@ def test_workloads_lists_builtins_one_line_each(tmp_path: Path) -> None:
         "mixed-lengths",
         "shared-prefix",
         "spark-chat",
+        "spark-qwen3-chat",
     ]
 
 

@@ -58,7 +58,7 @@ def test_unknown_name_lists_known_names(tmp_path: Path) -> None:
     with pytest.raises(EnvironmentsError) as err:
         resolve(envs, "managd")
     assert "unknown environment 'managd'" in str(err.value)
-    assert "baseline, managed, managed-prefix, qd, rr" in str(err.value)
+    assert "baseline, baseline-b200-fp4, managed, managed-prefix, qd, rr" in str(err.value)
 
 
 @pytest.mark.parametrize(
