@@ -59,8 +59,22 @@ def tables() -> dict[str, Any]:
         loaded = yaml.safe_load(text)
         if not isinstance(loaded, dict):
             raise ValueError(f"{name} must be a mapping of tables")
-        data.update(loaded)
+        data.update(_numbers(loaded))
     return data
+
+
+def _numbers(value: Any) -> Any:
+    """YAML 1.1 reads 3.35e12 as a string (its floats need a signed exponent): numbers back."""
+    if isinstance(value, dict):
+        return {key: _numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_numbers(item) for item in value]
+    if isinstance(value, str) and value[:1].isdigit() and "e" in value:
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def parse(name: str) -> Spec:

@@ -112,3 +112,24 @@ def test_aa_in_virtual_time_rarely_names_a_winner(files: tuple[Path, Path]) -> N
         point = at_load(fleets, workload, unit, 0.8, opts, seed=seed)
         named += point.judged.verdict.better is not None
     assert named <= 2
+
+
+def test_a_closed_loop_in_virtual_time_for_loadtest_cost(
+    files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    result = compare(
+        "tiny-rr", "tiny-qd", options(files, tmp_path / "r", concurrency=6, requests=120)
+    )
+    point = result.point
+    assert point is not None and not result.sweep and point.schedule.concurrency == 6
+    assert len(point.a.records) == len(point.b.records) == 120
+    # Its rate is what A sustained with six in flight, and its load that over A's saturation.
+    assert result.capacity is not None
+    assert point.load == pytest.approx(point.rate / result.capacity[0].rate)
+    assert re.match(r"at concurrency 6, load \d\.\d\d \(virtual time\): ", result.verdict)
+    document = orjson.loads((result.directory / "compare.json").read_bytes())
+    assert document["virtual"]["concurrency"] == 6
+    assert document["a"]["figures_from"].startswith("virtual time, concurrency 6")
+    assert document["a"]["figures"]["output_tokens_per_s"] > 0
+    html = (result.directory / "report.html").read_text()
+    assert "At concurrency 6, load" in html
