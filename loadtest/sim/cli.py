@@ -7,8 +7,8 @@ import typer
 import uvicorn
 
 from loadtest.sim.faces import FACES, face_named
-from loadtest.sim.fit import Fit
 from loadtest.sim.faults import ERROR_STATUSES, Faults
+from loadtest.sim.fit import Fit
 from loadtest.sim.kvcache import KVCACHED_MAX_CACHED_TOKENS
 from loadtest.sim.profiles import (
     DEFAULT_GPU_MEMORY_UTILIZATION,

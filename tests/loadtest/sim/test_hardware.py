@@ -152,7 +152,7 @@ def test_the_reference_layout_moves_to_other_hardware_seat_by_seat() -> None:
     assert on_hardware() == {}
     explicit = on_hardware(profiles={"mixtral-8x7b-h100-tp2": "mixtral-8x7b-fp4-b200"})
     assert explicit == {"mixtral-8x7b-h100-tp2": "mixtral-8x7b-fp4-b200"}
-    with pytest.raises(ValueError, match="the layout's llama-3.1-8b-h100: .* no FP4"):
+    with pytest.raises(ValueError, match=r"the layout.s llama-3\.1-8b-h100: .* no FP4"):
         on_hardware(weights="fp4")
     with pytest.raises(ValueError, match="'gpt-5' is not a profile of the layout"):
         on_hardware(profiles={"gpt-5": "llama-3.1-8b-fp4-b200"})
