@@ -247,7 +247,7 @@ def fit(
     ),
     output_tokens: int = typer.Option(256, min=1, help="Output tokens of every request."),
     max_users: int = typer.Option(64, min=1, help="Most concurrent users to try."),
-    requests_per_user: int = typer.Option(6, min=2, help="Requests each user sends in turn."),
+    requests_per_user: int = typer.Option(8, min=2, help="Requests each user sends in turn."),
     max_num_seqs: int = typer.Option(256, min=1, help="Most sequences at once (Ollama: slots)."),
     max_num_batched_tokens: int = typer.Option(8192, min=1, help="Token budget of one step."),
     kv_blocks: int | None = typer.Option(None, min=1, help="KV blocks (default: profile)."),

@@ -1,12 +1,13 @@
 """`vllm-sim fit`: which context window and how many concurrent users one replica can serve
 under a TTFT target, found in virtual time.
 
-For each context window C, every request fills it (a prompt of C - output tokens, then the
-output): the worst case a deployment with that window must take. N users each keep one
-request in flight (a closed loop, each user's next request sent when the last one ends);
-the largest N whose TTFT p99 stays under the target is found by doubling N, then halving
-the gap. The first request of each user is left out of the percentiles: they all arrive at
-once, a burst a steady stream of users does not make.
+For each context window C, every request fills it (a prompt of C - its output, then the
+output): the worst case a deployment with that window must take. Outputs vary from half to
+one and a half times the mean, so that users drift apart as real ones do instead of sending
+in lock-step. N users each keep one request in flight (a closed loop, each user's next
+request sent when the last one ends); the largest N whose TTFT p99 stays under the target is
+found by doubling N, then halving the gap. The first request of each user is left out of the
+percentiles: they all arrive at once, a burst a steady stream of users does not make.
 """
 
 from dataclasses import dataclass
@@ -43,20 +44,23 @@ def trial(
     profile: str, config: EngineConfig, context: int, users: int, output: int, per_user: int
 ) -> Trial:
     """Play `users` closed-loop streams of `per_user` requests each, every one `context` long."""
-    prompt = max(1, context - output)
     model = load_profile(profile).model
-    requests = [
-        VirtualRequest(
-            time=0.0,
-            model=model,
-            # A token unique to the request first: no prefix is shared between requests.
-            prompt_token_ids=[10_000_000 + index, *range(prompt - 1)],
-            max_tokens=output,
-            ignore_eos=True,
-            id=str(index),
+    requests = []
+    for index in range(users * per_user):
+        # Golden-ratio steps spread outputs evenly over [0.5, 1.5) x the mean, seed-free.
+        length = max(1, round(output * (0.5 + (index * 0.6180339887) % 1.0)))
+        prompt = max(1, context - length)
+        requests.append(
+            VirtualRequest(
+                time=0.0,
+                model=model,
+                # A token unique to the request first: no prefix is shared between requests.
+                prompt_token_ids=[10_000_000 + index, *range(prompt - 1)],
+                max_tokens=length,
+                ignore_eos=True,
+                id=str(index),
+            )
         )
-        for index in range(users * per_user)
-    ]
     replica = VirtualReplica("replica-0", profile, config)
     result = run_virtual([replica], RoundRobin(), requests, concurrency=users)
     done = [r for r in result.records if r.status == "ok" and r.ttft is not None]
