@@ -208,6 +208,10 @@ def _live(
     judged_as = judged_workload(workload, a, b)
     fallback = sum(r.summary.window_s for r in runs_a + runs_b) / len(runs_a + runs_b)
     window = schedule_window(measured(runs_a[0].result.records, judged_as), fallback)
+    window_b = None
+    if schedule.closed_loop:  # each side sends at its own pace: each its own mean window
+        window = sum(r.summary.window_s for r in runs_a) / len(runs_a)
+        window_b = sum(r.summary.window_s for r in runs_b) / len(runs_b)
     judged = judge(
         as_runs(a.name, runs_a),
         as_runs(b.name, runs_b),
@@ -216,6 +220,7 @@ def _live(
         resamples=options.resamples,
         seed=schedule.seed,
         min_effect=options.min_effect,
+        window_b_s=window_b,
     )
     result.live = Live(schedule, scale, load, runs_a, runs_b, judged)
     if fleets is not None and load is not None and not schedule.closed_loop:

@@ -51,15 +51,17 @@ def compare_at(
         Runs(fleet.name, [p.records], p.samples, p.counters, [0.0])
         for fleet, p in zip(fleets, played, strict=True)
     ]
-    window = schedule_window(measured(played[0].records, workload), played[0].sim_seconds)
+    windows = [schedule_window(measured(p.records, workload), p.sim_seconds) for p in played]
     judged = judge(
         runs[0],
         runs[1],
         workload,
-        window_s=window,
+        window_s=windows[0],
         resamples=options.resamples,
         seed=seed,
         min_effect=options.min_effect,
+        # A closed loop's sides send at their own pace: each its own window.
+        window_b_s=windows[1] if schedule.closed_loop else None,
     )
     if schedule.closed_loop:
         rate = len(played[0].records) / max(played[0].sim_seconds, 1e-9)

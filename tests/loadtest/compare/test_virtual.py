@@ -133,3 +133,19 @@ def test_a_closed_loop_in_virtual_time_for_loadtest_cost(
     assert document["a"]["figures"]["output_tokens_per_s"] > 0
     html = (result.directory / "report.html").read_text()
     assert "At concurrency 6, load" in html
+
+
+def test_a_closed_loop_divides_each_sides_rates_by_its_own_window(
+    files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Two users on three fast replicas against two users on one slow replica: same requests,
+    each side at its own pace, so B's throughput is lower, not equal to A's."""
+    slow = "{model: sim/tiny, profile: tiny, args: [--max-num-seqs, '1']}"
+    envs = files[1]
+    envs.write_text(ENVIRONMENTS + f"  tiny-slow: {{strategy: round_robin, replicas: [{slow}]}}\n")
+    result = compare(
+        "tiny-rr", "tiny-slow", options(files, tmp_path / "r", concurrency=2, requests=80)
+    )
+    assert result.point is not None
+    throughput = result.point.judged.by_name("throughput_rps")
+    assert throughput.b < 0.8 * throughput.a and throughput.winner == "a"

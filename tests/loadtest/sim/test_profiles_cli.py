@@ -42,13 +42,16 @@ def test_profiles_shows_any_composable_name_and_says_why_one_cannot_run() -> Non
 def test_fit_finds_the_largest_number_of_users_under_the_target() -> None:
     config = EngineConfig(prefix_caching=False)
     name = "llama-3.1-70b-fp8-rtxpro6000"
-    found = fit(name, config, 2048, ttft_p99=2.0, output=128, max_users=16, per_user=4)
+    found = fit(name, config, 4096, ttft_p99=2.0, output=256, max_users=16, per_user=4)
     assert found.best is not None and found.first_miss is not None
     assert found.best.ttft_p99 <= 2.0 < found.first_miss.ttft_p99
     assert found.first_miss.users == found.best.users + 1  # the search closed the gap
     # More users than that miss the target too; TTFT grows with users.
-    more = trial(name, config, 2048, found.best.users + 3, 128, 4)
+    more = trial(name, config, 4096, found.best.users + 3, 256, 4)
     assert more.ttft_p99 > found.best.ttft_p99
+    # Shorter windows serve more users.
+    short = fit(name, config, 2048, ttft_p99=2.0, output=256, max_users=8, per_user=4)
+    assert short.best is not None and short.best.users >= found.best.users
     # A window longer than the KV cache holds does not fit at all.
     huge = fit(name, config, 131072, ttft_p99=2.0, output=128, max_users=4, per_user=2)
     assert huge.best is None and huge.first_miss is None and huge.kv_windows < 1
