@@ -27,13 +27,8 @@ import statistics
 import time
 from collections.abc import Callable, Iterator
 
-from loadtest.sim.virtual import (
-    VirtualRecord,
-    VirtualReplica,
-    VirtualRequest,
-    reference_replicas,
-    run_virtual,
-)
+from loadtest.sim.engines import VirtualReplica, deployed_replicas
+from loadtest.sim.virtual import VirtualRecord, VirtualRequest, run_virtual
 from routers.registry import available, load, parse_options
 from routers.types import Strategy
 
@@ -88,7 +83,7 @@ WORKLOADS: dict[str, Workload] = {"mixed": mixed, "chat": chat, "shared": shared
 
 
 def qwen_pair() -> list[VirtualReplica]:
-    return [spec for spec in reference_replicas("baseline") if spec.profile.startswith("qwen")]
+    return [spec for spec in deployed_replicas("baseline") if spec.profile.startswith("qwen")]
 
 
 def saturation(workload: Workload, seed: int) -> float:

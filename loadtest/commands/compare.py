@@ -104,7 +104,7 @@ def print_comparison(console: Console, result: Comparison) -> None:
             say(f"  {ranges(curve, a, b)}")
     if result.point is not None:
         point = result.point
-        title = f"virtual time, load {point.load:.2f} ({point.rate:.1f} req/s): B - A, 95% CI"
+        title = f"virtual time, {point.describe()} ({point.rate:.1f} req/s): B - A, 95% CI"
         _differences(console, title, point.judged.differences, a, b)
         for note in point.judged.observations:
             say(f"  - {note}")
@@ -192,7 +192,8 @@ def compare_command(
         int, typer.Option(min=1, help="Live runs of each side, in A B B A order.")
     ] = REPEATS,
     concurrency: Annotated[
-        int | None, typer.Option(help="Live: requests kept in flight (closed loop).")
+        int | None,
+        typer.Option(help="Requests kept in flight (closed loop), live and in virtual time."),
     ] = None,
     duration: Annotated[float | None, typer.Option(help="Seconds of arrivals per run.")] = None,
     requests: Annotated[int | None, typer.Option(help="Requests per run.")] = None,

@@ -55,12 +55,15 @@ def judge(
     seed: int,
     min_effect: float,
     only: Sequence[str] | None = None,
+    window_b_s: float | None = None,
 ) -> Judged:
-    """Compare the sides' pooled runs (warm-up excluded) and name the better one, if any."""
+    """Compare the sides' pooled runs (warm-up excluded) and name the better one, if any.
+    Rates are per `window_s` on both sides, unless B has its own `window_b_s` (a closed loop,
+    where each side sends at its own pace)."""
     runs_a = [measured(run, workload) for run in a.records]
     runs_b = [measured(run, workload) for run in b.records]
     side_a = Side.of_runs(runs_a, duration_s=window_s, slo=workload.slo)
-    side_b = Side.of_runs(runs_b, duration_s=window_s, slo=workload.slo)
+    side_b = Side.of_runs(runs_b, duration_s=window_b_s or window_s, slo=workload.slo)
     diffs = compare_sides(
         side_a, side_b, resamples=resamples, seed=seed, min_effect=min_effect, only=only
     )

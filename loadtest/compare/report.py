@@ -151,7 +151,7 @@ def _point_section(point: VirtualPoint, workload: Workload, a: str, b: str) -> s
         for name, played in ((a, point.a), (b, point.b))
     ]
     return (
-        f"<h2>At load {point.load:.2f} ({point.rate:.1f} req/s), in virtual time</h2>"
+        f"<h2>At {html.escape(point.describe())} ({point.rate:.1f} req/s), in virtual time</h2>"
         + f'<p class="verdict">{html.escape(point.judged.verdict.line)}</p>'
         + bullet_list(point.judged.observations)
         + _differences_table(point.judged.differences)

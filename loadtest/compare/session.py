@@ -164,6 +164,14 @@ def _virtual(
     result.capacity = cap_a, cap_b = capacities(fleets, workload, seed=seed)
     say(f"  A {result.a.name}: {cap_a.describe()}")
     say(f"  B {result.b.name}: {cap_b.describe()}")
+    if options.concurrency is not None and options.sweep is None:
+        say(f"virtual time: both with {options.concurrency} requests in flight (closed loop)")
+        schedule = virtual_schedule(workload, options, seed, None, options.concurrency)
+        result.point = compare_at(
+            fleets, workload, schedule, 0.0, options, keep_samples=True, unit=cap_a.rate
+        )
+        say(f"  A sustains {result.point.rate:.2f} req/s = load {result.point.load:.2f}")
+        return
     single = options.load is not None or options.rate is not None
     if single and options.sweep is None:
         load = options.load if options.load is not None else (options.rate or 0.0) / cap_a.rate
@@ -221,6 +229,10 @@ def _live(
     judged_as = judged_workload(workload, a, b)
     fallback = sum(r.summary.window_s for r in runs_a + runs_b) / len(runs_a + runs_b)
     window = schedule_window(measured(runs_a[0].result.records, judged_as), fallback)
+    window_b = None
+    if schedule.closed_loop:  # each side sends at its own pace: each its own mean window
+        window = sum(r.summary.window_s for r in runs_a) / len(runs_a)
+        window_b = sum(r.summary.window_s for r in runs_b) / len(runs_b)
     judged = judge(
         as_runs(a.name, runs_a),
         as_runs(b.name, runs_b),
@@ -229,6 +241,7 @@ def _live(
         resamples=options.resamples,
         seed=schedule.seed,
         min_effect=options.min_effect,
+        window_b_s=window_b,
     )
     notes = _prompt_notes(schedule, runs_a, runs_b, a, b)
     judged = replace(judged, observations=judged.observations + notes)
@@ -295,7 +308,7 @@ def _headline(result: Comparison) -> tuple[str, str | None]:
         )
     if result.point is not None:
         decision = result.point.judged.verdict
-        parts.append(f"at load {result.point.load:.2f} (virtual time): {decision.line}")
+        parts.append(f"at {result.point.describe()} (virtual time): {decision.line}")
         better = decision.better
     if result.live is not None:
         live = result.live
@@ -323,6 +336,7 @@ def _point(point: VirtualPoint) -> dict[str, Any]:
     return {
         "load": point.load,
         "rate": point.rate,
+        "concurrency": point.schedule.concurrency,
         "requests": len(point.schedule.requests),
         "verdict": point.judged.verdict.line,
         "better": point.judged.verdict.better,
@@ -338,7 +352,7 @@ def _figures(result: Comparison, side: str) -> dict[str, Any]:
     if result.point is not None:
         played = result.point.a if side == "a" else result.point.b
         figures = summarize(played.records, result.workload).to_dict()
-        return {"figures": figures, "figures_from": f"virtual time, load {result.point.load:.2f}"}
+        return {"figures": figures, "figures_from": f"virtual time, {result.point.describe()}"}
     if result.live is None:
         return {}
     live = result.live

@@ -23,6 +23,12 @@ class VirtualPoint:
     b: Played
     judged: Judged
 
+    def describe(self) -> str:
+        """'load 0.85', or 'concurrency 8, load 0.20' for a closed loop."""
+        at = f"load {self.load:.2f}"
+        concurrency = self.schedule.concurrency
+        return f"concurrency {concurrency}, {at}" if concurrency is not None else at
+
 
 def compare_at(
     fleets: tuple[VirtualFleet, VirtualFleet],
@@ -32,9 +38,11 @@ def compare_at(
     options: CompareOptions,
     *,
     keep_samples: bool = False,
+    unit: float | None = None,
 ) -> VirtualPoint:
     """Play `schedule` on both fleets (strategies seeded from the schedule's seed, each side
-    its own)."""
+    its own). A closed loop's rate is what A achieved, and its load that over `unit` (A's
+    saturation rate) when given."""
     seed = schedule.seed
     played = [
         play(fleet, schedule, seed=seed * 2 + side, keep_samples=keep_samples)
@@ -44,17 +52,23 @@ def compare_at(
         Runs(fleet.name, [p.records], p.samples, p.counters, [0.0])
         for fleet, p in zip(fleets, played, strict=True)
     ]
-    window = schedule_window(measured(played[0].records, workload), played[0].sim_seconds)
+    windows = [schedule_window(measured(p.records, workload), p.sim_seconds) for p in played]
     judged = judge(
         runs[0],
         runs[1],
         workload,
-        window_s=window,
+        window_s=windows[0],
         resamples=options.resamples,
         seed=seed,
         min_effect=options.min_effect,
+        # A closed loop's sides send at their own pace: each its own window.
+        window_b_s=windows[1] if schedule.closed_loop else None,
     )
-    rate = len(schedule.requests) / max(schedule.span_s, 1e-9)
+    if schedule.closed_loop:
+        rate = len(played[0].records) / max(played[0].sim_seconds, 1e-9)
+        load = rate / unit if unit else load
+    else:
+        rate = len(schedule.requests) / max(schedule.span_s, 1e-9)
     return VirtualPoint(load, rate, schedule, played[0], played[1], judged)
 
 
@@ -82,13 +96,17 @@ def capacities(
 
 
 def virtual_schedule(
-    workload: Workload, options: CompareOptions, seed: int, rate: float
+    workload: Workload,
+    options: CompareOptions,
+    seed: int,
+    rate: float | None,
+    concurrency: int | None = None,
 ) -> Schedule:
-    """The schedule of one virtual point at `rate`: --duration or --requests long, else
-    `options.virtual_requests` requests."""
+    """The schedule of one virtual point at `rate` (or `concurrency` in flight, closed loop):
+    --duration or --requests long, else `options.virtual_requests` requests."""
     length: dict[str, Any] = {"requests": options.virtual_requests or POINT_REQUESTS}
     if options.duration is not None:
         length = {"duration": options.duration}
     elif options.requests is not None:
         length = {"requests": options.requests}
-    return build_schedule(workload, seed=seed, rate=rate, **length)
+    return build_schedule(workload, seed=seed, rate=rate, concurrency=concurrency, **length)

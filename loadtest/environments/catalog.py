@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from loadtest.sim.layout import FLEETS
+from loadtest.sim.layout import FLEETS, on_hardware
 from loadtest.workload.counting import TokenizerChoice
 
 USER_FILE = "turnout-environments.yaml"
@@ -51,6 +51,9 @@ class Environment:
     gpu_memory_utilization: float | None = None
     # The served models' tokenizer (a directory or a cached model name), or one per model.
     tokenizer: str | dict[str, str] | None = None
+    # A named fleet on other hardware: the layout's profiles, old name -> new (resolved from
+    # `gpu`, `precision`, `kv_dtype` and `profiles` in the file; empty: the reference H100s).
+    profiles: dict[str, str] = field(default_factory=dict)
 
     @property
     def is_local(self) -> bool:
@@ -66,6 +69,8 @@ class Environment:
         if self.url is not None:
             return f"{self.name}: {self.url}"
         fleet = self.fleet or f"{len(self.replicas)} replicas"
+        if self.profiles:
+            fleet += f" on {', '.join(sorted(set(self.profiles.values())))}"
         scale = f", time scale {self.time_scale:g}" if self.time_scale is not None else ""
         return f"{self.name}: fleet {fleet} + gateway {self.strategy}{scale}"
 
@@ -89,6 +94,11 @@ class _EnvironmentModel(BaseModel):
     gateway_env: dict[str, str] = Field(default_factory=dict)
     gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
     tokenizer: str | dict[str, str] | None = None
+    # A named fleet on other hardware (loadtest.sim.layout.on_hardware).
+    gpu: str | None = None
+    precision: str | None = None
+    kv_dtype: str | None = None
+    profiles: dict[str, str] | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> "_EnvironmentModel":
@@ -97,6 +107,12 @@ class _EnvironmentModel(BaseModel):
             raise ValueError("give exactly one of url, fleet or replicas")
         if self.fleet is not None and self.fleet not in FLEETS:
             raise ValueError(f"fleet must be one of {', '.join(FLEETS)}")
+        moved = [k for k in ("gpu", "precision", "kv_dtype", "profiles") if getattr(self, k)]
+        if moved and self.fleet is None:
+            raise ValueError(
+                f"{moved[0]} applies to a named fleet (fleet: baseline ...); replicas name "
+                "their own profile"
+            )
         if self.replicas is not None and not self.replicas:
             raise ValueError("replicas must list at least one replica")
         if self.url is not None and not self.url.startswith(("http://", "https://")):
@@ -126,6 +142,12 @@ def _parse(text: str, source: str) -> dict[str, Environment]:
 
 
 def _build(name: str, spec: _EnvironmentModel) -> Environment:
+    profiles: dict[str, str] = {}
+    if spec.fleet is not None:
+        try:
+            profiles = on_hardware(spec.gpu, spec.precision, spec.kv_dtype, spec.profiles)
+        except ValueError as exc:
+            raise EnvironmentsError(f"environment {name!r}: {exc}") from None
     replicas = tuple(
         LocalReplica(model=r.model, profile=r.profile, args=tuple(r.args), alias=r.alias)
         for r in spec.replicas or ()
@@ -141,6 +163,7 @@ def _build(name: str, spec: _EnvironmentModel) -> Environment:
         gateway_env=dict(spec.gateway_env),
         gpu_memory_utilization=spec.gpu_memory_utilization,
         tokenizer=spec.tokenizer,
+        profiles=profiles,
     )
 
 
@@ -207,4 +230,5 @@ def as_dict(env: Environment) -> dict[str, Any]:
         "time_scale": env.time_scale,
         "gpu_memory_utilization": env.gpu_memory_utilization,
         "tokenizer": env.tokenizer,
+        "profiles": dict(env.profiles),
     }

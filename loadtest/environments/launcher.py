@@ -249,6 +249,7 @@ def _start_fleet(
         base = free_port_run(host, len(seats(str(env.fleet))), rng)
         argv = [console_script("vllm-sim"), "fleet", str(env.fleet)]
         argv += ["--base-port", str(base), "--host", host, *sim_flags(env)]
+        argv += [f"--profile={old}={new}" for old, new in env.profiles.items()]
         proc = ManagedProcess(f"fleet {env.fleet}", argv, log_dir / "fleet.log", {})
         procs.append(proc)
         try:

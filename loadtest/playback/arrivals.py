@@ -5,7 +5,6 @@ from collections.abc import Iterator
 
 from loadtest.sim.tokenizer import chat_ids, encode
 from loadtest.sim.virtual import VirtualRequest
-from loadtest.workload.model import WorkloadError
 from loadtest.workload.schedule import Schedule
 
 
@@ -13,11 +12,9 @@ def virtual_requests(schedule: Schedule) -> Iterator[VirtualRequest]:
     """One VirtualRequest per scheduled request, in order, id = the schedule's index.
 
     Prompt ids are what `vllm-sim` computes from the request a live run would send (the
-    chat template included); lazily, so 100k prompts need not sit in memory."""
-    if schedule.closed_loop:
-        raise WorkloadError(
-            "virtual time plays open-loop schedules (a rate or --load), not a fixed concurrency"
-        )
+    chat template included); lazily, so 100k prompts need not sit in memory. A closed-loop
+    schedule's times are all 0: the runner sends each when a slot frees
+    (`run_virtual(concurrency=...)`)."""
     workload = schedule.workload
     prompt_ids = schedule.prompt_encoder(encode)
     chat = workload.api == "chat"

@@ -51,10 +51,17 @@ def virtual_fleet(env: Environment) -> VirtualFleet:
         )
     share = env.gpu_memory_utilization or DEFAULT_GPU_MEMORY_UTILIZATION
     if env.fleet is not None:
-        replicas = tuple(deployed_replicas(env.fleet, share))
+        replicas = tuple(deployed_replicas(env.fleet, share, env.profiles))
     else:
         replicas = tuple(
-            _replica(env.name, f"replica-{index}", spec.model, spec.profile, spec.args, share)
+            _replica(
+                env.name,
+                f"replica-{index}",
+                spec.alias or spec.model,
+                spec.profile,
+                spec.args,
+                share,
+            )
             for index, spec in enumerate(env.replicas)
         )
     default_poll = GatewaySettings.model_fields["poll_interval"].default
@@ -78,6 +85,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--kv-pool")  # pools are per process: nothing to share
     parser.add_argument("--gpu-memory-utilization", type=float)
     parser.add_argument("--seed", type=int)
+    # What server it presents as changes its HTTP face, not its engine (the profile's):
+    # virtual time plays the engine, so these are accepted and do nothing.
+    parser.add_argument("--present-as")
+    parser.add_argument("--max-queue", type=int)
+    parser.add_argument("--metrics", action=argparse.BooleanOptionalAction)
+    parser.add_argument("--health-delay", type=float)
     return parser
 
 
@@ -89,7 +102,7 @@ def _parse(env: str, args: tuple[str, ...]) -> argparse.Namespace:
     if unknown:
         raise LiveOnly(
             f"environment {env!r}: replica args {' '.join(unknown)} cannot be played in "
-            "virtual time (faults and servers only exist live); drop --virtual"
+            "virtual time (faults only exist live); drop --virtual"
         )
     return known
 

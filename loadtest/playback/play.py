@@ -34,13 +34,16 @@ class Played:
 def play(
     fleet: VirtualFleet, schedule: Schedule, *, seed: int, keep_samples: bool = False
 ) -> Played:
-    """Play `schedule` (open loop) on `fleet`; the strategy is seeded with `seed`."""
+    """Play `schedule` on `fleet` (a closed loop keeps its concurrency in flight, for its
+    duration if it has one); the strategy is seeded with `seed`."""
     result = run_virtual(
         fleet.replicas,
         fleet.new_strategy(seed),
         virtual_requests(schedule),
         poll_interval=fleet.poll_interval,
         keep_samples=keep_samples,
+        concurrency=schedule.concurrency,
+        stop_sending_after=schedule.duration_s,
     )
     records = [request_record(record) for record in result.records]
     return Played(fleet, records, counters(result.engines), result.sim_seconds, _samples(result))

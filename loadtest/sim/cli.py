@@ -8,6 +8,7 @@ import uvicorn
 
 from loadtest.sim.faces import FACES, face_named
 from loadtest.sim.faults import ERROR_STATUSES, Faults
+from loadtest.sim.fit import Fit
 from loadtest.sim.hf_tokenizer import TokenizerError, load_tokenizer
 from loadtest.sim.kvcache import KVCACHED_MAX_CACHED_TOKENS
 from loadtest.sim.profiles import (
@@ -59,7 +60,9 @@ def uvicorn_config(app: object, host: str, port: int | None = None) -> uvicorn.C
 @app.command()
 def serve(
     model: str = typer.Option(..., help="Model name to serve (what clients put in `model`)."),
-    profile: str = typer.Option("llama-3.1-8b-h100", help=f"One of: {', '.join(PROFILES)}."),
+    profile: str = typer.Option(
+        "llama-3.1-8b-h100", help="A profile (`vllm-sim profiles`, or any composable name)."
+    ),
     port: int = typer.Option(8000, help="Port to listen on."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     max_num_seqs: int = typer.Option(256, min=1, help="Most requests running at once."),
@@ -116,9 +119,12 @@ def serve(
     if kv_mode not in ("static", "elastic"):
         _fail(f"--kv-mode must be static or elastic, not {kv_mode!r}")
     try:
-        load_profile(profile)
+        chosen = load_profile(profile)
     except UnknownProfile as exc:
         _fail(str(exc))
+        return
+    if chosen.engine != "vllm" and kv_mode != "static":
+        _fail(f"--kv-mode {kv_mode}: profile {profile} runs {chosen.engine}, whose slots are fixed")
     if fault_error_status not in ERROR_STATUSES:
         _fail("--fault-error-status must be one of 500, 502, 503, 504")
     problem = face_problem(present_as, metrics, legacy_metrics)
@@ -198,6 +204,12 @@ def fleet(
         max=1.0,
         help="Share of each GPU's memory for weights, activations and KV (split over its engines).",
     ),
+    gpu: str | None = typer.Option(None, help="Run the layout on this GPU (e.g. b200)."),
+    precision: str | None = typer.Option(None, help="... with weights in this format (fp4)."),
+    kv_dtype: str | None = typer.Option(None, help="... with this KV cache dtype (fp8)."),
+    profile: list[str] = typer.Option(  # noqa: B008  (typer's way)
+        [], help="OLD=NEW: serve the layout's profile OLD as NEW instead (repeatable)."
+    ),
     log_level: str = typer.Option("warning", help="Log level."),
 ) -> None:
     """Start fleet NAME's replicas (see loadtest/sim/layout.py); stop them on Ctrl-C or SIGTERM.
@@ -206,15 +218,127 @@ def fleet(
     colocated-static, colocated-elastic (two models on each of four GPUs).
     """
     from loadtest.sim.fleet import run_fleet
-    from loadtest.sim.layout import FLEETS
+    from loadtest.sim.layout import FLEETS, on_hardware
 
     configure_logging(log_level)
     if name not in FLEETS:
         _fail(f"unknown fleet {name!r}; available: {', '.join(FLEETS)}")
+    pairs = [item.split("=", 1) for item in profile]
+    if any(len(pair) != 2 or not all(pair) for pair in pairs):
+        _fail("--profile takes OLD=NEW, e.g. llama-3.1-8b-h100=llama-3.1-8b-fp4-b200")
+    try:
+        remap = on_hardware(gpu, precision, kv_dtype, dict(pairs))
+    except ValueError as exc:
+        _fail(str(exc))
+        return
     code = asyncio.run(
-        run_fleet(name, base_port, time_scale, host, processes, gpu_memory_utilization)
+        run_fleet(name, base_port, time_scale, host, processes, gpu_memory_utilization, remap)
     )
     raise typer.Exit(code)
+
+
+@app.command()
+def profiles(
+    gpu_memory_utilization: float = typer.Option(
+        DEFAULT_GPU_MEMORY_UTILIZATION, min=0.05, max=1.0, help="Memory share for KV capacity."
+    ),
+    context: int = typer.Option(1200, min=1, help="Tokens of context for the decode ITL."),
+    name: list[str] = typer.Argument(  # noqa: B008  (typer's way)
+        None, help="Profiles to show (default: the shipped ones); any composable name works."
+    ),
+) -> None:
+    """List profiles with their key numbers (docs/simulator.md explains each column)."""
+    from loadtest.sim.listing import profile_table
+
+    try:
+        typer.echo(profile_table(name or list(PROFILES), gpu_memory_utilization, context))
+    except UnknownProfile as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def fit(
+    profile: str = typer.Option(..., help="The profile of the replica (`vllm-sim profiles`)."),
+    ttft_p99: float = typer.Option(2.0, min=0.001, help="TTFT p99 target, seconds."),
+    contexts: str = typer.Option(
+        "2048,4096,8192,16384,32768,65536,131072", help="Context windows to try, tokens."
+    ),
+    output_tokens: int = typer.Option(256, min=1, help="Output tokens of every request."),
+    max_users: int = typer.Option(64, min=1, help="Most concurrent users to try."),
+    requests_per_user: int = typer.Option(8, min=2, help="Requests each user sends in turn."),
+    max_num_seqs: int = typer.Option(256, min=1, help="Most sequences at once (Ollama: slots)."),
+    max_num_batched_tokens: int = typer.Option(8192, min=1, help="Token budget of one step."),
+    kv_blocks: int | None = typer.Option(None, min=1, help="KV blocks (default: profile)."),
+    gpu_memory_utilization: float = typer.Option(
+        DEFAULT_GPU_MEMORY_UTILIZATION, min=0.05, max=1.0, help="vLLM's memory share."
+    ),
+) -> None:
+    """The largest context window and number of concurrent users one replica serves with
+    TTFT p99 under the target, in virtual time (docs/simulator.md, "vllm-sim fit")."""
+    from loadtest.sim.engine import EngineConfig
+    from loadtest.sim.fit import fit as fit_context
+
+    try:
+        windows = [int(item) for item in contexts.split(",") if item.strip()]
+    except ValueError:
+        _fail(f"--contexts takes token counts separated by commas, not {contexts!r}")
+        return
+    if not windows or min(windows) <= output_tokens:
+        _fail("--contexts: each window must be longer than --output-tokens")
+    try:
+        load_profile(profile)
+    except UnknownProfile as exc:
+        _fail(str(exc))
+    config = EngineConfig(
+        max_num_seqs=max_num_seqs,
+        max_num_batched_tokens=max(max_num_batched_tokens, max_num_seqs),
+        num_blocks=kv_blocks,
+        prefix_caching=False,
+        gpu_memory_utilization=gpu_memory_utilization,
+    )
+    typer.echo(
+        f"{profile}: TTFT p99 under {ttft_p99:g} s, requests filling the window "
+        f"({output_tokens} output tokens), up to {max_users} users"
+    )
+    typer.echo(
+        f"{'context':>8}  {'windows in KV':>13}  {'users':>5}  {'TTFT p99':>9}  "
+        f"{'TPOT p50':>9}  {'tok/s/user':>10}  {'tok/s':>7}  next"
+    )
+    for window in windows:
+        try:
+            found = fit_context(
+                profile,
+                config,
+                window,
+                ttft_p99=ttft_p99,
+                output=output_tokens,
+                max_users=max_users,
+                per_user=requests_per_user,
+            )
+        except ValueError as exc:
+            _fail(str(exc))
+            return
+        typer.echo(_fit_line(found))
+
+
+def _fit_line(found: Fit) -> str:
+    head = f"{found.context:>8,}  {found.kv_windows:>13.1f}"
+    best, miss = found.best, found.first_miss
+    after = (
+        f"{miss.users} users: TTFT p99 {miss.ttft_p99:.2f} s"
+        + (f", {miss.refused} refused" if miss.refused else "")
+        if miss
+        else "-"
+    )
+    if best is None:
+        if miss is None:
+            return f"{head}  {'-':>5}  does not fit (longer than the model's window or the KV)"
+        return f"{head}  {0:>5}  {'-':>9}  {'-':>9}  {'-':>10}  {'-':>7}  {after}"
+    per_user = 1 / best.tpot_p50 if best.tpot_p50 > 0 else 0.0
+    return (
+        f"{head}  {best.users:>5}  {best.ttft_p99:>8.2f}s  {best.tpot_p50 * 1e3:>7.1f}ms  "
+        f"{per_user:>10.1f}  {best.tokens_per_s:>7.0f}  {after}"
+    )
 
 
 def main() -> None:

@@ -1,10 +1,11 @@
 """A fleet's engines, built from replica specs: the specs of a deployed layout, the shared
 KV pools and GPUs of the replicas that name one."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from loadtest.sim.engine import EngineConfig, EngineModel
+from loadtest.sim.engine import EngineConfig
+from loadtest.sim.engine_kind import Engine, make_engine
 from loadtest.sim.gpus import SharedGpu, shared_pool
 from loadtest.sim.kvcache import SharedKVPool
 from loadtest.sim.layout import deployment, placements
@@ -27,7 +28,7 @@ class VirtualReplica:
 
 def build_engines(
     specs: Sequence[VirtualReplica],
-) -> list[tuple[VirtualReplica, Profile, EngineModel]]:
+) -> list[tuple[VirtualReplica, Profile, Engine]]:
     """An engine per spec; elastic replicas naming one pool get one `SharedKVPool`, sized by
     all of them, and replicas naming one GPU one `SharedGpu`."""
     profiles = {spec.profile: load_profile(spec.profile) for spec in specs}
@@ -51,16 +52,19 @@ def build_engines(
         profile = profiles[spec.profile]
         pool = pools[spec.pool] if spec.pool is not None else None
         gpu = gpus[spec.gpu] if spec.gpu is not None else None
-        built.append((spec, profile, EngineModel(profile, spec.config, pool, gpu)))
+        built.append((spec, profile, make_engine(profile, spec.config, pool, gpu)))
     return built
 
 
 def deployed_replicas(
-    fleet: str, gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION
+    fleet: str,
+    gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION,
+    remap: Mapping[str, str] | None = None,
 ) -> list[VirtualReplica]:
     """Fleet `fleet`'s layout deployed its way (loadtest.sim.layout), replicas named
     replica-0, 1, ...: elastic ones share one pool per GPU (group), engines on one GPU its
-    time, and each engine gets its share of `gpu_memory_utilization`."""
+    time, and each engine gets its share of `gpu_memory_utilization`. `remap` puts it on other
+    hardware (layout.on_hardware)."""
     deployed = deployment(fleet)
     return [
         VirtualReplica(
@@ -76,5 +80,5 @@ def deployed_replicas(
             place.seat.model,
             place.gpu,
         )
-        for index, place in enumerate(placements(fleet, gpu_memory_utilization))
+        for index, place in enumerate(placements(fleet, gpu_memory_utilization, remap))
     ]

@@ -14,7 +14,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -46,13 +46,14 @@ def fleet_replicas(
     base_port: int,
     time_scale: float,
     gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION,
+    remap: Mapping[str, str] | None = None,
 ) -> list[FleetReplica]:
     """Fleet `name`'s layout deployed its way (loadtest.sim.layout): elastic replicas share
     one pool per GPU (group), replicas on one GPU its time, and each engine gets its share of
-    `gpu_memory_utilization`."""
+    `gpu_memory_utilization`. `remap` puts it on other hardware (layout.on_hardware)."""
     deployed = deployment(name)
     replicas = []
-    for index, place in enumerate(placements(name, gpu_memory_utilization)):
+    for index, place in enumerate(placements(name, gpu_memory_utilization, remap)):
         config = ReplicaConfig(
             model=place.seat.model,
             profile=place.seat.profile,
@@ -199,9 +200,10 @@ async def run_fleet(
     host: str,
     processes: int,
     gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION,
+    remap: Mapping[str, str] | None = None,
 ) -> int:
     """Start the fleet, print where it listens, serve until a signal; the exit code."""
-    replicas = fleet_replicas(name, base_port, time_scale, gpu_memory_utilization)
+    replicas = fleet_replicas(name, base_port, time_scale, gpu_memory_utilization, remap)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -22,11 +22,12 @@ Engines on one GPU also share its time (loadtest.sim.gpus).
 """
 
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from loadtest.sim.kvcache import KVCACHED_MAX_CACHED_TOKENS
-from loadtest.sim.profiles import DEFAULT_GPU_MEMORY_UTILIZATION
+from loadtest.sim.profiles import DEFAULT_GPU_MEMORY_UTILIZATION, UnknownProfile, load_profile
 
 KVMode = Literal["static", "elastic"]
 
@@ -101,19 +102,25 @@ def deployment(name: str) -> Deployment:
         raise ValueError(f"unknown fleet {name!r}; available: {', '.join(FLEETS)}") from None
 
 
-def seats(fleet: str) -> tuple[Seat, ...]:
-    """The seats of fleet `fleet`'s layout, in replica order."""
-    return LAYOUTS[deployment(fleet).layout]
+def seats(fleet: str, remap: Mapping[str, str] | None = None) -> tuple[Seat, ...]:
+    """The seats of fleet `fleet`'s layout, in replica order, each seat's profile replaced by
+    `remap[profile]` when given."""
+    layout = LAYOUTS[deployment(fleet).layout]
+    if not remap:
+        return layout
+    return tuple(replace(seat, profile=remap.get(seat.profile, seat.profile)) for seat in layout)
 
 
 def placements(
-    fleet: str, gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION
+    fleet: str,
+    gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION,
+    remap: Mapping[str, str] | None = None,
 ) -> list[Placement]:
     """Each engine of fleet `fleet`: `gpu_memory_utilization` is the share of each GPU the
     fleet may use, split evenly over the engines on it; elastic engines pool their shares
     per GPU (group)."""
     deployed = deployment(fleet)
-    layout = seats(fleet)
+    layout = seats(fleet, remap)
     residents = Counter(seat.gpus for seat in layout)
     return [
         Placement(
@@ -124,3 +131,35 @@ def placements(
         )
         for seat in layout
     ]
+
+
+def on_hardware(
+    gpu: str | None = None,
+    weights: str | None = None,
+    kv_dtype: str | None = None,
+    profiles: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The remap that runs the reference layout on other hardware: each seat's profile moved
+    to `gpu` / `weights` / `kv_dtype` (loadtest.sim.hardware.retarget), or given outright in
+    `profiles` (old name -> new). Every result is loaded to check it can run; ValueError
+    naming the seat's profile and why not."""
+    from loadtest.sim.hardware import retarget
+
+    explicit = dict(profiles or {})
+    unknown = sorted(set(explicit) - {seat.profile for seat in REFERENCE})
+    if unknown:
+        known = ", ".join(sorted({seat.profile for seat in REFERENCE}))
+        raise ValueError(f"profiles: {unknown[0]!r} is not a profile of the layout ({known})")
+    remap: dict[str, str] = {}
+    for seat in REFERENCE:
+        old = seat.profile
+        try:
+            new = explicit.get(old) or (
+                retarget(old, gpu, weights, kv_dtype) if gpu or weights or kv_dtype else old
+            )
+            load_profile(new)
+        except UnknownProfile as exc:
+            raise ValueError(f"the layout's {old}: {exc}") from None
+        if new != old:
+            remap[old] = new
+    return remap

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from loadtest.sim.api import GenerationRequest
-from loadtest.sim.engine import EngineConfig, EngineModel
+from loadtest.sim.engine import EngineConfig
+from loadtest.sim.engine_kind import make_engine
 from loadtest.sim.exposition import LatencyHistograms
 from loadtest.sim.faults import Faults
 from loadtest.sim.gpus import SharedGpu, shared_pool
@@ -135,9 +136,9 @@ class RealTimeEngine:
     ) -> None:
         self.config = config
         self.profile: Profile = load_profile(config.profile)
-        if config.kv_mode == "elastic" and pool is None:
+        if config.kv_mode == "elastic" and pool is None and self.profile.engine == "vllm":
             pool = elastic_pool([config])
-        self.engine = EngineModel(self.profile, config.engine_config(), pool, gpu)
+        self.engine = make_engine(self.profile, config.engine_config(), pool, gpu)
         self.faults = config.faults
         self.histograms = LatencyHistograms()
         self.streams: dict[str, Stream] = {}

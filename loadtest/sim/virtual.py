@@ -12,11 +12,12 @@ there, herding on stale metrics included.
 
 import heapq
 from array import array
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from loadtest.sim.engine import EngineModel, RequestRejected
+from loadtest.sim.engine import RequestRejected
+from loadtest.sim.engine_kind import Engine
 from loadtest.sim.engines import VirtualReplica, build_engines
 from loadtest.sim.types import EngineStats, FinishedRequest, SimRequest
 from routers import prompt
@@ -124,13 +125,21 @@ def run_virtual(
     scrape_latency: float = 0.0,
     scrape_fails: Callable[[str, float], bool] | None = None,
     keep_samples: bool = False,
+    concurrency: int | None = None,
+    stop_sending_after: float | None = None,
 ) -> VirtualResult:
     """Play `arrivals` (in time order; any iterable) through the fleet; a record per arrival.
 
     The pool marks a scrape older than `stale_after` (default 3 poll intervals, as the
     gateway does) stale. `scrape_fails(replica, time)` says whether a scrape beginning then
     fails (default: none do).
+
+    Closed loop: with `concurrency` N the arrivals' times are ignored; N are sent at once and
+    each answer (or refusal) sends the next at that instant, as `loadtest run --concurrency`
+    does live; none is sent after `stop_sending_after` seconds.
     """
+    if concurrency is not None and concurrency < 1:
+        raise ValueError("concurrency must be at least 1")
     if poll_interval <= 0 or scrape_latency < 0 or scrape_latency >= poll_interval:
         raise ValueError("need poll_interval > 0 and 0 <= scrape_latency < poll_interval")
     engines = {
@@ -140,7 +149,25 @@ def run_virtual(
     stale = 3.0 * poll_interval if stale_after is None else stale_after
     run = _FleetRun(engines, strategy, poll_interval, stale, scrape_latency, scrape_fails)
     run.samples = [] if keep_samples else None
+    if concurrency is not None:
+        run.open_slots = concurrency
+        return run.play(_released(arrivals, run, stop_sending_after))
     return run.play(arrivals)
+
+
+def _released(
+    templates: Iterable[VirtualRequest], run: "_FleetRun", stop_after: float | None
+) -> Iterator[VirtualRequest | None]:
+    """Closed loop: each request sent when a slot is free, at that instant (the run frees a
+    slot when an answer ends). None is yielded while no slot is free; the run then plays
+    events until one is."""
+    for template in templates:
+        while not run.open_slots:
+            yield None  # the run's cue to play on
+        if stop_after is not None and run.now > stop_after:
+            return
+        run.open_slots -= 1
+        yield replace(template, time=run.now)
 
 
 class VirtualScrapes:
@@ -168,7 +195,7 @@ class _Engine:
 
     __slots__ = ("busy", "engine", "finishing", "first", "name")
 
-    def __init__(self, name: str, engine: EngineModel) -> None:
+    def __init__(self, name: str, engine: Engine) -> None:
         self.name = name
         self.engine = engine
         self.busy = False
@@ -181,7 +208,7 @@ class _FleetRun:
 
     def __init__(
         self,
-        engines: dict[str, tuple[str, EngineModel]],
+        engines: dict[str, tuple[str, Engine]],
         strategy: Strategy,
         poll_interval: float,
         stale: float,
@@ -210,6 +237,8 @@ class _FleetRun:
         self.scrapes = VirtualScrapes(self.pool)
         self.samples: list[ScrapeSample] | None = None
         self.routed: dict[str, tuple[RouteRequest, str]] = {}
+        # Closed loop only: requests that may be sent now (None: open loop).
+        self.open_slots: int | None = None
         self.records: dict[str, VirtualRecord] = {}
         added = getattr(strategy, "on_replica_added", None)
         names = [replica.id for replica in self.pool]
@@ -222,12 +251,17 @@ class _FleetRun:
         self.sequence += 1
         heapq.heappush(self.events, (at, kind, self.sequence, name))
 
-    def play(self, arrivals: Iterable[VirtualRequest]) -> VirtualResult:
+    def play(self, arrivals: Iterable[VirtualRequest | None]) -> VirtualResult:
         events = self.events
         pending = iter(arrivals)  # may be a generator: 100k prompts need not sit in memory
         arrival = next(pending, None)
         first = last = arrival.time if arrival is not None else 0.0
-        while arrival is not None or self.routed:
+        closed = self.open_slots is not None
+        while True:
+            if closed and arrival is None:
+                arrival = next(pending, None)  # sent at once if a slot is free, else None
+            if arrival is None and not self.routed:
+                break
             if arrival is None or events[0][0] <= arrival.time:
                 at, kind, _, name = heapq.heappop(events)
                 self.now = at
@@ -246,7 +280,7 @@ class _FleetRun:
             self.now = arrival.time
             self._arrive(arrival)
             last = max(last, self.now)
-            arrival = next(pending, None)
+            arrival = None if closed else next(pending, None)
         return VirtualResult(
             list(self.records.values()),
             last - first,
@@ -279,6 +313,7 @@ class _FleetRun:
         if chosen is None:
             record = VirtualRecord(request_id, arrival.model, self.now, None, "no_replica")
             self.records[request_id] = record
+            self._slot_freed()
             return
         name = chosen.id
         tokens = route.prompt_tokens_estimate
@@ -293,6 +328,7 @@ class _FleetRun:
             )
             if self.on_finished is not None:
                 self.on_finished(route, Outcome(name, False, None))
+            self._slot_freed()
             return
         # A placeholder until it finishes: keeps the records in arrival order.
         self.records[request_id] = VirtualRecord(request_id, arrival.model, self.now, name, "ok")
@@ -300,6 +336,10 @@ class _FleetRun:
         state = self.engines[name]
         if not state.busy:
             self._start_step(state)
+
+    def _slot_freed(self) -> None:
+        if self.open_slots is not None:
+            self.open_slots += 1
 
     def _start_step(self, state: _Engine) -> None:
         result = state.engine.step(self.now)
@@ -323,6 +363,7 @@ class _FleetRun:
             if self.on_finished is not None:
                 ok = done.reason != "abort"
                 self.on_finished(route, Outcome(state.name, ok, done.ttft))
+            self._slot_freed()
         state.finishing = state.first = ()
         if state.engine.has_work():
             self._start_step(state)

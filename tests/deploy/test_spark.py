@@ -100,7 +100,14 @@ def test_the_simulated_spark_environments_follow_the_compose_defaults() -> None:
     (vllm,) = envs["spark-vllm"].replicas
     (ollama,) = envs["spark-ollama"].replicas
     assert vllm.model == MODEL and ollama.alias == MODEL and ollama.model == OLLAMA_TAG
-    assert vllm.profile == ollama.profile == "qwen2.5-7b-gb10"
+    assert vllm.profile == "qwen2.5-7b-gb10"
+    # The same model and GPU on Ollama's engine (fixed slots): same weights, same KV per token.
+    assert ollama.profile == "qwen2.5-7b-fp16-gb10-ollama"
+    on_vllm, on_ollama = load_profile(vllm.profile), load_profile(ollama.profile)
+    assert on_ollama.engine == "ollama" and on_vllm.engine == "vllm"
+    assert on_ollama.weight_bytes == pytest.approx(on_vllm.weight_bytes, rel=0.01)
+    assert on_ollama.kv_bytes_per_token == on_vllm.kv_bytes_per_token
+    assert on_ollama.hbm_efficiency == on_vllm.hbm_efficiency
     seqs = flag(SERVICES["vllm"]["command"], "max-num-seqs")
     assert vllm.args[vllm.args.index("--max-num-seqs") + 1] == seqs
     ollama_env = environment(SERVICES["ollama"])

@@ -28,6 +28,7 @@ def test_workloads_lists_builtins_one_line_each(tmp_path: Path) -> None:
         "shared-prefix",
         "shifting-models",
         "spark-chat",
+        "spark-qwen3-chat",
     ]
 
 

@@ -137,3 +137,40 @@ def test_a_phased_mix_saturates_in_its_busiest_phase(tmp_path: Path) -> None:
     flat = capacity(fleet, replace(workload, phases=()), seed=1)
     assert flat.per_model == cap.per_model
     assert flat.rate == pytest.approx(cap.rate * 0.9 / 0.5)
+
+
+def test_a_closed_loop_in_virtual_time_for_loadtest_cost(
+    files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    result = compare(
+        "tiny-rr", "tiny-qd", options(files, tmp_path / "r", concurrency=6, requests=120)
+    )
+    point = result.point
+    assert point is not None and not result.sweep and point.schedule.concurrency == 6
+    assert len(point.a.records) == len(point.b.records) == 120
+    # Its rate is what A sustained with six in flight, and its load that over A's saturation.
+    assert result.capacity is not None
+    assert point.load == pytest.approx(point.rate / result.capacity[0].rate)
+    assert re.match(r"at concurrency 6, load \d\.\d\d \(virtual time\): ", result.verdict)
+    document = orjson.loads((result.directory / "compare.json").read_bytes())
+    assert document["virtual"]["concurrency"] == 6
+    assert document["a"]["figures_from"].startswith("virtual time, concurrency 6")
+    assert document["a"]["figures"]["output_tokens_per_s"] > 0
+    html = (result.directory / "report.html").read_text()
+    assert "At concurrency 6, load" in html
+
+
+def test_a_closed_loop_divides_each_sides_rates_by_its_own_window(
+    files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Two users on three fast replicas against two users on one slow replica: same requests,
+    each side at its own pace, so B's throughput is lower, not equal to A's."""
+    slow = "{model: sim/tiny, profile: tiny, args: [--max-num-seqs, '1']}"
+    envs = files[1]
+    envs.write_text(ENVIRONMENTS + f"  tiny-slow: {{strategy: round_robin, replicas: [{slow}]}}\n")
+    result = compare(
+        "tiny-rr", "tiny-slow", options(files, tmp_path / "r", concurrency=2, requests=80)
+    )
+    assert result.point is not None
+    throughput = result.point.judged.by_name("throughput_rps")
+    assert throughput.b < 0.8 * throughput.a and throughput.winner == "a"

@@ -61,9 +61,8 @@ def test_unknown_name_lists_known_names(tmp_path: Path) -> None:
     with pytest.raises(EnvironmentsError) as err:
         resolve(envs, "managd")
     assert "unknown environment 'managd'" in str(err.value)
-    assert "baseline, baseline-noprefix, colocated-elastic, colocated-static, managed" in str(
-        err.value
-    )
+    assert "baseline, baseline-b200-fp4, baseline-noprefix, colocated-elastic" in str(err.value)
+    assert "colocated-static, managed" in str(err.value)
     assert "managed-prefix, managed-rr, qd, rr" in str(err.value)
 
 
@@ -159,3 +158,44 @@ def test_one_tokenizer_per_model_serves_both_sides() -> None:
     assert common_tokenizer(TokenizerChoice("tok-x"), a, clash, ["m1"]).name_for("m1") == "tok-x"
     local = Environment("local", fleet="baseline")
     assert common_tokenizer(TokenizerChoice(), local, local, ["m1"]).given is False
+
+
+def test_a_named_fleet_runs_on_other_hardware(tmp_path: Path) -> None:
+    shipped = resolve(load_environments(cwd=tmp_path), "baseline-b200-fp4")
+    assert shipped.fleet == "baseline" and shipped.profiles == {
+        "llama-3.1-8b-h100": "llama-3.1-8b-fp4-b200",
+        "qwen2.5-7b-h100": "qwen2.5-7b-fp4-b200",
+        "mixtral-8x7b-h100-tp2": "mixtral-8x7b-fp4-b200-tp2",
+    }
+    assert "on llama-3.1-8b-fp4-b200" in shipped.describe()
+    path = tmp_path / "envs.yaml"
+    path.write_text(
+        "environments:\n"
+        "  fp8: {fleet: managed, gpu: h200, precision: fp8, kv_dtype: fp8}\n"
+        "  mine:\n"
+        "    fleet: baseline\n"
+        "    profiles: {mixtral-8x7b-h100-tp2: mixtral-8x7b-fp4-b200}\n"
+    )
+    envs = load_environments(path)
+    assert envs["fp8"].profiles["qwen2.5-7b-h100"] == "qwen2.5-7b-fp8-kvfp8-h200"
+    assert envs["mine"].profiles == {"mixtral-8x7b-h100-tp2": "mixtral-8x7b-fp4-b200"}
+    assert resolve(envs, "baseline").profiles == {}
+
+
+@pytest.mark.parametrize(
+    ("body", "complaint"),
+    [
+        ("{fleet: baseline, precision: fp4}", "has no FP4 tensor cores"),
+        ("{fleet: baseline, gpu: a100}", "expected <model>-<weights>"),
+        ("{fleet: baseline, profiles: {gpt-5: x}}", "'gpt-5' is not a profile of the layout"),
+        ("{replicas: [{model: m}], gpu: b200}", "gpu applies to a named fleet"),
+    ],
+)
+def test_hardware_that_cannot_run_the_layout_is_refused(
+    tmp_path: Path, body: str, complaint: str
+) -> None:
+    path = tmp_path / "envs.yaml"
+    path.write_text(f"environments:\n  x: {body}\n")
+    with pytest.raises(EnvironmentsError, match="environment 'x'") as err:
+        load_environments(path)
+    assert complaint in str(err.value)

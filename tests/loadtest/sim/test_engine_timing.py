@@ -30,7 +30,7 @@ def test_every_shipped_profile_loads_with_its_sources() -> None:
         profile = load_profile(name)
         assert profile.name == name and profile.kv_tokens() > 0
         assert name == "tiny" or profile.sources
-    with pytest.raises(UnknownProfile, match=r"available: llama-3\.1-8b-h100"):
+    with pytest.raises(UnknownProfile, match=r"hand-made profiles: llama-3\.1-8b-h100"):
         load_profile("gpt-5")
 
 

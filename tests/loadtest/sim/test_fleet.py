@@ -210,3 +210,35 @@ def test_a_busy_port_fails_the_fleet_with_a_clear_message() -> None:
         return True
 
     assert wait_for(all_free, 5)
+
+
+def test_a_fleet_on_other_hardware_serves_the_moved_profiles(spawn: Callable[..., Proc]) -> None:
+    proc, lines = start_fleet(spawn, "managed", "--gpu", "b200", "--precision", "fp4")
+    moved = {
+        "llama-3.1-8b-h100": "llama-3.1-8b-fp4-b200",
+        "qwen2.5-7b-h100": "qwen2.5-7b-fp4-b200",
+        "mixtral-8x7b-h100-tp2": "mixtral-8x7b-fp4-b200-tp2",
+    }
+    for line, seat in zip(lines, REFERENCE, strict=True):
+        version = httpx.get(line.split()[3] + "/version").json()
+        assert version["profile"] == moved[seat.profile] and version["kv_mode"] == "elastic"
+    os.kill(proc.popen.pid, signal.SIGTERM)
+    assert proc.popen.wait(10) == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        (["--precision", "fp4"], "has no FP4 tensor cores"),
+        (["--profile", "llama-3.1-8b-h100"], "--profile takes OLD=NEW"),
+        (["--profile", "gpt-5=llama-3.1-8b-fp4-b200"], "'gpt-5' is not a profile of the layout"),
+    ],
+)
+def test_hardware_the_layout_cannot_run_on_is_refused(args: list[str], complaint: str) -> None:
+    result = subprocess.run(
+        [bin_path("vllm-sim"), "fleet", "baseline", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2 and complaint in result.stderr

@@ -253,3 +253,69 @@ def test_hooks_are_the_gateways_added_first_then_finished_with_time_to_first_byt
     assert served.ttfb_s == pytest.approx(result.records[0].ttft)  # type: ignore[attr-defined]
     assert [r.status for r in result.records] == ["ok", "rejected"]
     assert [size for size, _ in strategy.shown] == [40, 5000]
+
+
+def in_flight_peak(records: Sequence[object]) -> int:
+    """The most requests in flight at once, from arrival and end times."""
+    events = []
+    for record in records:
+        events.append((record.arrival, 1))  # type: ignore[attr-defined]
+        events.append((record.arrival + record.e2e, -1))  # type: ignore[attr-defined]
+    peak = current = 0
+    for _, change in sorted(events, key=lambda e: (e[0], e[1])):
+        current += change
+        peak = max(peak, current)
+    return peak
+
+
+def test_a_closed_loop_keeps_its_concurrency_and_sends_each_next_request_as_one_ends() -> None:
+    templates = steady(60, 100.0)  # their times are ignored in a closed loop
+    result = run_virtual(tiny_fleet(2), RoundRobin(), templates, concurrency=4)
+    records = result.records
+    assert len(records) == 60 and all(r.status == "ok" for r in records)
+    assert sum(r.arrival == 0.0 for r in records) == 4  # four at once, then one per answer
+    assert in_flight_peak(records) == 4
+    ends = sorted(round(r.arrival + (r.e2e or 0.0), 9) for r in records)
+    for record in records[4:]:
+        assert round(record.arrival, 9) in ends  # sent at the instant an answer ended
+    assert result.sim_seconds < 60 * 100.0 / 10  # not the open loop's 100 s gaps
+
+
+def test_a_closed_loop_stops_sending_after_its_duration_and_refusals_free_their_slot() -> None:
+    templates = steady(1000, 0.0)
+    result = run_virtual(
+        tiny_fleet(1), RoundRobin(), templates, concurrency=2, stop_sending_after=0.05
+    )
+    assert 2 < len(result.records) < 1000
+    assert max(r.arrival for r in result.records) <= 0.05
+    # Requests for a model nobody serves are answered at once, and the loop goes on.
+    lost = [VirtualRequest(0.0, "nobody", [1, 2, 3], max_tokens=2) for _ in range(5)]
+    lost_result = run_virtual(tiny_fleet(1), RoundRobin(), lost, concurrency=1)
+    assert [r.status for r in lost_result.records] == ["no_replica"] * 5
+    with pytest.raises(ValueError, match="concurrency must be at least 1"):
+        run_virtual(tiny_fleet(1), RoundRobin(), lost, concurrency=0)
+
+
+def test_the_reference_layout_runs_on_other_hardware_in_virtual_time() -> None:
+    from loadtest.sim.layout import on_hardware
+
+    remap = on_hardware("b200", "fp4")
+    moved = deployed_replicas("baseline", remap=remap)
+    assert [r.profile for r in moved] == [
+        "llama-3.1-8b-fp4-b200",
+        "llama-3.1-8b-fp4-b200",
+        "qwen2.5-7b-fp4-b200",
+        "qwen2.5-7b-fp4-b200",
+        "mixtral-8x7b-fp4-b200-tp2",
+        "mixtral-8x7b-fp4-b200-tp2",
+    ]
+    model = "meta-llama/Llama-3.1-8B-Instruct"
+    arrivals = [
+        VirtualRequest(i * 0.01, model, list(range(i * 999, i * 999 + 500)), max_tokens=100)
+        for i in range(40)
+    ]
+    fast = run_virtual(moved, RoundRobin(), arrivals)
+    slow = run_virtual(deployed_replicas("baseline"), RoundRobin(), arrivals)
+    # Same requests, same layout: the B200 decodes them faster than the H100.
+    mean = [sum(r.mean_itl or 0.0 for r in run.records) / len(run.records) for run in (fast, slow)]
+    assert mean[0] < 0.6 * mean[1]
