@@ -3,6 +3,7 @@ header asks Slurm for what the parameters say, and parameters that make no deplo
 are refused in one line."""
 
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -77,6 +78,19 @@ def test_every_rendering_parses_and_asks_for_what_was_given(tmp_path: Path, case
     gateway = sbatch_options(scripts["gateway.sbatch"])
     assert gateway["nodes"] == "1" and "gres" not in gateway
     assert "GATEWAY_DISCOVERY=admin" in scripts["gateway.sbatch"]
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_shellcheck_finds_nothing(tmp_path: Path, case: str) -> None:
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
+    rendered(tmp_path, CASES[case][0])
+    for name in ("replica.sbatch", "gateway.sbatch"):
+        result = subprocess.run(
+            [shellcheck, "-s", "bash", str(tmp_path / name)], capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stdout
 
 
 def test_partition_and_account_land_in_the_header(tmp_path: Path) -> None:
