@@ -52,7 +52,7 @@ def replica_state(gw: Gateway, replica: Upstream) -> dict[str, Any]:
         "models": list(replica.models),
         "healthy": replica.healthy,
         "state": _state(replica),
-        "source": replica.source,
+        "source": _membership(gw).source_of(replica.id),
         "in_flight": replica.in_flight,
         "waiting": None if metrics is None else metrics.waiting,
         "running": None if metrics is None else metrics.running,

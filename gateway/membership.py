@@ -24,6 +24,16 @@ class Membership:
         self._pool = pool
         self._health = health
         self._log = log
+        # Who added each replica ("admin", or a discovery's name); discovery only ever
+        # removes its own. Replicas not in it came from the configuration.
+        self._sources: dict[str, str] = {}
+
+    def _forget_gone(self) -> None:
+        for name in [n for n in self._sources if n not in self._pool]:
+            del self._sources[name]
+
+    def source_of(self, name: str) -> str:
+        return self._sources.get(name, "config")
 
     def get(self, name: str) -> Upstream:
         """The replica called `name`; NotFound (404) when there is none."""
@@ -45,6 +55,7 @@ class Membership:
                     param="name",
                 )
             if here.leaving:
+                self._sources[entry.name] = source
                 self._pool.keep(entry.name)
                 self._pool.drain(entry.name, False)
                 self._log.info("replica_kept", replica=entry.name, source=source)
@@ -52,10 +63,11 @@ class Membership:
         for other in self._pool:
             if other.url == entry.url and not other.leaving:
                 raise Conflict(f"URL {entry.url} is replica {other.id!r} already", param="url")
+        self._forget_gone()
         replica = entry.to_replica()
-        replica.source = source
         # Out of routing until its first health check passes.
         replica.healthy = False
+        self._sources[replica.id] = source
         self._pool.add(replica)
         self._log.info("replica_added", replica=replica.id, url=replica.url, source=source)
         with contextlib.suppress(KeyError):  # removed again while its first check ran
@@ -66,12 +78,13 @@ class Membership:
         """Take the replica out (see the module's docstring). True if it is gone already,
         False while requests in flight on it finish."""
         replica = self.get(name)
+        source = self.source_of(name)
         gone = self._pool.remove(name)
         self._log.info(
             "replica_removed" if gone else "replica_leaving",
             replica=name,
             in_flight=replica.in_flight,
-            source=replica.source,
+            source=source,
         )
         return gone
 
@@ -89,12 +102,13 @@ class Membership:
         elsewhere are never touched; a name taken by one of them is skipped and logged."""
         wanted = {entry.name: entry for entry in entries}
         for replica in list(self._pool):
-            if replica.source == source and replica.id not in wanted and not replica.leaving:
+            mine = self.source_of(replica.id) == source
+            if mine and replica.id not in wanted and not replica.leaving:
                 self.remove(replica.id)
         additions = []
         for entry in wanted.values():
             here = self._pool.get(entry.name) if entry.name in self._pool else None
-            if here is not None and here.source != source:
+            if here is not None and self.source_of(entry.name) != source:
                 continue
             if here is not None and here.url == entry.url and not here.leaving:
                 continue

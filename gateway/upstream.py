@@ -19,9 +19,6 @@ class Waiter(Protocol):
 
 @dataclass
 class Upstream(Replica):
-    # Who put it in the pool: "config" (start-up), "admin" (the API) or a discovery's name;
-    # discovery only ever removes its own.
-    source: str = "config"
     # What server this is (None until told or detected), and whether its answers fit.
     kind: Kind | None = None
     kind_verified: bool = False
