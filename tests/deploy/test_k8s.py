@@ -70,6 +70,8 @@ def test_the_gateway_settings_are_valid_and_point_at_the_replicas_service() -> N
     assert "GATEWAY_ADMIN_KEY" not in config  # a Secret's, not a ConfigMap's
     settings = GatewaySettings(**{k.removeprefix("GATEWAY_").lower(): v for k, v in config.items()})
     assert settings.discovery == "k8s" and settings.host == "0.0.0.0"
+    # Two gateways: the strategy the several-gateways study found not to herd.
+    assert settings.strategy == "p2c"
     service = one("Service", settings.k8s_service or "")
     assert settings.k8s_port in {port["name"] for port in service["spec"]["ports"]}
     # The Service selects the example replicas' pods.
