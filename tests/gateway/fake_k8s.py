@@ -193,7 +193,8 @@ def main() -> None:
     app.router.add_post("/fake/close", server.close)
     app.router.add_get("/fake/state", server.state)
     app.router.add_get("/health", server.state)
-    web.run_app(app, host="127.0.0.1", port=args.port, print=None, handle_signals=True)
+    # Open watches never end by themselves: do not wait for them on SIGTERM.
+    web.run_app(app, host="127.0.0.1", port=args.port, print=None, shutdown_timeout=0.5)
 
 
 if __name__ == "__main__":
