@@ -1,20 +1,32 @@
-"""/admin: the replicas' state, and switching the strategy at run time.
+"""/admin: the replicas' state, adding, draining and removing replicas, and switching the
+strategy at run time.
 
 Guarded by GATEWAY_ADMIN_KEY (Bearer) when it is set.
 """
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict
 
 import routers
 from gateway.api import GatewayDep, json_response
 from gateway.auth import check_bearer
-from gateway.describe import ReplicasBody, StrategyBody, errors, json_body
+from gateway.describe import (
+    RemovalBody,
+    ReplicaEntryBody,
+    ReplicasBody,
+    ReplicaState,
+    StrategyBody,
+    errors,
+    json_body,
+)
 from gateway.errors import InvalidRequest
+from gateway.membership import Membership
+from gateway.replicas_file import ConfigError, parse_entry
 from gateway.state import Gateway
+from gateway.upstream import Upstream
 
 
 class StrategyChange(BaseModel):
@@ -28,29 +40,43 @@ def require_admin_key(request: Request, gw: GatewayDep) -> None:
     check_bearer(None if value is None else value.encode("latin-1"), gw.admin_keys, "admin key")
 
 
+def replica_state(gw: Gateway, replica: Upstream) -> dict[str, Any]:
+    view = gw.pool.view(replica)
+    metrics = replica.metrics
+    return {
+        "name": replica.id,
+        "url": replica.url,
+        "kind": None if replica.kind is None else replica.kind.name,
+        "kind_verified": replica.kind_verified,
+        "aliases": dict(replica.aliases),
+        "models": list(replica.models),
+        "healthy": replica.healthy,
+        "state": _state(replica),
+        "source": _membership(gw).source_of(replica.id),
+        "in_flight": replica.in_flight,
+        "waiting": None if metrics is None else metrics.waiting,
+        "running": None if metrics is None else metrics.running,
+        "kv_usage": None if metrics is None else metrics.kv_usage,
+        "metrics_age_s": view.metrics_age,
+        "metrics_stale": view.metrics_stale,
+    }
+
+
+def _state(replica: Upstream) -> str:
+    if replica.leaving:
+        return "leaving"
+    if replica.draining:
+        return "draining"
+    return "active" if replica.healthy else "ejected"
+
+
 def replicas_body(gw: Gateway) -> dict[str, Any]:
-    replicas = []
-    for replica in gw.pool:
-        view = gw.pool.view(replica)
-        metrics = replica.metrics
-        replicas.append(
-            {
-                "name": replica.id,
-                "url": replica.url,
-                "kind": None if replica.kind is None else replica.kind.name,
-                "kind_verified": replica.kind_verified,
-                "aliases": dict(replica.aliases),
-                "models": list(replica.models),
-                "healthy": replica.healthy,
-                "in_flight": replica.in_flight,
-                "waiting": None if metrics is None else metrics.waiting,
-                "running": None if metrics is None else metrics.running,
-                "kv_usage": None if metrics is None else metrics.kv_usage,
-                "metrics_age_s": view.metrics_age,
-                "metrics_stale": view.metrics_stale,
-            }
-        )
-    return {"strategy": gw.strategy.name, "replicas": replicas}
+    return {"strategy": gw.strategy.name, "replicas": [replica_state(gw, r) for r in gw.pool]}
+
+
+def _membership(gw: Gateway) -> Membership:
+    assert gw.membership is not None  # set by the lifespan before any request
+    return gw.membership
 
 
 def build_admin() -> APIRouter:
@@ -62,6 +88,58 @@ def build_admin() -> APIRouter:
     )
     def list_replicas(gw: GatewayDep) -> Response:
         return json_response(replicas_body(gw))
+
+    @admin.post(
+        "/replicas",
+        status_code=201,
+        responses={
+            201: {"model": ReplicaState, "description": "Added; its first health check done"},
+            **json_body(ReplicaState, "It was there already with this URL"),
+            **errors(),
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": ReplicaEntryBody.model_json_schema()}},
+            }
+        },
+    )
+    async def add_replica(gw: GatewayDep, entry: Annotated[dict[str, Any], Body()]) -> Response:
+        try:
+            spec = parse_entry(entry)
+        except ConfigError as exc:
+            raise InvalidRequest(f"replica: {exc}") from None
+        replica, new = await _membership(gw).add(spec, "admin")
+        return json_response(replica_state(gw, replica), 201 if new else 200)
+
+    @admin.delete(
+        "/replicas/{name}",
+        responses={
+            **json_body(RemovalBody, "Gone, or leaving once its requests in flight finish"),
+            **errors(),
+        },
+    )
+    def remove_replica(name: str, gw: GatewayDep) -> Response:
+        membership = _membership(gw)
+        in_flight = membership.get(name).in_flight
+        gone = membership.remove(name)
+        return json_response(
+            {"name": name, "state": "removed" if gone else "leaving", "in_flight": in_flight}
+        )
+
+    @admin.post(
+        "/replicas/{name}/drain",
+        responses={**json_body(ReplicaState, "Draining: no new requests"), **errors()},
+    )
+    def drain_replica(name: str, gw: GatewayDep) -> Response:
+        return json_response(replica_state(gw, _membership(gw).drain(name, True)))
+
+    @admin.post(
+        "/replicas/{name}/resume",
+        responses={**json_body(ReplicaState, "Routed to again (when healthy)"), **errors()},
+    )
+    def resume_replica(name: str, gw: GatewayDep) -> Response:
+        return json_response(replica_state(gw, _membership(gw).drain(name, False)))
 
     @admin.put(
         "/strategy",

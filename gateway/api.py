@@ -45,7 +45,7 @@ def models_body(gw: Gateway) -> dict[str, Any]:
     smallest across replicas, so a request that fits is accepted by every one of them)."""
     lengths: dict[str, int | None] = {}
     for replica in gw.pool:
-        if not replica.healthy:
+        if not gw.pool.available(replica):  # ejected or draining
             continue
         for model in replica.models:
             length = replica.max_model_len.get(model)

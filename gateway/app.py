@@ -11,9 +11,11 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from lightkube import KubeConfig
 from starlette.exceptions import HTTPException
 
 import routers
+from gateway import k8s_discovery
 from gateway.admin import build_admin
 from gateway.api import RELAYED_PATHS, build_api, mount_relay
 from gateway.describe import with_strategy_names
@@ -22,6 +24,7 @@ from gateway.health import HealthChecker
 from gateway.intake import request_id_from
 from gateway.keys import KeyRing, KeysInvalid, build_ring, watch_key_file
 from gateway.limits import Limits
+from gateway.membership import Membership
 from gateway.poller import MetricsPoller
 from gateway.proxy import ProxyEndpoint
 from gateway.replicas_file import ConfigError, ReplicaEntry, load_replica_specs
@@ -93,10 +96,11 @@ def create_app(settings: GatewaySettings, specs: list[ReplicaEntry] | None = Non
         keys = _key_ring(settings)
     except KeysInvalid as exc:
         raise ConfigError(str(exc)) from None
+    kube = k8s_discovery.load_config() if settings.discovery == "k8s" else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        async with _running_gateway(settings, specs, keys) as gw:
+        async with _running_gateway(settings, specs, keys) as gw, _discovery(gw, kube):
             yield {"gateway": gw}
 
     app = GatewayApp(
@@ -178,6 +182,7 @@ async def _running_gateway(
     pool.set_listener(gw.replica_changed)
     gw.announce_replicas()
     health = HealthChecker(pool, checks, settings.health_interval)
+    gw.membership = Membership(pool, health, get_logger("gateway.membership"))
     poller = MetricsPoller(pool, checks, settings.poll_interval)
     tasks: list[asyncio.Task[None]] = []
     try:
@@ -213,6 +218,29 @@ async def _running_gateway(
         await session.close()
         await checks.aclose()
         log.info("gateway_stopped")
+
+
+@contextlib.asynccontextmanager
+async def _discovery(gw: Gateway, kube: KubeConfig | None) -> AsyncIterator[None]:
+    """Feed the pool from Kubernetes while the gateway runs (GATEWAY_DISCOVERY=k8s)."""
+    if kube is None:
+        yield
+        return
+    membership = gw.membership
+    assert membership is not None and gw.settings.k8s_service is not None
+
+    async def on_change(entries: list[ReplicaEntry]) -> None:
+        await membership.sync(k8s_discovery.SOURCE, entries)
+
+    async with k8s_discovery.watching(
+        kube,
+        gw.settings.k8s_namespace,
+        gw.settings.k8s_service,
+        gw.settings.k8s_port,
+        on_change,
+        get_logger("gateway.k8s"),
+    ):
+        yield
 
 
 def _error_response(request: Request, err: GatewayError) -> Response:

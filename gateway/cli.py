@@ -59,6 +59,10 @@ def _help(field: str) -> str:
 def serve(
     replicas: Annotated[str | None, _option("replicas")] = None,
     replicas_file: Annotated[Path | None, _option("replicas_file")] = None,
+    discovery: Annotated[str | None, _option("discovery")] = None,
+    k8s_service: Annotated[str | None, _option("k8s_service")] = None,
+    k8s_namespace: Annotated[str | None, _option("k8s_namespace")] = None,
+    k8s_port: Annotated[str | None, _option("k8s_port")] = None,
     strategy: Annotated[str | None, _option("strategy")] = None,
     strategy_options: Annotated[str | None, _option("strategy_options")] = None,
     host: Annotated[str | None, _option("host")] = None,

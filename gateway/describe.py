@@ -5,7 +5,7 @@ OpenAI's shape, so each operation documents 4XX (and 5XX where it can happen) wi
 (which also keeps FastAPI from describing a 422 the gateway never sends).
 """
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -47,6 +47,8 @@ class ReplicaState(BaseModel):
     url: str
     models: list[str]
     healthy: bool
+    state: Literal["active", "ejected", "draining", "leaving"]
+    source: str
     in_flight: int
     waiting: float | None
     running: float | None
@@ -58,6 +60,24 @@ class ReplicaState(BaseModel):
 class ReplicasBody(BaseModel):
     strategy: str
     replicas: list[ReplicaState]
+
+
+class ReplicaEntryBody(BaseModel):
+    """POST /admin/replicas: one replica, as in a replicas file."""
+
+    url: str
+    name: str | None = None
+    kind: str | None = None
+    models: list[str] | None = None
+    aliases: dict[str, str] | None = None
+    api_key_env: str | None = None
+    api_key: str | None = None
+
+
+class RemovalBody(BaseModel):
+    name: str
+    state: Literal["removed", "leaving"]
+    in_flight: int
 
 
 class StrategyBody(BaseModel):

@@ -59,6 +59,14 @@ class ModelNotFound(GatewayError):
     code = "model_not_found"
 
 
+class Conflict(GatewayError):
+    """The request contradicts the gateway's state (a replica name or URL already taken)."""
+
+    status = 409
+    type = "invalid_request_error"
+    code = "conflict"
+
+
 class MethodNotAllowed(GatewayError):
     status = 405
     type = "invalid_request_error"

@@ -30,15 +30,34 @@ async def every_replica(
 ) -> None:
     """Run `round_for(replica id)` for every replica of `pool`, each on its own loop, until
     cancelled. A round starts `period_of(replica id)` seconds after the previous one started
-    (at once if that one overran). Loops start spread evenly over `spread_over` seconds."""
-    count = len(pool)
+    (at once if that one overran). Loops start spread evenly over `spread_over` seconds.
+    Replicas that join the pool later get a loop at once; one that leaves loses its loop."""
+    loops: dict[str, asyncio.Task[None]] = {}
     async with asyncio.TaskGroup() as group:
-        for i, replica in enumerate(pool):
-            offset = spread_over * i / count
-            group.create_task(
-                _loop(replica.id, round_for, period_of, offset, what, log),
-                name=f"{what} {replica.id}",
+
+        def start(replica_id: str, offset: float) -> None:
+            loops[replica_id] = group.create_task(
+                _loop(replica_id, round_for, period_of, offset, what, log),
+                name=f"{what} {replica_id}",
             )
+
+        def changed(replica_id: str, present: bool) -> None:
+            task = loops.pop(replica_id, None)
+            if task is not None:
+                task.cancel()
+            if present:
+                # Whoever added it ran its first round (gateway/membership.py).
+                start(replica_id, period_of(replica_id))
+
+        members = [r for r in pool if not r.leaving]
+        for i, replica in enumerate(members):
+            start(replica.id, spread_over * i / len(members))
+        unwatch = pool.watch(changed)
+        try:
+            # Keeps the group open while the pool is empty; ends only when cancelled.
+            await asyncio.Event().wait()
+        finally:
+            unwatch()
 
 
 async def _loop(

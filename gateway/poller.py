@@ -38,8 +38,10 @@ class MetricsPoller:
         self._interval = interval
         # A scrape must end before the next one is due.
         self._timeout = min(timeout or interval / 2, interval * 0.9)
-        # Last outcome per replica ("ok", "absent", or an error), to log changes only.
+        # Last outcome per replica ("ok", "absent", or an error), to log changes only;
+        # forgotten when a replica leaves, so that churn does not grow it.
         self._outcome: dict[str, str] = {}
+        pool.watch(self._membership_changed)
 
     async def run(self) -> None:
         """Scrape every replica forever; returns only when cancelled."""
@@ -91,6 +93,10 @@ class MetricsPoller:
             raise ProbeFailed(f"HTTP {response.status_code}")
         engine = None if replica.kind is None else replica.kind.metrics_engine
         return parse_metrics(response.text, engine)
+
+    def _membership_changed(self, replica_id: str, present: bool) -> None:
+        if not present:
+            self._outcome.pop(replica_id, None)
 
     def _note(self, replica_id: str, outcome: str) -> None:
         before = self._outcome.get(replica_id)

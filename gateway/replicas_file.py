@@ -42,6 +42,15 @@ class ConfigError(ValueError):
     """The gateway cannot start with this configuration; the message says why."""
 
 
+class EntryError(ConfigError):
+    """One replica entry is wrong: `detail` says how; `name`, when known, is whose."""
+
+    def __init__(self, detail: str, name: str | None = None) -> None:
+        super().__init__(detail if name is None else f"{name}: {detail}")
+        self.detail = detail
+        self.name = name
+
+
 @dataclass(frozen=True)
 class ReplicaEntry:
     name: str
@@ -129,25 +138,35 @@ def _from_file(path: Path) -> list[ReplicaEntry]:
     specs = []
     for i, raw in enumerate(data):
         try:
-            entry = _Entry.model_validate(raw)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'entry'}: {e['msg']}" for e in exc.errors()
-            )
-            raise ConfigError(
-                f"replicas file {path}: replica {i}: {problems} (allowed keys: {ALLOWED_KEYS})"
-            ) from exc
-        base, default_name = normalize_url(entry.url)
-        name = entry.name or default_name
-        try:
-            specs.append(_entry(entry, name, base))
-        except ConfigError as exc:
-            raise ConfigError(f"replicas file {path}: replica {i} ({name}): {exc}") from None
+            specs.append(parse_entry(raw))
+        except EntryError as exc:
+            whose = f"replica {i}" if exc.name is None else f"replica {i} ({exc.name})"
+            raise ConfigError(f"replicas file {path}: {whose}: {exc.detail}") from None
     try:
         check_alias_clashes(specs)
     except ConfigError as exc:
         raise ConfigError(f"replicas file {path}: {exc}") from None
     return specs
+
+
+def parse_entry(raw: Any) -> ReplicaEntry:
+    """One replica as a file or the admin API gives it; EntryError (one line) otherwise."""
+    try:
+        entry = _Entry.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'entry'}: {e['msg']}" for e in exc.errors()
+        )
+        raise EntryError(f"{problems} (allowed keys: {ALLOWED_KEYS})") from exc
+    try:
+        base, default_name = normalize_url(entry.url)
+    except ConfigError as exc:
+        raise EntryError(str(exc)) from None
+    name = entry.name or default_name
+    try:
+        return _entry(entry, name, base)
+    except ConfigError as exc:
+        raise EntryError(str(exc), name) from None
 
 
 def _entry(entry: _Entry, name: str, url: str) -> ReplicaEntry:
@@ -221,7 +240,7 @@ def load_replica_specs(settings: GatewaySettings) -> list[ReplicaEntry]:
         specs = _from_file(settings.replicas_file)
     else:
         specs = _from_urls(settings.replicas)
-    if not specs:
+    if not specs and settings.discovery == "none":
         raise ConfigError(
             "no replicas: set GATEWAY_REPLICAS (comma-separated URLs) "
             "or GATEWAY_REPLICAS_FILE (YAML)"

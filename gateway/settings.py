@@ -1,7 +1,7 @@
 """Gateway settings: environment variables with the GATEWAY_ prefix, each also a CLI option."""
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -17,6 +17,22 @@ class GatewaySettings(BaseSettings):
     )
     replicas_file: Path | None = Field(
         None, description="YAML list of replicas: url, optional name and models."
+    )
+    discovery: Literal["none", "admin", "k8s"] = Field(
+        "none",
+        description=(
+            "Replicas beyond the configured ones: none; admin (POST /admin/replicas only, "
+            "may start with none); k8s (the EndpointSlices of GATEWAY_K8S_SERVICE)."
+        ),
+    )
+    k8s_service: str | None = Field(
+        None, description="The Kubernetes Service whose ready endpoints are the replicas."
+    )
+    k8s_namespace: str | None = Field(
+        None, description="Its namespace (default: the gateway pod's own, else default)."
+    )
+    k8s_port: str | None = Field(
+        None, description="The Service port's name to use (default: its only or first port)."
     )
     strategy: str = Field("round_robin", description="Routing strategy (entry-point name).")
     strategy_options: Annotated[dict[str, Any], NoDecode] = Field(
@@ -85,10 +101,15 @@ class GatewaySettings(BaseSettings):
 
     @model_validator(mode="after")
     def _needs_replicas(self) -> "GatewaySettings":
-        if not self.replicas and self.replicas_file is None:
+        if not self.replicas and self.replicas_file is None and self.discovery == "none":
             raise ValueError(
                 "no replicas: set GATEWAY_REPLICAS (comma-separated URLs) "
-                "or GATEWAY_REPLICAS_FILE (YAML)"
+                "or GATEWAY_REPLICAS_FILE (YAML), or GATEWAY_DISCOVERY (admin or k8s)"
+            )
+        if self.discovery == "k8s" and not self.k8s_service:
+            raise ValueError(
+                "GATEWAY_DISCOVERY=k8s needs GATEWAY_K8S_SERVICE: the name of the Service "
+                "whose endpoints are the replicas"
             )
         return self
 

@@ -10,6 +10,7 @@ import aiohttp
 import routers
 from gateway.keys import KeyRing
 from gateway.limits import Limits
+from gateway.membership import Membership
 from gateway.settings import GatewaySettings
 from gateway.telemetry import Telemetry
 from gateway.upstream import Upstream
@@ -34,6 +35,8 @@ class Gateway:
     on_finished: FinishedHook | None = field(default=None)
     # The admin key as bytes, compared against the raw Authorization header.
     admin_keys: tuple[bytes, ...] = ()
+    # Replicas joining and leaving at run time (set by the lifespan).
+    membership: Membership | None = None
 
     def __post_init__(self) -> None:
         self.on_finished = getattr(self.strategy, "on_request_finished", None)
@@ -57,14 +60,15 @@ class Gateway:
     def announce_replicas(self) -> None:
         """Tell the strategy about every replica it may route to now."""
         for replica in self.pool:
-            if replica.healthy:
+            if self.pool.available(replica):
                 self.replica_changed(replica.id, True)
 
     def replica_changed(self, replica_id: str, available: bool) -> None:
         """The pool's listener: forward ejections and restorations to the strategy's hooks;
         on an ejection, the requests still waiting there for a first byte (nothing has
         reached their clients) go elsewhere at once."""
-        if not available:
+        # A drained replica finishes what it has; only an ejected one loses its waiters.
+        if not available and not self.pool.get(replica_id).draining:
             for waiter in list(self.pool.get(replica_id).waiting):
                 waiter.replica_lost(replica_id)
         hook_name = "on_replica_added" if available else "on_replica_removed"

@@ -37,6 +37,10 @@ class Replica:
     max_in_flight: int | None = None
     max_model_len: dict[str, int] = field(default_factory=dict)
     healthy: bool = True
+    # Taken out of routing by an operator or discovery: no new requests, those in flight
+    # finish. `leaving`: dropped from the pool once the last of them has finished.
+    draining: bool = False
+    leaving: bool = False
     in_flight: int = 0
     # In-flight requests still waiting for their first byte, and their estimated prompt
     # tokens: prefill work queued on the replica, as far as this gateway knows.
@@ -94,10 +98,18 @@ class ReplicaPool(Generic[R]):
         self._errors_to_eject = errors_to_eject
         self._clock = clock
         self._listener: Callable[[str, bool], None] | None = None
+        self._watchers: list[Callable[[str, bool], None]] = []
 
     def set_listener(self, listener: Callable[[str, bool], None] | None) -> None:
-        """Called with (replica id, True) when a replica comes back, False when ejected."""
+        """Called with (replica id, True) when a replica becomes available to strategies
+        (healthy and not draining), False when it stops being (ejected or drained)."""
         self._listener = listener
+
+    def watch(self, watcher: Callable[[str, bool], None]) -> Callable[[], None]:
+        """Call `watcher(replica id, True)` when a replica joins the pool (or a leaving one
+        is taken back), `(replica id, False)` when one starts leaving; returns the undo."""
+        self._watchers.append(watcher)
+        return lambda: self._watchers.remove(watcher)
 
     def __iter__(self) -> Iterator[R]:
         return iter(self._replicas.values())
@@ -105,14 +117,79 @@ class ReplicaPool(Generic[R]):
     def __len__(self) -> int:
         return len(self._replicas)
 
+    def __contains__(self, replica_id: object) -> bool:
+        return replica_id in self._replicas
+
     def get(self, replica_id: str) -> R:
         return self._replicas[replica_id]
+
+    @staticmethod
+    def available(r: Replica) -> bool:
+        """Whether strategies may route new requests to `r`."""
+        return r.healthy and not r.draining
+
+    # -- membership (an operator's admin API, or discovery) --------------------------------
+
+    def add(self, replica: R) -> None:
+        """A new replica joins (ids are unique: ValueError for one that is here). It joins
+        out of routing unless healthy; the health check brings it in."""
+        if replica.id in self._replicas:
+            raise ValueError(f"replica {replica.id!r} is already in the pool")
+        self._replicas = dict(sorted({**self._replicas, replica.id: replica}.items()))
+        self._tell_watchers(replica.id, True)
+        if self.available(replica) and self._listener is not None:
+            self._listener(replica.id, True)
+
+    def remove(self, replica_id: str) -> bool:
+        """Take a replica out: no new requests; it leaves the pool when its last request in
+        flight has finished (at once when none is). True if it is gone already."""
+        r = self._replicas[replica_id]
+        if not r.leaving:
+            self._set_draining(r, True)
+            r.leaving = True
+            self._tell_watchers(replica_id, False)
+        return self._drop_if_idle(r)
+
+    def keep(self, replica_id: str) -> None:
+        """Take back a replica that is leaving (it comes back draining; `drain` undoes)."""
+        r = self._replicas[replica_id]
+        if r.leaving:
+            r.leaving = False
+            self._tell_watchers(replica_id, True)
+
+    def drain(self, replica_id: str, draining: bool = True) -> None:
+        """Stop (or resume) routing new requests to a replica that stays in the pool."""
+        r = self._replicas[replica_id]
+        if r.leaving and not draining:
+            raise ValueError(f"replica {replica_id!r} is leaving the pool")
+        self._set_draining(r, draining)
+
+    def _set_draining(self, r: Replica, draining: bool) -> None:
+        before = self.available(r)
+        r.draining = draining
+        after = self.available(r)
+        if before != after and self._listener is not None:
+            self._listener(r.id, after)
+
+    def _drop_if_idle(self, r: Replica) -> bool:
+        if r.leaving and r.in_flight == 0 and self._replicas.get(r.id) is r:
+            self._replicas = {k: v for k, v in self._replicas.items() if k != r.id}
+        return r.id not in self._replicas
+
+    def _tell_watchers(self, replica_id: str, present: bool) -> None:
+        for watcher in list(self._watchers):
+            watcher(replica_id, present)
 
     # -- what strategies and the API see ---------------------------------------------------
 
     def served_models(self, *, healthy_only: bool = True) -> list[str]:
         return sorted(
-            {m for r in self._replicas.values() if r.healthy or not healthy_only for m in r.models}
+            {
+                m
+                for r in self._replicas.values()
+                if self.available(r) or not healthy_only
+                for m in r.models
+            }
         )
 
     def candidates(self, model: str, exclude: Iterable[str] = ()) -> list[ReplicaView]:
@@ -123,6 +200,7 @@ class ReplicaPool(Generic[R]):
             self.view(r, now)
             for r in self._replicas.values()
             if r.healthy
+            and not r.draining
             and model in r.models
             and r.id not in skip
             # A replica that takes one request at a time (llama-cpp-python) is full.
@@ -172,6 +250,8 @@ class ReplicaPool(Generic[R]):
         r.finished_total += 1
         if not answered:
             self.first_byte(replica_id, prompt_tokens)
+        if r.leaving:
+            self._drop_if_idle(r)
 
     def record_success(self, replica_id: str) -> None:
         self._replicas[replica_id].consecutive_errors = 0
@@ -236,12 +316,13 @@ class ReplicaPool(Generic[R]):
         """Eject with exponential backoff. True if the replica was healthy until now."""
         r = self._replicas[replica_id]
         was_healthy = r.healthy
+        was_available = self.available(r)
         r.healthy = False
         r.last_error = reason
         r.ejections += 1
         delay = min(self._backoff_base * 2 ** (r.ejections - 1), self._backoff_max)
         r.retry_at = self._clock() + delay
-        if was_healthy and self._listener is not None:
+        if was_available and self._listener is not None:
             self._listener(replica_id, False)
         return was_healthy
 
@@ -253,6 +334,6 @@ class ReplicaPool(Generic[R]):
         r.ejections = 0
         r.consecutive_errors = 0
         r.retry_at = 0.0
-        if was_down and self._listener is not None:
+        if was_down and self.available(r) and self._listener is not None:
             self._listener(replica_id, True)
         return was_down

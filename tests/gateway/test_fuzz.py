@@ -205,12 +205,17 @@ def test_own_endpoints_hold_to_their_openapi_description(stack: tuple[Proc, Proc
     assert not set(RELAYED) & set(raw_schema["paths"])
     schema = schemathesis.openapi.from_dict(raw_schema)
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 5
+    assert len(operations) == 9
+    # A well-formed POST /admin/replicas makes the gateway contact the URL it names, which
+    # fuzzing must not aim anywhere; tests/gateway/test_membership_e2e.py covers its answers.
+    operations = [op for op in operations if op.label != "POST /admin/replicas"]
+    assert len(operations) == 8
 
     for operation in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-            if mode is GenerationMode.NEGATIVE and operation.method.upper() == "GET":
-                continue  # nothing to make invalid: no parameters, no body
+            if mode is GenerationMode.NEGATIVE and not len(operation.body):
+                # Nothing to make invalid: no body, and a path's string is any string.
+                continue
 
             @seed(18)
             @settings(FUZZ, max_examples=25)

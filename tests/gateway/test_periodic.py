@@ -71,3 +71,28 @@ def test_describe_error_says_what_went_wrong_in_a_few_words() -> None:
     assert describe_error(ConnectionRefusedError("refused")) == "ConnectionRefusedError: refused"
     assert describe_error(ValueError()) == "ValueError"
     assert len(describe_error(ValueError("x" * 500))) == 200
+
+
+async def test_loops_follow_the_pool_membership() -> None:
+    rounds: dict[str, int] = {}
+
+    async def round_for(replica_id: str) -> None:
+        rounds[replica_id] = rounds.get(replica_id, 0) + 1
+
+    pool = make_pool("a")
+    task = asyncio.create_task(every_replica(pool, round_for, lambda _: 0.01, what="p", log=_Log()))
+    await asyncio.sleep(0.1)
+    pool.add(Upstream(id="b", url="http://b"))
+    await asyncio.sleep(0.1)
+    pool.remove("a")
+    await asyncio.sleep(0.02)
+    after_removal = rounds["a"]
+    await asyncio.sleep(0.1)
+    pool.remove("b")
+    empty_for = rounds["b"]
+    await asyncio.sleep(0.05)
+    assert not task.done()  # an empty pool does not end the loops' owner
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert rounds["b"] >= 3 and rounds["b"] == empty_for
+    assert rounds["a"] == after_removal

@@ -194,9 +194,10 @@ def test_strategy_switch_at_run_time(
     state = admin_replicas(gw)
     assert state["strategy"] == "queue_depth"
     assert set(state["replicas"][0]) == {
-        "name", "url", "kind", "kind_verified", "aliases", "models", "healthy", "in_flight",
-        "waiting", "running", "kv_usage", "metrics_age_s", "metrics_stale",
+        "name", "url", "kind", "kind_verified", "aliases", "models", "healthy", "state",
+        "source", "in_flight", "waiting", "running", "kv_usage", "metrics_age_s", "metrics_stale",
     }  # fmt: skip
+    assert (state["replicas"][0]["state"], state["replicas"][0]["source"]) == ("active", "config")
     assert state["replicas"][0]["kind"] == "vllm" and state["replicas"][0]["kind_verified"]
     metrics = httpx.get(gw.url + "/metrics", timeout=5).text
     assert 'strategy="queue_depth"' in metrics
