@@ -5,14 +5,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
-
 import routers
 from gateway.keys import KeyRing
 from gateway.limits import Limits
 from gateway.settings import GatewaySettings
 from gateway.telemetry import Telemetry
 from gateway.upstream import Upstream
+from gateway.upstream_http import UpstreamClient
 from routers import Outcome, RouteRequest, Strategy
 from routers.pool import ReplicaPool
 
@@ -23,7 +22,7 @@ FinishedHook = Callable[[RouteRequest, Outcome], None]
 class Gateway:
     settings: GatewaySettings
     pool: ReplicaPool[Upstream]
-    session: aiohttp.ClientSession
+    upstream: UpstreamClient
     telemetry: Telemetry
     strategy: Strategy
     log: Any
