@@ -249,7 +249,15 @@ class Connection(asyncio.Protocol):
         if response is None:
             return
         response._end()
-        if self.parser.should_keep_alive() and not self.closed:
+        transport = self.transport
+        if (
+            self.parser.should_keep_alive()
+            and not self.closed
+            and transport is not None
+            # An answer that came before the whole request went out (an early error):
+            # the rest of the request would be read as the next one.
+            and not transport.get_write_buffer_size()
+        ):
             self.pool.release(self)
         else:
             self.abort()

@@ -10,8 +10,9 @@ here:
 
 - Connections are reused while younger than `keepalive_s` since their last answer (below
   the replica's own keep-alive, so a request is never written on a connection the server
-  is closing), and closed when older; no cap on their number (the strategy decides how much
-  each replica gets, not a pool).
+  is closing), and closed when older. No cap on the connections in use (the strategy
+  decides how much each replica gets, not a pool); at most MAX_IDLE idle ones are kept per
+  replica, so a burst leaves no more than that open behind it.
 - TCP_NODELAY on every connection: a stream's chunks must not wait for ACKs.
 - A response is read as it arrives; a reader that falls behind (a slow client) pauses the
   socket beyond HIGH_WATER buffered bytes (gateway/upstream_conn.py), so memory stays
@@ -36,6 +37,10 @@ from gateway.upstream_conn import (
 
 __all__ = ["ConnectFailed", "ConnectTimedOut", "Response", "UpstreamClient", "UpstreamHttpError"]
 
+# Idle connections kept per replica: more than a replica serves at once (vLLM's default
+# max_num_seqs is 256), fewer than would strain descriptors after a burst of thousands.
+MAX_IDLE = 512
+
 
 class _Pool:
     """The connections to one replica: idle ones by the time their last answer ended."""
@@ -46,6 +51,7 @@ class _Pool:
         loop: asyncio.AbstractEventLoop,
         connect_timeout: float,
         keepalive_s: float,
+        max_idle: int = MAX_IDLE,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -56,6 +62,7 @@ class _Pool:
         self.ssl = ssl.create_default_context() if parts.scheme == "https" else None
         self.connect_timeout = connect_timeout
         self.keepalive_s = keepalive_s
+        self.max_idle = max_idle
         self.prefix = quote(parts.path.rstrip("/"), safe="/%:@!$&'()*+,;=-._~").encode("ascii")
         self.host_header = parts.netloc.encode("idna")
         self.idle: list[Connection] = []
@@ -107,6 +114,9 @@ class _Pool:
 
     def release(self, connection: Connection) -> None:
         self.busy.discard(connection)
+        if len(self.idle) >= self.max_idle:
+            connection.abort()
+            return
         connection.idle_since = self.loop.time()
         self.idle.append(connection)
         if self._sweep is None:
@@ -149,16 +159,21 @@ class _Pool:
 class UpstreamClient:
     """Connections to every replica, by base URL. Create it inside the running loop."""
 
-    def __init__(self, *, connect_timeout: float, keepalive_s: float) -> None:
+    def __init__(
+        self, *, connect_timeout: float, keepalive_s: float, max_idle: int = MAX_IDLE
+    ) -> None:
         self._loop = asyncio.get_running_loop()
         self._connect_timeout = connect_timeout
         self._keepalive_s = keepalive_s
+        self._max_idle = max_idle
         self._pools: dict[str, _Pool] = {}
 
     def _pool(self, base_url: str) -> _Pool:
         pool = self._pools.get(base_url)
         if pool is None:
-            pool = _Pool(base_url, self._loop, self._connect_timeout, self._keepalive_s)
+            pool = _Pool(
+                base_url, self._loop, self._connect_timeout, self._keepalive_s, self._max_idle
+            )
             self._pools[base_url] = pool
         return pool
 

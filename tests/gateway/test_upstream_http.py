@@ -281,3 +281,49 @@ def test_a_refused_connection_raises_connect_failed(run: Run) -> None:
         await client.close()
 
     run(scenario())
+
+
+def test_a_burst_leaves_at_most_max_idle_connections_open(run: Run) -> None:
+    async def scenario() -> None:
+        release = asyncio.Event()
+
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while True:
+                await server.read_request(reader)
+                await release.wait()
+                writer.write(OK)
+
+        async with serving(handler) as (server, url):
+            client = UpstreamClient(connect_timeout=2, keepalive_s=4, max_idle=2)
+            burst = [asyncio.ensure_future(post(client, url)) for _ in range(6)]
+            await until(lambda: len(server.requests) == 6)
+            assert client.open_connections() == 6  # no cap on the ones in use
+            release.set()
+            assert await asyncio.gather(*burst) == [b"{}"] * 6
+            await until(lambda: server.closed == 4)
+            assert client.open_connections() == 2
+            for _ in range(4):
+                await post(client, url)
+            assert server.connections == 6  # the two kept were reused
+            await client.close()
+
+    run(scenario())
+
+
+def test_an_answer_before_the_whole_request_went_out_closes_the_connection(run: Run) -> None:
+    async def scenario() -> None:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            head = await reader.readuntil(b"\r\n\r\n")
+            server.requests.append(head)
+            writer.write(b"HTTP/1.1 413 Too Large\r\ncontent-length: 0\r\n\r\n")
+            await writer.drain()
+            await asyncio.sleep(1)  # not reading the body meanwhile
+
+        async with serving(handler) as (server, url):
+            client = UpstreamClient(connect_timeout=2, keepalive_s=4)
+            response = await client.post(url, b"/v1/completions", b"x" * 32_000_000, [])
+            assert (response.status, await response.read()) == (413, b"")
+            assert client.open_connections() == 0  # not reusable: the body is half sent
+            await client.close()
+
+    run(scenario())
