@@ -169,7 +169,7 @@ def test_gateway_environment_is_valid_and_as_designed(stack: str) -> None:
         port, strategy, _ = GATEWAYS[stack][name]
         assert (settings.host, settings.port, settings.strategy) == ("0.0.0.0", port, strategy)
         assert settings.strategy in available()
-        assert settings.admin_key == ADMIN_KEY["GATEWAY_ADMIN_KEY"]
+        assert settings.admin_key_value() == ADMIN_KEY["GATEWAY_ADMIN_KEY"]
         assert len(settings.replicas) == 6
         assert service["init"] is True
         published = [with_defaults(mapping) for mapping in service["ports"]]
