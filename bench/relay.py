@@ -1,9 +1,11 @@
-"""Minimal FastAPI relays, one per upstream client, to choose the gateway's client by numbers.
+"""Minimal relays, to choose the gateway's client by numbers and to give its speed a floor.
 
-The obvious proxy: read the body, forward it, return or stream the answer. Only the
-client library differs between variants, so the benchmark shows what each one costs.
+`httpx` and `aiohttp`: the obvious FastAPI proxy (read the body, forward it, return or
+stream the answer); only the client library differs, so the benchmark shows what each
+costs. `asgi`: the bare plain-ASGI relay with aiohttp on uvicorn (httptools, uvloop), no
+framework, no checks, no routing, no metrics, no log: the floor for the gateway's stack.
 
-    python bench/relay.py --client httpx|aiohttp --upstream http://127.0.0.1:9001 --port 9002
+    python bench/relay.py --client httpx|aiohttp|asgi --upstream http://127.0.0.1:9001 --port 9002
 """
 
 import argparse
@@ -91,7 +93,62 @@ def aiohttp_app(upstream: str) -> FastAPI:
     return app
 
 
-VARIANTS: dict[str, Callable[[str], FastAPI]] = {"httpx": httpx_app, "aiohttp": aiohttp_app}
+def asgi_app(upstream: str) -> Callable[..., Any]:
+    """The bare plain-ASGI relay: the body read, POSTed with aiohttp, the answer sent back
+    whole or event by event."""
+    state: dict[str, aiohttp.ClientSession] = {}
+
+    async def lifespan(receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=4)
+                state["session"] = aiohttp.ClientSession(upstream, connector=connector)
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await state["session"].close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await lifespan(receive, send)
+            return
+        if scope["method"] != "POST":  # the bench's readiness probe
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        resp = await state["session"].post(
+            scope["path"], data=body, headers={"content-type": "application/json"}
+        )
+        content_type = resp.headers.get("content-type", "application/json")
+        headers = [(b"content-type", content_type.encode())]
+        if content_type.startswith("text/event-stream"):
+            await send({"type": "http.response.start", "status": resp.status, "headers": headers})
+            async for chunk in resp.content.iter_any():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        else:
+            payload = await resp.read()
+            headers.append((b"content-length", str(len(payload)).encode()))
+            await send({"type": "http.response.start", "status": resp.status, "headers": headers})
+            await send({"type": "http.response.body", "body": payload})
+        resp.release()
+
+    return app
+
+
+VARIANTS: dict[str, Callable[[str], Any]] = {
+    "httpx": httpx_app,
+    "aiohttp": aiohttp_app,
+    "asgi": asgi_app,
+}
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""The app factory. The lifespan owns every resource: the upstream HTTP session, the
+"""The app factory. The lifespan owns every resource: the upstream HTTP client, the
 replica pool, the strategy, the metrics poller and health checker, the metrics registry."""
 
 import asyncio
@@ -6,7 +6,6 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -32,6 +31,7 @@ from gateway.settings import GatewaySettings
 from gateway.startup import check_admin_exposure
 from gateway.state import Gateway
 from gateway.telemetry import Telemetry
+from gateway.upstream_http import UpstreamClient
 from routers.pool import ReplicaPool
 from turnout.asgi import Message, Receive, Scope, Send
 from turnout.logs import get_logger
@@ -154,25 +154,17 @@ async def _running_gateway(
     pool = ReplicaPool(
         (spec.to_replica() for spec in specs), stale_after=3 * settings.poll_interval
     )
-    connector = aiohttp.TCPConnector(
-        # No cap: the strategy decides how much each replica gets, not the pool.
-        limit=0,
-        limit_per_host=0,
-        keepalive_timeout=UPSTREAM_KEEPALIVE_S,
-    )
-    session = aiohttp.ClientSession(
-        connector=connector,
-        timeout=aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout),
-        # Bytes are relayed as sent: never decompress, never add encodings of our own.
-        auto_decompress=False,
-        skip_auto_headers=("Accept-Encoding", "User-Agent"),
+    # No connection cap (the strategy decides how much each replica gets, not a pool);
+    # bytes relayed as sent, no headers of its own but Host and Content-Length.
+    upstream = UpstreamClient(
+        connect_timeout=settings.connect_timeout, keepalive_s=UPSTREAM_KEEPALIVE_S
     )
     # Health checks and scrapes are not on the hot path; httpx serves them.
     checks = httpx.AsyncClient(timeout=settings.connect_timeout + settings.poll_interval)
     gw = Gateway(
         settings=settings,
         pool=pool,
-        session=session,
+        upstream=upstream,
         telemetry=Telemetry(pool),
         strategy=routers.load(settings.strategy, **settings.strategy_options),
         log=get_logger("gateway.proxy"),
@@ -215,7 +207,7 @@ async def _running_gateway(
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        await session.close()
+        await upstream.close()
         await checks.aclose()
         log.info("gateway_stopped")
 

@@ -12,8 +12,6 @@ import math
 import time
 from typing import Any
 
-import aiohttp
-
 from gateway.errors import GatewayError, NoReplicaAvailable, UpstreamError, UpstreamTimeout
 from gateway.relay import (
     RETRY_STATUSES,
@@ -26,6 +24,7 @@ from gateway.relay import (
 )
 from gateway.state import Gateway
 from gateway.upstream import Upstream
+from gateway.upstream_http import Response
 from routers import Outcome, RouteRequest
 from routers.pool import ReplicaPool
 from turnout.asgi import Send
@@ -70,7 +69,7 @@ class Exchange:
         self.retried = False
         self.response_started = False
         self.error = ""
-        self.headers: list[tuple[str, str]] = []
+        self.headers: list[tuple[bytes, bytes]] = []
         self.tried: list[str] = []
         # "replica: kind after N s" of each attempt that failed before the last one.
         self.failed: list[str] = []
@@ -108,7 +107,7 @@ def no_replica(gw: Gateway, model: str) -> NoReplicaAvailable:
 
 
 async def dispatch(
-    gw: Gateway, exchange: Exchange, route: RouteRequest, path: str, body: bytes, send: Send
+    gw: Gateway, exchange: Exchange, route: RouteRequest, path: bytes, body: bytes, send: Send
 ) -> None:
     """Pick a replica and relay; another one while the first ones fail before any byte."""
     tried = exchange.tried
@@ -143,7 +142,7 @@ async def _attempt(
     exchange: Exchange,
     route: RouteRequest,
     replica: Upstream,
-    path: str,
+    path: bytes,
     body: bytes,
     send: Send,
     can_retry: bool,
@@ -199,13 +198,10 @@ async def _attempt(
         return True
     finally:
         pool.release(replica.id, tokens, answered=ttfb is not None)
-        if resp is not None:
+        if resp is not None and not complete:
             # An unfinished response's connection cannot be reused: closing it also tells
             # the replica to stop (that is how a client's disconnect reaches it).
-            if complete:
-                resp.release()
-            else:
-                resp.close()
+            resp.close()
         if gw.on_finished is not None:
             gw.on_finished(route, Outcome(replica.id, ok, ttfb))
 
@@ -214,11 +210,11 @@ async def _first_byte(
     gw: Gateway,
     exchange: Exchange,
     replica: Upstream,
-    path: str,
+    path: bytes,
     body: bytes,
     can_retry: bool,
     route: RouteRequest,
-) -> tuple[aiohttp.ClientResponse, bytes | None]:
+) -> tuple[Response, bytes | None]:
     """Send the request and wait for the answer's headers (and a stream's first chunk),
     within the first-byte deadline; while it waits, an ejection of the replica moves it
     elsewhere. On failure the upstream response is closed and UpstreamFailure raised."""
@@ -235,7 +231,7 @@ async def _first_byte(
     sent_at = time.perf_counter()
     try:
         async with asyncio.timeout(deadline):
-            resp = await open_upstream(gw.session, replica.url + path, body, headers)
+            resp = await open_upstream(gw.upstream, replica.url, path, body, headers)
             first = await first_chunk(resp) if is_stream(resp) else None
     except BaseException as exc:
         if resp is not None:

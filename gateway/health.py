@@ -151,7 +151,11 @@ class HealthChecker:
 
     async def _get(self, replica: Upstream, path: str, floor: float = 0.0) -> httpx.Response:
         timeout = max(self._timeout, floor)
-        headers = {} if replica.authorization is None else {"authorization": replica.authorization}
+        headers = (
+            {}
+            if replica.authorization is None
+            else {"authorization": replica.authorization.decode()}
+        )
         # httpx's timeouts are per phase; this bounds the whole exchange.
         async with asyncio.timeout(timeout):
             return await self._client.get(replica.url + path, timeout=timeout, headers=headers)

@@ -48,7 +48,7 @@ def scan_headers(
     """One pass over the request headers: what to check, and what to forward.
     Returns the exchange, and the content type, content length and authorization."""
     content_type = content_length = key = request_id = connection = session = None
-    forwarded: list[tuple[str, str]] = []
+    forwarded: list[tuple[bytes, bytes]] = []
     keep_authorization = not gw.keys.required
     for name, value in raw:
         if name == b"content-type":
@@ -69,14 +69,13 @@ def scan_headers(
         elif name == b"x-session-id":
             session = value
         if name not in NOT_FORWARDED:
-            forwarded.append((name.decode("latin-1"), value.decode("latin-1")))
+            forwarded.append((name, value))
     if connection is not None:
         named = {token.strip().lower() for token in connection.split(b",")} - NOT_FORWARDED
         if named:
-            dropped = {token.decode("latin-1") for token in named}
-            forwarded = [(n, v) for n, v in forwarded if n not in dropped]
+            forwarded = [(n, v) for n, v in forwarded if n not in named]
     rid = request_id_from(request_id)
-    forwarded.append(("x-request-id", rid))
+    forwarded.append((b"x-request-id", rid.encode()))
     exchange = Exchange(rid)
     exchange.headers = forwarded
     exchange.session = None if session is None else session.decode("latin-1")

@@ -82,7 +82,11 @@ class MetricsPoller:
         self._note(replica_id, "ok")
 
     async def _fetch(self, replica: Upstream) -> Metrics | None:
-        headers = {} if replica.authorization is None else {"authorization": replica.authorization}
+        headers = (
+            {}
+            if replica.authorization is None
+            else {"authorization": replica.authorization.decode()}
+        )
         response = await self._client.get(
             f"{replica.url}/metrics", timeout=self._timeout, headers=headers
         )

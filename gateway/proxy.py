@@ -31,9 +31,9 @@ class ProxyEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         gw = gateway_of(scope["state"])
         exchange, content_type, content_length, authorization = scan_headers(gw, scope["headers"])
-        path = scope["path"]
+        path: bytes = scope.get("raw_path") or scope["path"].encode()
         if scope.get("query_string"):
-            path += "?" + scope["query_string"].decode("latin-1")
+            path += b"?" + scope["query_string"]
         watch: DisconnectWatch | None = None
         admitted: KeyState | None = None
         task = asyncio.current_task()

@@ -15,16 +15,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import aiohttp
-
 from gateway.errors import GatewayError, UpstreamError, UpstreamTimeout, sse_error_event
+from gateway.upstream_http import (
+    ConnectFailed,
+    ConnectTimedOut,
+    Response,
+    UpstreamClient,
+    UpstreamHttpError,
+)
 from turnout.asgi import Send
 
 # Statuses that mean "this replica cannot take it now": try another one.
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 # Upstream response headers worth passing back (the rest is per-hop or ours).
-PASSED_BACK = ("content-type", "content-encoding", "retry-after")
-SSE = "text/event-stream"
+PASSED_BACK = (b"content-type", b"content-encoding", b"retry-after")
+SSE = b"text/event-stream"
 Header = tuple[bytes, bytes]
 
 
@@ -40,43 +45,44 @@ class UpstreamFailure(Exception):
         self.fatal = fatal
 
 
-def is_stream(resp: aiohttp.ClientResponse) -> bool:
-    return resp.status < 400 and resp.headers.get("content-type", "").startswith(SSE)
+def is_stream(resp: Response) -> bool:
+    return resp.status < 400 and resp.headers.get(b"content-type", b"").startswith(SSE)
 
 
 async def open_upstream(
-    session: aiohttp.ClientSession,
-    url: str,
+    client: UpstreamClient,
+    base_url: str,
+    path: bytes,
     body: bytes,
-    headers: list[tuple[str, str]],
-) -> aiohttp.ClientResponse:
+    headers: list[tuple[bytes, bytes]],
+) -> Response:
     """POST and wait for the response headers; UpstreamFailure on any failure. The caller
     bounds the wait (its first-byte deadline)."""
     try:
-        return await session.post(url, data=body, headers=headers)
-    except aiohttp.ConnectionTimeoutError as exc:
+        return await client.post(base_url, path, body, headers)
+    except ConnectTimedOut as exc:
         raise UpstreamFailure(
             "connect_timeout",
             UpstreamError(f"could not connect to the replica in time ({exc})"),
             retryable=True,
             fatal=True,
         ) from exc
-    except aiohttp.ClientConnectorError as exc:
+    except ConnectFailed as exc:
         raise UpstreamFailure(
             "connect",
-            UpstreamError(f"could not connect to the replica: {exc.strerror or exc}"),
+            UpstreamError(f"could not connect to the replica: {exc}"),
             retryable=True,
             fatal=True,
         ) from exc
-    except aiohttp.ClientError as exc:
+    except UpstreamHttpError as exc:
         raise _disconnected(exc) from exc
 
 
-async def first_chunk(resp: aiohttp.ClientResponse) -> bytes:
+async def first_chunk(resp: Response) -> bytes:
     """A stream's first chunk (b"" if it ended at once); UpstreamFailure if it broke."""
     try:
-        return await resp.content.readany()
-    except aiohttp.ClientError as exc:
+        return await resp.readany()
+    except UpstreamHttpError as exc:
         raise _disconnected(exc) from exc
 
 
@@ -104,17 +110,17 @@ class RelayResult:
     on_first_byte: Callable[[], None] | None = None
 
 
-def _headers(resp: aiohttp.ClientResponse, extra: list[tuple[bytes, bytes]]) -> list[Header]:
+def _headers(resp: Response, extra: list[tuple[bytes, bytes]]) -> list[Header]:
     headers = list(extra)
     for name in PASSED_BACK:
         value = resp.headers.get(name)
         if value is not None:
-            headers.append((name.encode(), value.encode("latin-1")))
+            headers.append((name, value))
     return headers
 
 
 async def relay_response(
-    resp: aiohttp.ClientResponse,
+    resp: Response,
     send: Send,
     extra_headers: list[Header],
     idle_timeout: float,
@@ -139,7 +145,7 @@ async def relay_response(
             retryable=False,
             fatal=False,
         ) from exc
-    except aiohttp.ClientError as exc:
+    except UpstreamHttpError as exc:
         raise UpstreamFailure(
             "broken_body",
             UpstreamError(f"the replica broke off its response ({exc})"),
@@ -157,7 +163,7 @@ async def relay_response(
 
 
 async def _relay_stream(
-    resp: aiohttp.ClientResponse,
+    resp: Response,
     send: Send,
     headers: list[Header],
     chunk: bytes,
@@ -166,7 +172,6 @@ async def _relay_stream(
 ) -> None:
     result.started = True
     await send({"type": "http.response.start", "status": resp.status, "headers": headers})
-    content = resp.content
     loop = asyncio.get_running_loop()
     try:
         # One timer for the whole stream, pushed forward before each read.
@@ -178,11 +183,11 @@ async def _relay_stream(
                     if result.on_first_byte is not None:
                         result.on_first_byte()
                 idle.reschedule(loop.time() + idle_timeout)
-                chunk = await content.readany()
+                chunk = await resp.readany()
         result.complete = True
     except TimeoutError:
         result.broken = ("idle_timeout", f"the replica sent nothing for {idle_timeout:g} s")
-    except aiohttp.ClientError as exc:
+    except UpstreamHttpError as exc:
         result.broken = ("broken_stream", f"the replica broke off the stream ({exc})")
     if result.broken is not None:
         # Bytes already went out: never retry; tell the client in the stream itself.

@@ -70,7 +70,7 @@ class ReplicaEntry:
             url=self.url,
             models_pinned=bool(self.models),
             aliases=dict(self.aliases),
-            authorization=None if self.api_key is None else f"Bearer {self.api_key}",
+            authorization=None if self.api_key is None else f"Bearer {self.api_key}".encode(),
             kind_verified=self.kind_verified,
         )
         replica.set_kind(None if self.kind is None else KINDS[self.kind])
@@ -185,6 +185,9 @@ def _entry(entry: _Entry, name: str, url: str) -> ReplicaEntry:
                 f"api_key_env: the variable {entry.api_key_env} is not set (or empty); "
                 "export the replica's API key under that name"
             )
+    if api_key is not None and not api_key.isprintable():
+        # It goes into a request header: a line break would end the header there.
+        raise ConfigError("api_key: the key has control characters (a line break?)")
     return ReplicaEntry(
         name=name, url=url, models=models, kind=entry.kind, aliases=aliases, api_key=api_key
     )

@@ -5,8 +5,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
-
 import routers
 from gateway.keys import KeyRing
 from gateway.limits import Limits
@@ -14,6 +12,7 @@ from gateway.membership import Membership
 from gateway.settings import GatewaySettings
 from gateway.telemetry import Telemetry
 from gateway.upstream import Upstream
+from gateway.upstream_http import UpstreamClient
 from routers import Outcome, RouteRequest, Strategy
 from routers.pool import ReplicaPool
 
@@ -24,7 +23,7 @@ FinishedHook = Callable[[RouteRequest, Outcome], None]
 class Gateway:
     settings: GatewaySettings
     pool: ReplicaPool[Upstream]
-    session: aiohttp.ClientSession
+    upstream: UpstreamClient
     telemetry: Telemetry
     strategy: Strategy
     log: Any

@@ -23,7 +23,7 @@ class Upstream(Replica):
     kind: Kind | None = None
     kind_verified: bool = False
     # The Authorization header value for this replica (from api_key_env); never shown.
-    authorization: str | None = field(default=None, repr=False)
+    authorization: bytes | None = field(default=None, repr=False)
     # Statuses that mean "busy, try another" from this kind of server (never ejects it).
     busy_statuses: frozenset[int] = frozenset()
     # Time to first byte, for streams and for whole answers (gateway/deadlines.py).
@@ -39,8 +39,8 @@ class Upstream(Replica):
         self.busy_statuses = frozenset() if kind is None else kind.busy_statuses
 
     def request_for(
-        self, model: str, body: bytes, headers: list[tuple[str, str]]
-    ) -> tuple[bytes, list[tuple[str, str]]]:
+        self, model: str, body: bytes, headers: list[tuple[bytes, bytes]]
+    ) -> tuple[bytes, list[tuple[bytes, bytes]]]:
         """The body and headers to send this replica: the model under its own name, and its
         API key. Unchanged (the very same objects) when it needs neither."""
         own = self.aliases.get(model) if self.aliases else None
@@ -49,6 +49,6 @@ class Upstream(Replica):
             data["model"] = own
             body = orjson.dumps(data)
         if self.authorization is not None:
-            headers = [h for h in headers if h[0] != "authorization"]
-            headers.append(("authorization", self.authorization))
+            headers = [h for h in headers if h[0] != b"authorization"]
+            headers.append((b"authorization", self.authorization))
         return body, headers

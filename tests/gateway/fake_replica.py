@@ -5,9 +5,10 @@
 It answers /v1/chat/completions, /v1/completions and /v1/embeddings (streaming or not),
 /v1/models, /health, /version and /metrics (as vLLM does, so the gateway takes it for
 vLLM), and is steered by POST /fake/config (status to answer with, delays, number of
-chunks, failing health). GET /fake/state reports how many
-requests are open right now (`active`: a request whose client went away is cancelled
-and leaves it), how many arrived, and the last request's headers and raw body.
+chunks, failing health, a connection dropped mid-stream). GET /fake/state reports how
+many requests are open right now (`active`: a request whose client went away is
+cancelled and leaves it), how many arrived, the last request's headers and raw body, and
+the connections completions came on (`connections`: how many ever, `open`: still open).
 """
 
 import argparse
@@ -30,6 +31,8 @@ def _config() -> dict[str, Any]:
         "chunks": 5,
         # Before sending chunk number `stall_after`, stall for an hour (-1: never).
         "stall_after": -1,
+        # Before sending chunk number `drop_after`, drop the connection (-1: never).
+        "drop_after": -1,
         "health_status": 200,
     }
 
@@ -44,6 +47,8 @@ class FakeReplica:
         self.cancelled = 0
         self.last_headers: dict[str, str] = {}
         self.last_body = b""
+        # The transports completions came on, by the client's port.
+        self.transports: dict[int, asyncio.BaseTransport] = {}
 
     def chunks(self, n: int) -> list[bytes]:
         """The exact SSE events of a stream, so a test can compare bytes."""
@@ -61,6 +66,9 @@ class FakeReplica:
         return events
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
+        transport = request.transport
+        if transport is not None:
+            self.transports[transport.get_extra_info("peername")[1]] = transport
         self.requests += 1
         self.active += 1
         try:
@@ -88,6 +96,9 @@ class FakeReplica:
             await response.prepare(request)
             for i, chunk in enumerate(self.chunks(cfg["chunks"])):
                 if i == cfg["stall_after"]:
+                    await asyncio.sleep(3600)
+                if i == cfg["drop_after"] and request.transport is not None:
+                    request.transport.abort()  # aiohttp then cancels this handler
                     await asyncio.sleep(3600)
                 await response.write(chunk)
                 await asyncio.sleep(cfg["chunk_delay"])
@@ -144,6 +155,8 @@ class FakeReplica:
                 "cancelled": self.cancelled,
                 "last_headers": self.last_headers,
                 "last_body": self.last_body.decode("utf-8", "replace"),
+                "connections": len(self.transports),
+                "open": sum(1 for t in self.transports.values() if not t.is_closing()),
             }
         )
 

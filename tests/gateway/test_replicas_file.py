@@ -64,7 +64,7 @@ def test_kinds_aliases_and_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert specs[1].api_key == "sk-secret-123"
     assert "sk-secret" not in repr(specs[1])
     replica = specs[1].to_replica()
-    assert replica.authorization == "Bearer sk-secret-123"
+    assert replica.authorization == b"Bearer sk-secret-123"
     assert "sk-secret" not in repr(replica)
     assert replica.kind is not None and replica.kind.name == "openai"
 
@@ -107,6 +107,10 @@ def test_pinned_models_are_own_names_shown_under_their_aliases(tmp_path: Path) -
             "- {url: 'http://a:1', kind: openai, api_key_env: TURNOUT_TEST_UNSET_KEY}",
             ["replica 0 (a:1)", "TURNOUT_TEST_UNSET_KEY is not set"],
         ),
+        (
+            '- {url: "http://a:1", kind: openai, api_key: "sk-1\\r\\nx-injected: 1"}',
+            ["replica 0 (a:1)", "control characters"],
+        ),
     ],
     ids=[
         "unknown-kind",
@@ -117,6 +121,7 @@ def test_pinned_models_are_own_names_shown_under_their_aliases(tmp_path: Path) -
         "across-replicas",
         "empty",
         "missing-key",
+        "key-with-line-break",
     ],
 )
 def test_bad_entries_name_the_replica(tmp_path: Path, entries: str, words: list[str]) -> None:

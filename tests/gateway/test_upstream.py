@@ -6,7 +6,7 @@ from gateway.upstream import Upstream
 
 def test_request_for_rewrites_only_an_aliased_model_and_adds_only_a_replica_key() -> None:
     body = b'{"model": "public",  "messages": [{"role": "user", "content": "model public"}]}'
-    headers = [("content-type", "application/json"), ("authorization", "Bearer client")]
+    headers = [(b"content-type", b"application/json"), (b"authorization", b"Bearer client")]
     plain = Upstream(id="a", url="http://a")
     # Nothing to change: the very same objects go out, byte for byte.
     same_body, same_headers = plain.request_for("public", body, headers)
@@ -18,10 +18,13 @@ def test_request_for_rewrites_only_an_aliased_model_and_adds_only_a_replica_key(
     assert new_headers is headers
     assert aliased.request_for("other", body, headers)[0] is body
 
-    keyed = Upstream(id="k", url="http://k", authorization="Bearer sk-1")
+    keyed = Upstream(id="k", url="http://k", authorization=b"Bearer sk-1")
     _, keyed_headers = keyed.request_for("public", body, headers)
-    assert keyed_headers == [("content-type", "application/json"), ("authorization", "Bearer sk-1")]
-    assert headers[1] == ("authorization", "Bearer client")  # the client's list is untouched
+    assert keyed_headers == [
+        (b"content-type", b"application/json"),
+        (b"authorization", b"Bearer sk-1"),
+    ]
+    assert headers[1] == (b"authorization", b"Bearer client")  # the client's list is untouched
 
 
 def test_a_kind_sets_how_many_requests_the_replica_takes_and_what_busy_looks_like() -> None:
