@@ -2,7 +2,7 @@
 
 import typer
 
-from loadtest.commands import batch, compare, cost, run
+from loadtest.commands import batch, compare, cost, run, study
 
 app = typer.Typer(add_completion=False, no_args_is_help=True)
 
@@ -12,6 +12,7 @@ app.command(name="workloads")(run.workloads)
 app.command(name="compare")(compare.compare_command)
 app.add_typer(batch.batch_app, name="batch")
 app.command(name="cost")(cost.cost_command)
+app.command(name="study")(study.study_command)
 
 
 def main() -> None:

@@ -201,12 +201,13 @@ class VirtualScrapes:
 class _Engine:
     """One replica's engine and where its current step stands."""
 
-    __slots__ = ("busy", "engine", "finishing", "first", "name")
+    __slots__ = ("busy", "engine", "finishing", "first", "name", "until")
 
     def __init__(self, name: str, engine: EngineModel) -> None:
         self.name = name
         self.engine = engine
         self.busy = False
+        self.until = 0.0  # when the current step ends
         self.finishing: tuple[FinishedRequest, ...] = ()
         self.first: tuple[str, ...] = ()
 
@@ -246,6 +247,11 @@ class _FleetRun:
         self.samples: list[ScrapeSample] | None = None
         self.routed: dict[str, tuple[RouteRequest, str]] = {}
         self.records: dict[str, VirtualRecord] = {}
+        # What is arriving, for a harness strategy that reads the true state (the oracle).
+        self.arriving: VirtualRequest | None = None
+        attach = getattr(strategy, "attach_fleet", None)
+        if attach is not None:
+            attach(self)
         added = getattr(strategy, "on_replica_added", None)
         names = [replica.id for replica in self.pool]
         for i, name in enumerate(names):
@@ -290,6 +296,12 @@ class _FleetRun:
             self.samples or [],
         )
 
+    def true_state(self, name: str) -> tuple[EngineModel, float]:
+        """Replica `name`'s engine and the seconds until its current step ends (0 if idle):
+        what only a harness may read, never a strategy of the gateway."""
+        state = self.engines[name]
+        return state.engine, (state.until - self.now) if state.busy else 0.0
+
     # -- the poller ------------------------------------------------------------------
 
     def _begin_scrape(self, name: str) -> None:
@@ -309,6 +321,7 @@ class _FleetRun:
     def _arrive(self, arrival: VirtualRequest) -> None:
         request_id = arrival.id or f"req-{len(self.records)}"
         route = route_request(arrival, request_id)
+        self.arriving = arrival
         candidates = self.pool.candidates(arrival.model)
         chosen = self.strategy.choose(route, candidates) if candidates else None
         if chosen is None:
@@ -342,7 +355,8 @@ class _FleetRun:
         state.busy = True
         state.finishing = result.finished
         state.first = result.first_token
-        self._push(self.now + result.duration, _STEP_END, state.name)
+        state.until = self.now + result.duration
+        self._push(state.until, _STEP_END, state.name)
 
     def _end_step(self, state: _Engine) -> None:
         pool = self.pool
