@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
 from loadtest.analysis.report import page, svg
 from loadtest.study.fleet import ORACLE
@@ -97,7 +98,7 @@ def _table(study: Study, load: float) -> str:
 def _curves(study: Study) -> str:
     if len(study.loads) < 2:
         return "<p>One load: no curves (give --loads with two or more).</p>"
-    fig = Figure(figsize=(12, 7.5))
+    fig = Figure(figsize=(13, 7.5))
     axes = fig.subplots(2, 2)
     loads = sorted(study.loads)
     for ax, (figure, label, scale) in zip(axes.flat, PLOTTED, strict=True):
@@ -121,8 +122,15 @@ def _curves(study: Study) -> str:
         ax.set_xlabel("load (share of the saturation rate)")
         if figure.startswith("ttft"):
             ax.set_yscale("log")
+            # Plain numbers on the log axis: "350", not "3.5 x 10^2".
+            ax.yaxis.set_major_formatter(ScalarFormatter())
+            ax.yaxis.set_minor_formatter(NullFormatter())
+            ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.set_xticks(loads)
         ax.grid(alpha=0.3)
-    axes.flat[0].legend(fontsize=8)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    # One legend beside the panels, where it hides no curve.
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=9)
     fig.tight_layout()
     return svg(fig)
 
@@ -130,7 +138,8 @@ def _curves(study: Study) -> str:
 def _html(study: Study) -> str:
     intro = (
         f"<p>{html.escape(study.fleet.name)}, {len(study.fleet.replicas)} replicas; workload "
-        f"{html.escape(study.workload.name)}: {html.escape(study.workload.describe())}</p>"
+        f"{html.escape(study.workload.name)}: {html.escape(study.workload.describe())} (its own "
+        "rate and length give way to each load's rate and the request count)</p>"
         f"<p>{html.escape(study.capacity.describe())}. Seed {study.seed}, "
         f"{study.requests:,} requests per strategy and load (the same arrivals for each), "
         f"metrics scraped every {study.poll_interval:g} s, virtual time.</p>"
@@ -141,7 +150,10 @@ def _html(study: Study) -> str:
     )
     parts = [intro, "<h2>Curves against load</h2>", _curves(study)]
     parts += [_table(study, load) for load in study.loads]
-    style = "<style>tr.best td{background:#e6f4ea;font-weight:600}</style>"
+    style = (
+        "<style>tr.best td{background:#e6f4ea;font-weight:600}"
+        "th:first-child,td:first-child{text-align:left}</style>"
+    )
     return page("Routing study", style + "\n".join(parts))
 
 
