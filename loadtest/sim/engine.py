@@ -420,6 +420,10 @@ class EngineModel:
             return 0
         return len(self.kv.match_prefix(hashes, (prompt_len - 1) // self._block)) * self._block
 
+    def version(self) -> tuple[int, int]:
+        """Changes whenever the engine's state may have: a step, a request in or out."""
+        return self._step_no, len(self._known)
+
     def batch(self) -> tuple[int, int, int]:
         """(decoding requests, their context tokens, requests holding a seat)."""
         return len(self._decoding), self._context, len(self._running) + len(self._waiting)

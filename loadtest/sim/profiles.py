@@ -5,6 +5,7 @@ from; docs/simulator.md explains the derivations and the calibration.
 """
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -117,6 +118,7 @@ class Profile:
         return self.step_time(batch, batch * context, batch * context)
 
 
+@functools.cache  # read once: a study builds hundreds of replicas
 def _read_profiles() -> dict[str, Any]:
     text = resources.files("loadtest.sim").joinpath("profiles.yaml").read_text("utf-8")
     data = yaml.safe_load(text)
