@@ -31,12 +31,12 @@ REFERENCE_LAYOUT = {  # service: (model, GPUs); the reference layout's six repli
 }
 GATEWAYS = {  # stack: {service: (container port, strategy, env label in Prometheus)}
     "baseline": {"gateway": (8080, "round_robin", "baseline")},
-    "managed": {"gateway": (8081, "queue_depth", "managed")},
-    "managed-prefix": {"gateway": (8082, "queue_depth", "managed-prefix")},
+    "managed": {"gateway": (8081, "least_work", "managed")},
+    "managed-prefix": {"gateway": (8082, "least_work", "managed-prefix")},
     "sim": {
         "gateway-baseline": (8080, "round_robin", "baseline"),
-        "gateway-managed": (8081, "queue_depth", "managed"),
-        "gateway-managed-prefix": (8082, "queue_depth", "managed-prefix"),
+        "gateway-managed": (8081, "least_work", "managed"),
+        "gateway-managed-prefix": (8082, "least_work", "managed-prefix"),
     },
 }
 KVCACHED = "ghcr.io/ovg-project/kvcached-vllm"

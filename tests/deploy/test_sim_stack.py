@@ -26,8 +26,8 @@ MODELS = {
 }
 ENVIRONMENTS = {
     "baseline": "round_robin",
-    "managed": "queue_depth",
-    "managed-prefix": "queue_depth",
+    "managed": "least_work",
+    "managed-prefix": "least_work",
 }
 ADMIN_KEY = "sim-stack-admin-key"  # what .env would give GATEWAY_ADMIN_KEY
 
