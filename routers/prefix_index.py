@@ -186,6 +186,24 @@ class PrefixIndex:
         if not hashes:
             return
         where = self._where
+        points = _deepest_first(len(hashes))
+        first = hashes[points[-1] - 1]
+        if self.defer and len(points) > 2 and first not in where:
+            # No earlier prompt shares even the first checkpoint: most such prompts stay
+            # the only ones, so index the two ends now (an exact repeat finds the last,
+            # a prompt sharing the start the first) and the middle once one shares it.
+            # Nothing deeper is indexed either (deeper checkpoints are evicted first, and
+            # their holders are among the first's), so no lookups: each one is a likely
+            # cache miss in an index this size, and they were most of a choice's cost.
+            self._deferred[first] = (replica, _middle(len(hashes), hashes))
+            last = hashes[points[0] - 1]
+            where[last] = {replica}
+            where[first] = {replica}
+            if prompt_tokens > len(hashes) * self.block_tokens:
+                self._extent[hashes[-1]] = prompt_tokens
+            if len(where) > self.max_entries:
+                self._evict()
+            return
         if prompt_tokens > len(hashes) * self.block_tokens:
             last = hashes[-1]
             extent = self._extent.get(last)
@@ -193,14 +211,6 @@ class PrefixIndex:
                 self._extent[last] = prompt_tokens
         get = where.get
         touch = where.move_to_end
-        points = _deepest_first(len(hashes))
-        first = hashes[points[-1] - 1]
-        if self.defer and len(points) > 2 and first not in where:
-            # No earlier prompt shares even the first checkpoint: most such prompts stay
-            # the only ones, so index the two ends now (an exact repeat finds the last,
-            # a prompt sharing the start the first) and the middle once one shares it.
-            self._deferred[first] = (replica, _middle(len(hashes), hashes))
-            points = (points[0], points[-1])
         # Deepest first, so that the shallow blocks end up the most recently used.
         for point in points:
             key = hashes[point - 1]

@@ -428,6 +428,32 @@ class EngineModel:
         aborted, self._aborted = self._aborted, []
         return aborted
 
+    # -- true state, for the study's oracle ---------------------------------------------
+
+    def prefill_backlog(self) -> int:
+        """Prompt tokens still to prefill ahead of a new arrival: the waiting queue's (cache
+        hits unknown until admission, so counted in full) and the unfinished chunks'."""
+        ahead = 0
+        for seq in self._waiting:
+            ahead += seq.target - seq.computed
+        for seq in self._prefilling:
+            ahead += seq.target - seq.computed
+        return ahead
+
+    def cached_tokens(self, hashes: list[int], prompt_len: int) -> int:
+        """Prompt tokens of a request with these block hashes this engine's cache holds now."""
+        if not self.config.prefix_caching:
+            return 0
+        return len(self.kv.match_prefix(hashes, (prompt_len - 1) // self._block)) * self._block
+
+    def version(self) -> tuple[int, int]:
+        """Changes whenever the engine's state may have: a step, a request in or out."""
+        return self._step_no, len(self._known)
+
+    def batch(self) -> tuple[int, int, int]:
+        """(decoding requests, their context tokens, requests holding a seat)."""
+        return len(self._decoding), self._context, len(self._running) + len(self._waiting)
+
     # -- metrics ---------------------------------------------------------------------
 
     def stats(self) -> EngineStats:

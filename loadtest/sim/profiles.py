@@ -202,7 +202,7 @@ class Profile:
         return self.step_time(batch, batch * context, batch * context, batch)
 
 
-@cache
+@cache  # read once: a study builds hundreds of replicas
 def _read_profiles() -> dict[str, Any]:
     text = resources.files("loadtest.sim").joinpath("profiles.yaml").read_text("utf-8")
     # libyaml's safe loader: the same data, ~7x faster than the pure-Python one (every replica

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from loadtest.sim.engine import RequestRejected
+from loadtest.sim.engine import EngineModel, RequestRejected
 from loadtest.sim.engine_kind import Engine
 from loadtest.sim.engines import VirtualReplica, build_engines
 from loadtest.sim.types import EngineStats, FinishedRequest, SimRequest
@@ -193,12 +193,13 @@ class VirtualScrapes:
 class _Engine:
     """One replica's engine and where its current step stands."""
 
-    __slots__ = ("busy", "engine", "finishing", "first", "name")
+    __slots__ = ("busy", "engine", "finishing", "first", "name", "until")
 
     def __init__(self, name: str, engine: Engine) -> None:
         self.name = name
         self.engine = engine
         self.busy = False
+        self.until = 0.0  # when the current step ends
         self.finishing: tuple[FinishedRequest, ...] = ()
         self.first: tuple[str, ...] = ()
 
@@ -240,6 +241,11 @@ class _FleetRun:
         # Closed loop only: requests that may be sent now (None: open loop).
         self.open_slots: int | None = None
         self.records: dict[str, VirtualRecord] = {}
+        # What is arriving, for a harness strategy that reads the true state (the oracle).
+        self.arriving: VirtualRequest | None = None
+        attach = getattr(strategy, "attach_fleet", None)
+        if attach is not None:
+            attach(self)
         added = getattr(strategy, "on_replica_added", None)
         names = [replica.id for replica in self.pool]
         for i, name in enumerate(names):
@@ -289,6 +295,15 @@ class _FleetRun:
             self.samples or [],
         )
 
+    def true_state(self, name: str) -> tuple[EngineModel, float]:
+        """Replica `name`'s engine and the seconds until its current step ends (0 if idle):
+        what only a harness may read, never a strategy of the gateway. vLLM engines only: the
+        oracle predicts with vLLM's scheduler."""
+        state = self.engines[name]
+        if not isinstance(state.engine, EngineModel):
+            raise ValueError(f"replica {name} runs a slot engine: the oracle reads vLLM's only")
+        return state.engine, (state.until - self.now) if state.busy else 0.0
+
     # -- the poller ------------------------------------------------------------------
 
     def _begin_scrape(self, name: str) -> None:
@@ -308,6 +323,7 @@ class _FleetRun:
     def _arrive(self, arrival: VirtualRequest) -> None:
         request_id = arrival.id or f"req-{len(self.records)}"
         route = route_request(arrival, request_id)
+        self.arriving = arrival
         candidates = self.pool.candidates(arrival.model)
         chosen = self.strategy.choose(route, candidates) if candidates else None
         if chosen is None:
@@ -347,7 +363,8 @@ class _FleetRun:
         state.busy = True
         state.finishing = result.finished
         state.first = result.first_token
-        self._push(self.now + result.duration, _STEP_END, state.name)
+        state.until = self.now + result.duration
+        self._push(state.until, _STEP_END, state.name)
 
     def _end_step(self, state: _Engine) -> None:
         pool = self.pool

@@ -44,13 +44,13 @@ LAYOUTS = {
 }
 GATEWAYS = {  # stack: {service: (container port, strategy, env label in Prometheus)}
     "baseline": {"gateway": (8080, "round_robin", "baseline")},
-    "managed": {"gateway": (8081, "queue_depth", "managed")},
-    "managed-prefix": {"gateway": (8082, "queue_depth", "managed-prefix")},
+    "managed": {"gateway": (8081, "least_work", "managed")},
+    "managed-prefix": {"gateway": (8082, "least_work", "managed-prefix")},
     "managed-colocated": {"gateway": (8083, "round_robin", "managed-colocated")},
     "sim": {
         "gateway-baseline": (8080, "round_robin", "baseline"),
-        "gateway-managed": (8081, "queue_depth", "managed"),
-        "gateway-managed-prefix": (8082, "queue_depth", "managed-prefix"),
+        "gateway-managed": (8081, "least_work", "managed"),
+        "gateway-managed-prefix": (8082, "least_work", "managed-prefix"),
         "gateway-managed-colocated": (8083, "round_robin", "managed-colocated"),
     },
 }

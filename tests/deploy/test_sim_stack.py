@@ -23,8 +23,8 @@ TWO = {"meta-llama/Llama-3.1-8B-Instruct", "Qwen/Qwen2.5-7B-Instruct"}
 THREE = {*TWO, "mistralai/Mixtral-8x7B-Instruct-v0.1"}
 ENVIRONMENTS = {  # name: (strategy, replicas, models served)
     "baseline": ("round_robin", 6, THREE),
-    "managed": ("queue_depth", 6, THREE),
-    "managed-prefix": ("queue_depth", 6, THREE),
+    "managed": ("least_work", 6, THREE),
+    "managed-prefix": ("least_work", 6, THREE),
     "managed-colocated": ("round_robin", 8, TWO),
 }
 ADMIN_KEY = "sim-stack-admin-key"  # what .env would give GATEWAY_ADMIN_KEY

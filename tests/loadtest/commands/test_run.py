@@ -25,6 +25,7 @@ def test_workloads_lists_builtins_one_line_each(tmp_path: Path) -> None:
         "chat-mixed",
         "long-context",
         "mixed-lengths",
+        "shared-documents",
         "shared-prefix",
         "shifting-models",
         "spark-chat",

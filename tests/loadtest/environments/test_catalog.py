@@ -18,10 +18,10 @@ from loadtest.workload.counting import TokenizerChoice
 def test_shipped_environments_define_the_reference_pairs(tmp_path: Path) -> None:
     envs = load_environments(cwd=tmp_path)
     assert (envs["baseline"].fleet, envs["baseline"].strategy) == ("baseline", "round_robin")
-    assert (envs["managed"].fleet, envs["managed"].strategy) == ("managed", "queue_depth")
+    assert (envs["managed"].fleet, envs["managed"].strategy) == ("managed", "least_work")
     # managed-prefix differs from managed only in its fleet (prefix caching on).
     prefix = envs["managed-prefix"]
-    assert (prefix.fleet, prefix.strategy) == ("managed-prefix", "queue_depth")
+    assert (prefix.fleet, prefix.strategy) == ("managed-prefix", "least_work")
     # rr and qd differ only in strategy, on the same fleet.
     assert (envs["rr"].fleet, envs["rr"].strategy) == ("baseline", "round_robin")
     assert (envs["qd"].fleet, envs["qd"].strategy) == ("baseline", "queue_depth")

@@ -59,7 +59,7 @@ def test_environments_become_fleets_or_say_why_not(tmp_path: Path) -> None:
         (8, False)
     }
     reference = virtual_fleet(resolve(envs, "managed"))
-    assert len(reference.replicas) == 6 and reference.strategy == "queue_depth"
+    assert len(reference.replicas) == 6 and reference.strategy == "least_work"
     assert {r.config.kv_mode for r in reference.replicas} == {"elastic"}
     with pytest.raises(LiveOnly, match=r"remote.*runs only live"):
         virtual_fleet(resolve(envs, "remote"))

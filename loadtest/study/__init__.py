@@ -1,0 +1,1 @@
+"""`loadtest study`: every strategy against an oracle, over load, in virtual time."""

@@ -1,0 +1,107 @@
+"""`loadtest study`: strategies and the oracle at each load, and the files it writes."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from loadtest.commands.study import parse_loads
+from loadtest.study.fleet import ORACLE, StudyError, strategy_specs, study_fleet
+from loadtest.study.report import write_study
+from loadtest.study.run import run_study
+from loadtest.workload.format import load_workload
+from tests.loadtest.helpers import loadtest
+
+
+def test_a_small_study_has_every_strategy_and_the_oracle_at_every_load(tmp_path: Path) -> None:
+    fleet = study_fleet(3, "tiny", "baseline")
+    said: list[str] = []
+    study = run_study(
+        fleet,
+        load_workload("mixed-lengths"),
+        ["round_robin", "least_work"],
+        [0.5, 0.9],
+        seed=3,
+        requests=300,
+        poll_interval=0.1,
+        announce=said.append,
+    )
+    assert study.workload.models == (("sim/tiny", 1.0),)  # copies serve the profile's model
+    assert study.capacity.rate > 0 and "measured on 2 copies" in said[0]
+    assert [(r.load, r.strategy) for r in study.rows] == [
+        (load, name) for load in (0.5, 0.9) for name in (ORACLE, "round_robin", "least_work")
+    ]
+    low, high = (study.row(load, "round_robin") for load in (0.5, 0.9))
+    assert low is not None and high is not None
+    assert high.rate == pytest.approx(0.9 / 0.5 * low.rate)
+    for row in study.rows:
+        assert row.requests == 300 and row.figures["ttft_p99_s"] is not None
+    for load in study.loads:
+        # The same arrivals at a load: only prompts too long for the model fail, everywhere.
+        assert len({r.figures["error_rate"] for r in study.rows if r.load == load}) == 1
+    oracle = study.oracle(0.9)
+    assert oracle is not None and oracle.gap(oracle) == 0.0
+    assert study.best(0.9) in (study.row(0.9, "round_robin"), study.row(0.9, "least_work"))
+
+    report = write_study(study, tmp_path / "out")
+    document = json.loads((tmp_path / "out" / "study.json").read_text())
+    assert document["replicas"] == 3 and len(document["rows"]) == 6
+    rr = next(r for r in document["rows"] if r["strategy"] == "round_robin" and r["load"] == 0.9)
+    assert rr["ttft_p99_gap_to_oracle"] == pytest.approx(
+        rr["ttft_p99_s"] / oracle.figures["ttft_p99_s"] - 1
+    )
+    with (tmp_path / "out" / "study.csv").open() as handle:
+        assert len(list(csv.DictReader(handle))) == 6
+    page = report.read_text()
+    assert "<svg" in page and "Load 0.90" in page and "least_work" in page
+
+
+def test_bad_options_are_named() -> None:
+    with pytest.raises(StudyError, match="--replicas: 1 is out of range; allowed: 2 to 500"):
+        study_fleet(1, "tiny", "baseline")
+    with pytest.raises(StudyError, match="--profile"):
+        study_fleet(4, "no-such-profile", "baseline")
+    with pytest.raises(StudyError, match="--fleet: unknown fleet 'nope'"):
+        study_fleet(None, "tiny", "nope")
+    with pytest.raises(StudyError, match="--strategies: 'fastest'"):
+        strategy_specs("round_robin,fastest")
+    with pytest.raises(StudyError, match="has no option"):
+        strategy_specs("lmetric:speed=9")
+    with pytest.raises(StudyError, match="--loads"):
+        parse_loads("0.5,0")
+    assert strategy_specs("round_robin, lmetric:pending_prefill=true;sample=8,round_robin") == (
+        "round_robin",
+        "lmetric:pending_prefill=true;sample=8",
+    )
+    assert parse_loads("0.95,0.5") == (0.5, 0.95)
+
+
+def test_the_command_prints_the_tables_and_writes_the_report(tmp_path: Path) -> None:
+    result = loadtest(
+        "study",
+        "--workload",
+        "chat-mixed",
+        "--replicas",
+        "2",
+        "--profile",
+        "tiny",
+        "--strategies",
+        "round_robin,p2c",
+        "--loads",
+        "0.6",
+        "--requests",
+        "200",
+        "--poll-interval",
+        "0.1",
+        "--out",
+        "res",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "saturates at" in result.stdout
+    assert "vs oracle" in result.stdout and "load 0.60: best shipped strategy" in result.stdout
+    assert (tmp_path / "res" / "report.html").exists()
+    bad = loadtest("study", "--replicas", "501", cwd=tmp_path)
+    assert bad.returncode == 2
+    assert "--replicas: 501 is out of range" in bad.stdout
