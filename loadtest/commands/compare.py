@@ -134,8 +134,8 @@ def _attribution(console: Console, found: Attribution | str, a: str, b: str) -> 
         title=f"why, one change at a time (virtual time, load {found.load:.2f}, "
         f"{found.requests} requests): each step's B - A [95% CI]"
     )
-    table.add_column("", overflow="fold")
-    table.add_column("change", no_wrap=True)
+    table.add_column("", no_wrap=True)
+    table.add_column("change")
     for figure in EXPLAINED:
         table.add_column(f"{LABELS[figure]} ({UNITS[figure]})", justify="right", no_wrap=True)
 
