@@ -135,7 +135,7 @@ def _attribution(console: Console, found: Attribution | str, a: str, b: str) -> 
         f"{found.requests} requests): each step's B - A [95% CI]"
     )
     table.add_column("", no_wrap=True)
-    table.add_column("change")
+    table.add_column("change", no_wrap=True)
     for figure in EXPLAINED:
         table.add_column(f"{LABELS[figure]} ({UNITS[figure]})", justify="right", no_wrap=True)
 
@@ -247,7 +247,8 @@ def compare_command(
     load this machine can play. --virtual or --live picks one clock.
     """
     configure_logging("warning")
-    console = Console(stderr=json_output, width=None if sys.stdout.isatty() else 120)
+    # Off a terminal (logs, CI) wide enough for the --explain table without folding.
+    console = Console(stderr=json_output, width=None if sys.stdout.isatty() else 150)
 
     def fail(message: str) -> None:
         console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)

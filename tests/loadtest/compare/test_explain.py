@@ -58,7 +58,7 @@ def test_baseline_to_managed_steps_add_up_to_the_comparison(tmp_path: Path) -> N
     assert [step.change for step in found.steps] == [
         "prefix caching on -> off",
         "KV mode static -> elastic",
-        "routing round_robin -> queue_depth",
+        "routing round_robin -> least_work",
     ]
     envs = load_environments()
     for link, name in zip(found.links, ("baseline-noprefix", "managed-rr"), strict=False):
