@@ -15,7 +15,6 @@ from gateway.api import GatewayDep, json_response
 from gateway.auth import check_bearer
 from gateway.describe import (
     RemovalBody,
-    ReplicaEntryBody,
     ReplicasBody,
     ReplicaState,
     StrategyBody,
@@ -24,7 +23,7 @@ from gateway.describe import (
 )
 from gateway.errors import InvalidRequest
 from gateway.membership import Membership
-from gateway.replicas_file import ConfigError, parse_entry
+from gateway.replicas_file import ConfigError, EntryBody, parse_entry
 from gateway.state import Gateway
 from gateway.upstream import Upstream
 
@@ -100,7 +99,7 @@ def build_admin() -> APIRouter:
         openapi_extra={
             "requestBody": {
                 "required": True,
-                "content": {"application/json": {"schema": ReplicaEntryBody.model_json_schema()}},
+                "content": {"application/json": {"schema": EntryBody.model_json_schema()}},
             }
         },
     )

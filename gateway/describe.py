@@ -62,18 +62,6 @@ class ReplicasBody(BaseModel):
     replicas: list[ReplicaState]
 
 
-class ReplicaEntryBody(BaseModel):
-    """POST /admin/replicas: one replica, as in a replicas file."""
-
-    url: str
-    name: str | None = None
-    kind: str | None = None
-    models: list[str] | None = None
-    aliases: dict[str, str] | None = None
-    api_key_env: str | None = None
-    api_key: str | None = None
-
-
 class RemovalBody(BaseModel):
     name: str
     state: Literal["removed", "leaving"]

@@ -78,7 +78,9 @@ class ReplicaEntry:
         return replica
 
 
-class _Entry(BaseModel):
+class EntryBody(BaseModel):
+    """One replica of a replicas file; also the body of POST /admin/replicas."""
+
     model_config = ConfigDict(extra="forbid")
     url: str
     name: str | None = None
@@ -152,7 +154,7 @@ def _from_file(path: Path) -> list[ReplicaEntry]:
 def parse_entry(raw: Any) -> ReplicaEntry:
     """One replica as a file or the admin API gives it; EntryError (one line) otherwise."""
     try:
-        entry = _Entry.model_validate(raw)
+        entry = EntryBody.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'entry'}: {e['msg']}" for e in exc.errors()
@@ -169,7 +171,7 @@ def parse_entry(raw: Any) -> ReplicaEntry:
         raise EntryError(str(exc), name) from None
 
 
-def _entry(entry: _Entry, name: str, url: str) -> ReplicaEntry:
+def _entry(entry: EntryBody, name: str, url: str) -> ReplicaEntry:
     if entry.kind is not None and entry.kind not in KINDS:
         raise ConfigError(f"unknown kind {entry.kind!r}; allowed: {', '.join(KINDS)}")
     models = tuple(entry.models or ())
