@@ -37,6 +37,7 @@ from loadtest.sim.types import (
     FinishReason,
     SimRequest,
     StepResult,
+    finished_request,
 )
 
 _Agenda = dict[int, list[tuple[EngineRequest, int]]]  # step -> (request, epoch)
@@ -412,17 +413,7 @@ class EngineModel:
     def _retire(self, seq: EngineRequest, reason: FinishReason, end: float) -> FinishedRequest:
         del self._known[seq.id]
         self._finished[reason] += 1
-        return FinishedRequest(
-            id=seq.id,
-            reason=reason,
-            prompt_tokens=seq.prompt_len,
-            output_tokens=seq.out,
-            arrival=seq.arrival,
-            scheduled=seq.scheduled,
-            first_token=seq.first_token,
-            finished=end,
-            preemptions=seq.preemptions,
-        )
+        return finished_request(seq, reason, end, seq.preemptions)
 
     def _take_aborted(self) -> list[FinishedRequest]:
         aborted, self._aborted = self._aborted, []

@@ -38,6 +38,7 @@ from loadtest.sim.types import (
     FinishReason,
     SimRequest,
     StepResult,
+    finished_request,
 )
 
 BLOCK = 16
@@ -266,17 +267,7 @@ class SlotEngine:
     def _retire(self, seq: _Seq, reason: FinishReason, end: float) -> FinishedRequest:
         del self._known[seq.id]
         self._finished[reason] += 1
-        return FinishedRequest(
-            id=seq.id,
-            reason=reason,
-            prompt_tokens=seq.prompt_len,
-            output_tokens=seq.out,
-            arrival=seq.arrival,
-            scheduled=seq.scheduled,
-            first_token=seq.first_token,
-            finished=end,
-            preemptions=0,
-        )
+        return finished_request(seq, reason, end)
 
     # -- metrics ---------------------------------------------------------------------
 

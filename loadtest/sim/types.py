@@ -7,7 +7,7 @@ server, a virtual clock for `loadtest.sim.virtual`. The engine never reads a clo
 import math
 import zlib
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, Protocol
 
 FinishReason = Literal["stop", "length", "abort"]
 FINISH_REASONS: tuple[FinishReason, ...] = ("stop", "length", "abort")
@@ -94,6 +94,40 @@ class FinishedRequest:
         if self.first_token is None or self.output_tokens < 2:
             return None
         return (self.finished - self.first_token) / (self.output_tokens - 1)
+
+
+class Leaving(Protocol):
+    """What an engine knows of a request as it leaves (both engines' request states)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def prompt_len(self) -> int: ...
+    @property
+    def out(self) -> int: ...
+    @property
+    def arrival(self) -> float: ...
+    @property
+    def scheduled(self) -> float | None: ...
+    @property
+    def first_token(self) -> float | None: ...
+
+
+def finished_request(
+    seq: Leaving, reason: FinishReason, end: float, preemptions: int = 0
+) -> FinishedRequest:
+    """The record of `seq` leaving the engine at `end`."""
+    return FinishedRequest(
+        id=seq.id,
+        reason=reason,
+        prompt_tokens=seq.prompt_len,
+        output_tokens=seq.out,
+        arrival=seq.arrival,
+        scheduled=seq.scheduled,
+        first_token=seq.first_token,
+        finished=end,
+        preemptions=preemptions,
+    )
 
 
 class StepResult(NamedTuple):
