@@ -20,16 +20,15 @@ Among more than 2 x `sample` candidates, `sample` drawn at random and those hold
 prompt's prefix are scored (`routers.signals`).
 """
 
-import random
 from collections.abc import Sequence
 
-from routers.pending import PendingPrefill
-from routers.prefix_index import BLOCK_TOKENS, MAX_ENTRIES, PrefixIndex
-from routers.signals import SAMPLE, Positions, batch_sizes, lowest_then, subset, with_holders
-from routers.types import Outcome, ReplicaView, RouteRequest, StrategyBase
+from routers.prefix_index import BLOCK_TOKENS, MAX_ENTRIES
+from routers.prefix_tracking import PrefixTracking
+from routers.signals import SAMPLE, batch_sizes, lowest_then, subset, with_holders
+from routers.types import ReplicaView, RouteRequest
 
 
-class LMetric(StrategyBase):
+class LMetric(PrefixTracking):
     name = "lmetric"
 
     def __init__(
@@ -40,12 +39,8 @@ class LMetric(StrategyBase):
         sample: int = SAMPLE,
         seed: int | None = None,
     ) -> None:
-        self.index = PrefixIndex(block_tokens, index_entries)
         self.pending_prefill = pending_prefill
-        self.sample = sample
-        self._positions = Positions()
-        self.pending = PendingPrefill()
-        self._random = random.Random(seed)
+        super().__init__(block_tokens, index_entries, sample, seed)
 
     def choose(
         self, request: RouteRequest, candidates: Sequence[ReplicaView]
@@ -72,16 +67,5 @@ class LMetric(StrategyBase):
         batches = batch_sizes(candidates)
         scores = [n * (b + 1.0) for n, b in zip(new, batches, strict=True)]
         choice = lowest_then(scores, new.__getitem__, candidates, self._random)
-        if hashes:
-            self.index.insert(choice.id, hashes, tokens)
-        if self.pending_prefill:
-            uncached = tokens - cached.get(choice.id, 0)
-            self.pending.sent(request.request_id, choice.id, uncached, tokens)
+        self._sent(request, choice, hashes, tokens, cached, self.pending_prefill)
         return choice
-
-    def on_request_finished(self, request: RouteRequest, outcome: Outcome) -> None:
-        self.pending.finished(request.request_id)
-
-    def on_replica_removed(self, replica_id: str) -> None:
-        self.index.drop(replica_id)
-        self.pending.drop(replica_id)

@@ -32,16 +32,15 @@ Set `prefix_caching=False` for engines that run without prefix caching: it is th
 holding the prompt's prefix are scored (`routers.signals`).
 """
 
-import random
 from collections.abc import Sequence
 
-from routers.pending import PendingPrefill
-from routers.prefix_index import BLOCK_TOKENS, MAX_ENTRIES, PrefixIndex
-from routers.signals import SAMPLE, Positions, batch_sizes, lowest_then, subset, with_holders
-from routers.types import Outcome, ReplicaView, RouteRequest, StrategyBase
+from routers.prefix_index import BLOCK_TOKENS, MAX_ENTRIES
+from routers.prefix_tracking import PrefixTracking
+from routers.signals import SAMPLE, batch_sizes, lowest_then, subset, with_holders
+from routers.types import ReplicaView, RouteRequest
 
 
-class PrefixLeastWork(StrategyBase):
+class PrefixLeastWork(PrefixTracking):
     name = "prefix_least_work"
 
     def __init__(
@@ -59,11 +58,7 @@ class PrefixLeastWork(StrategyBase):
         self.decode_weight = decode_weight
         self.prefix_caching = prefix_caching
         self.cache_weight = cache_weight
-        self.index = PrefixIndex(block_tokens, index_entries)
-        self.pending = PendingPrefill()
-        self.sample = sample
-        self._positions = Positions()
-        self._random = random.Random(seed)
+        super().__init__(block_tokens, index_entries, sample, seed)
 
     def choose(
         self, request: RouteRequest, candidates: Sequence[ReplicaView]
@@ -95,16 +90,5 @@ class PrefixLeastWork(StrategyBase):
         choice = lowest_then(
             scores, lambda i: candidates[i].awaiting_prompt_tokens, candidates, self._random
         )
-        if hashes:
-            self.index.insert(choice.id, hashes, tokens)
-        if self.prefix_caching:
-            uncached = tokens - cached.get(choice.id, 0)
-            self.pending.sent(request.request_id, choice.id, uncached, tokens)
+        self._sent(request, choice, hashes, tokens, cached, self.prefix_caching)
         return choice
-
-    def on_request_finished(self, request: RouteRequest, outcome: Outcome) -> None:
-        self.pending.finished(request.request_id)
-
-    def on_replica_removed(self, replica_id: str) -> None:
-        self.index.drop(replica_id)
-        self.pending.drop(replica_id)
