@@ -209,6 +209,7 @@ async def _running_gateway(
                 await task
         await upstream.close()
         await checks.aclose()
+        gw.access_log.flush()  # request lines before the last line
         log.info("gateway_stopped")
 
 

@@ -112,7 +112,7 @@ def _finish(gw: Gateway, exchange: Exchange) -> None:
     )
     if gw.keys.required:
         gw.telemetry.observe_key_request(exchange.key, exchange.status)
-    gw.log.info(
+    gw.access_log.info(
         "request_finished",
         request_id=exchange.request_id,
         key=exchange.key,

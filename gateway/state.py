@@ -1,11 +1,13 @@
 """Everything a request handler needs, built by the lifespan and reached through the ASGI
 state (`scope["state"]["gateway"]`); no module-level state anywhere."""
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import routers
+from gateway.access_log import AccessLog
 from gateway.keys import KeyRing
 from gateway.limits import Limits
 from gateway.membership import Membership
@@ -36,8 +38,14 @@ class Gateway:
     admin_keys: tuple[bytes, ...] = ()
     # Replicas joining and leaving at run time (set by the lifespan).
     membership: Membership | None = None
+    # The per-request line (gateway/access_log.py), at `log`'s level and in its format.
+    access_log: AccessLog = field(init=False)
 
     def __post_init__(self) -> None:
+        level = self.settings.log_level.lower()
+        self.access_log = AccessLog(
+            self.log, "gateway.proxy", sys.stderr, enabled=level in ("debug", "info")
+        )
         self.on_finished = getattr(self.strategy, "on_request_finished", None)
         admin = self.settings.admin_key_value()
         self.admin_keys = (admin.encode(),) if admin else ()

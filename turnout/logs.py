@@ -37,6 +37,12 @@ def configure_logging(level: str = "info", *, json: bool | None = None) -> None:
     )
 
 
+def renders_json() -> bool:
+    """Whether the configured lines are JSON (else console lines for a terminal)."""
+    processors = structlog.get_config()["processors"]
+    return bool(processors) and isinstance(processors[-1], structlog.processors.JSONRenderer)
+
+
 def get_logger(name: str) -> Any:
     """A logger whose every line carries `logger=name`."""
     return structlog.get_logger().bind(logger=name)
