@@ -126,6 +126,9 @@ def serve(
         # uvicorn's httptools protocol plus read and send timeouts and a connection cap.
         http=GatewayProtocol,
         timeout_graceful_shutdown=5,
+        # Nothing reads the client address a proxy forwards (keys identify clients), and
+        # uvicorn's middleware for it runs on every request.
+        proxy_headers=False,
         # Our structlog lines only; uvicorn's warnings and errors still reach stderr.
         log_config=None,
     )

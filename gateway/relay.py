@@ -136,8 +136,11 @@ async def relay_response(
         await _relay_stream(resp, send, headers, first, idle_timeout, result)
         return
     try:
-        async with asyncio.timeout(idle_timeout):
+        if resp.complete:  # it came whole with its headers, as most do: no timer to arm
             payload = await resp.read()
+        else:
+            async with asyncio.timeout(idle_timeout):
+                payload = await resp.read()
     except TimeoutError as exc:
         raise UpstreamFailure(
             "idle_timeout",
