@@ -42,6 +42,12 @@ __all__ = ["ConnectFailed", "ConnectTimedOut", "Response", "UpstreamClient", "Up
 MAX_IDLE = 512
 
 
+def _host_header(hostname: str, port: int | None) -> str:
+    """Host as RFC 9110 has it: the URL's host and port, never its user:password."""
+    host = f"[{hostname}]" if ":" in hostname else hostname
+    return host if port is None else f"{host}:{port}"
+
+
 class _Pool:
     """The connections to one replica: idle ones by the time their last answer ended."""
 
@@ -64,7 +70,7 @@ class _Pool:
         self.keepalive_s = keepalive_s
         self.max_idle = max_idle
         self.prefix = quote(parts.path.rstrip("/"), safe="/%:@!$&'()*+,;=-._~").encode("ascii")
-        self.host_header = parts.netloc.encode("idna")
+        self.host_header = _host_header(parts.hostname, parts.port).encode("idna")
         self.idle: list[Connection] = []
         self.busy: set[Connection] = set()
         self._sweep: asyncio.TimerHandle | None = None

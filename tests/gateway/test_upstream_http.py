@@ -117,6 +117,23 @@ def test_a_connection_is_reused_and_the_request_goes_out_as_given(run: Run) -> N
     run(scenario())
 
 
+def test_the_host_header_never_carries_the_urls_credentials(run: Run) -> None:
+    async def scenario() -> None:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await server.read_request(reader)
+            writer.write(OK)
+
+        async with serving(handler) as (server, url):
+            client = UpstreamClient(connect_timeout=2, keepalive_s=4)
+            host = url.removeprefix("http://")
+            assert await post(client, f"http://user:secret@{host}") == b"{}"
+            assert b"\r\nhost: " + host.encode() + b"\r\n" in server.requests[0]
+            assert b"secret" not in server.requests[0]
+            await client.close()
+
+    run(scenario())
+
+
 def test_an_idle_connection_past_its_keepalive_is_closed_and_not_reused(run: Run) -> None:
     async def scenario() -> None:
         async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
