@@ -85,8 +85,9 @@ class _Pool:
             lines,
         )
 
-    async def connection(self) -> Connection:
-        """An idle connection young enough to reuse, else a new one."""
+    def reuse(self) -> Connection | None:
+        """An idle connection young enough to reuse, if there is one (no coroutine: this
+        is every request's path)."""
         idle = self.idle
         if idle:
             now = self.loop.time()
@@ -100,6 +101,10 @@ class _Pool:
                 # The youngest is too old: so are all the others.
                 connection.abort()
                 self.close_idle()
+        return None
+
+    async def connect(self) -> Connection:
+        """A new connection."""
         connection = await self._connect()
         self.busy.add(connection)
         return connection
@@ -190,7 +195,7 @@ class UpstreamClient:
         ConnectFailed, ConnectTimedOut or UpstreamHttpError; cancelled, it closes the
         connection. `headers` are sent as given, after Host and Content-Length."""
         pool = self._pools.get(base_url) or self._pool(base_url)
-        connection = await pool.connection()
+        connection = pool.reuse() or await pool.connect()
         head = connection.send(pool.message(path, headers, len(body)), body)
         try:
             return await head
