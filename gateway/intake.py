@@ -154,7 +154,7 @@ def parse(gw: Gateway, exchange: Exchange, body: bytes) -> RouteRequest:
         )
     exchange.model_label = model
     max_tokens = data.get("max_tokens", data.get("max_completion_tokens"))
-    tokens, prefix = prompt.from_openai_body(data)
+    tokens, prefix = prompt.from_openai_body(data, gw.prefix_hashes)
     user = data.get("user")
     return RouteRequest(
         model=model,

@@ -38,6 +38,8 @@ class Gateway:
     admin_keys: tuple[bytes, ...] = ()
     # Replicas joining and leaving at run time (set by the lifespan).
     membership: Membership | None = None
+    # Whether the strategy reads RouteRequest.prefix_hashes (else the gateway skips them).
+    prefix_hashes: bool = field(default=True)
     # The per-request line (gateway/access_log.py), at `log`'s level and in its format.
     access_log: AccessLog = field(init=False)
 
@@ -46,7 +48,7 @@ class Gateway:
         self.access_log = AccessLog(
             self.log, "gateway.proxy", sys.stderr, enabled=level in ("debug", "info")
         )
-        self.on_finished = getattr(self.strategy, "on_request_finished", None)
+        self.use_strategy(self.strategy)
         admin = self.settings.admin_key_value()
         self.admin_keys = (admin.encode(),) if admin else ()
 
@@ -59,10 +61,14 @@ class Gateway:
         strategy gets its configured options and any other its defaults."""
         if options is None:
             options = self.settings.strategy_options if name == self.settings.strategy else {}
-        strategy = routers.load(name, **options)
+        self.use_strategy(routers.load(name, **options))
+        self.announce_replicas()
+
+    def use_strategy(self, strategy: Strategy) -> None:
+        """Route with `strategy`; what it asks of each request is resolved here, once."""
         self.strategy = strategy
         self.on_finished = getattr(strategy, "on_request_finished", None)
-        self.announce_replicas()
+        self.prefix_hashes = getattr(strategy, "reads_prefix_hashes", True) is not False
 
     def announce_replicas(self) -> None:
         """Tell the strategy about every replica it may route to now."""

@@ -29,6 +29,7 @@ DEFAULT_REQUEST_SHARE = 0.01
 
 class KVUsage(StrategyBase):
     name = "kv_usage"
+    reads_prefix_hashes = False
 
     def __init__(self, sample: int = SAMPLE, seed: int | None = None) -> None:
         self.sample = sample

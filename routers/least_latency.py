@@ -44,6 +44,7 @@ _TRACKED = 1 << 16
 
 class LeastLatency(StrategyBase):
     name = "least_latency"
+    reads_prefix_hashes = False
 
     def __init__(
         self,

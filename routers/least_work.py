@@ -28,6 +28,7 @@ from routers.types import ReplicaView, RouteRequest, StrategyBase
 
 class LeastWork(StrategyBase):
     name = "least_work"
+    reads_prefix_hashes = False
 
     def __init__(
         self, decode_weight: float = 4.0, sample: int = SAMPLE, seed: int | None = None

@@ -27,6 +27,7 @@ Load = Literal["in_flight", "work"]
 
 class PowerOfTwo(StrategyBase):
     name = "p2c"
+    reads_prefix_hashes = False
 
     def __init__(self, choices: int = 2, load: Load = "work", seed: int | None = None) -> None:
         if choices < 2:

@@ -40,8 +40,9 @@ def text_blocks(text: bytes, size: int = BLOCK_BYTES, limit: int = MAX_BLOCKS) -
     return [text[i * size : (i + 1) * size] for i in range(count)]
 
 
-def from_openai_body(body: dict[str, Any]) -> tuple[int, tuple[int, ...]]:
-    """(estimated prompt tokens, prefix block hashes) of a chat or completions body."""
+def from_openai_body(body: dict[str, Any], hashes: bool = True) -> tuple[int, tuple[int, ...]]:
+    """(estimated prompt tokens, prefix block hashes) of a chat or completions body; no
+    hashes (()) when `hashes` is False."""
     messages = body.get("messages")
     if isinstance(messages, list):
         parts = []
@@ -58,12 +59,14 @@ def from_openai_body(body: dict[str, Any]) -> tuple[int, tuple[int, ...]]:
                 ids = array("q", prompt)
             except OverflowError:  # not token ids any engine has; the engine will say so
                 return len(prompt), ()
+            if not hashes:
+                return len(prompt), ()
             return len(prompt), chained_hashes(text_blocks(ids.tobytes(), 16 * ids.itemsize))
         text = _prompt_text(prompt).encode("utf-8", "replace")
         overhead = 0
     # About four bytes of text per token for English-like text.
     tokens = len(text) // 4 + overhead
-    return tokens, chained_hashes(text_blocks(text))
+    return tokens, chained_hashes(text_blocks(text)) if hashes else ()
 
 
 def _content_text(content: Any) -> str:

@@ -55,6 +55,7 @@ def _scores(candidates: Sequence[ReplicaView]) -> list[float]:
 
 class QueueDepth(StrategyBase):
     name = "queue_depth"
+    reads_prefix_hashes = False
 
     def __init__(self, seed: int | None = None, sample: int = SAMPLE) -> None:
         self._random = random.Random(seed)

@@ -7,6 +7,7 @@ from routers.types import ReplicaView, RouteRequest, StrategyBase
 
 class RoundRobin(StrategyBase):
     name = "round_robin"
+    reads_prefix_hashes = False
 
     def __init__(self) -> None:
         # Per model, how many picks so far; the candidate list order is stable (by id).

@@ -29,6 +29,7 @@ _KEYS_KEPT = 4096
 
 class SessionAffinity(StrategyBase):
     name = "session_affinity"
+    reads_prefix_hashes = False
 
     def __init__(
         self,

@@ -93,6 +93,10 @@ class StrategyBase:
     """No-op lifecycle hooks, for strategies that need none of them."""
 
     name = "base"
+    # Whether `choose` reads RouteRequest.prefix_hashes. Hashing a prompt's blocks costs
+    # the gateway ~0.2 µs a block (64 blocks for a 4 kB prompt); a strategy that says
+    # False gets () instead. Absent (or True), the gateway computes them.
+    reads_prefix_hashes = True
 
     def on_request_finished(self, request: RouteRequest, outcome: Outcome) -> None:
         return None

@@ -37,7 +37,7 @@ def test_strategies_see_size_prefix_and_session_and_hear_ttfb(
     recorder = Recorder()
     with TestClient(create_app(settings)) as client:
         gw = client.app_state["gateway"]
-        gw.strategy, gw.on_finished = recorder, recorder.on_request_finished
+        gw.use_strategy(recorder)
         for question, headers, user in (
             ("What is two plus two? " * 6, {"x-session-id": "s-1"}, None),
             ("Name a colour you like. " * 6, {}, "alice"),
@@ -66,3 +66,26 @@ def test_strategies_see_size_prefix_and_session_and_hear_ttfb(
     pool = gw.pool
     assert all(r.in_flight == 0 and r.awaiting_first_byte == 0 for r in pool)
     assert all(r.awaiting_prompt_tokens == 0 for r in pool)
+
+
+class Blind(Recorder):
+    reads_prefix_hashes = False
+
+
+def test_a_strategy_that_reads_no_prefix_hashes_gets_none(fake: Callable[..., Fake]) -> None:
+    replica = fake("r1", models=["m1"])
+    settings = GatewaySettings(replicas=[replica.url], health_interval=30)
+    body = {"model": "m1", "messages": [{"role": "system", "content": SYSTEM}]}
+    seen = []
+    with TestClient(create_app(settings)) as client:
+        gw = client.app_state["gateway"]
+        for strategy in (Blind(), Recorder()):
+            gw.use_strategy(strategy)
+            assert client.post("/v1/chat/completions", json=body).is_success
+            [request] = strategy.requests
+            seen.append(request)
+    blind, reader = seen
+    assert blind.prefix_hashes == ()
+    assert len(reader.prefix_hashes) == len(SYSTEM) // 64
+    # The size estimate does not depend on the hashes.
+    assert blind.prompt_tokens_estimate == reader.prompt_tokens_estimate > 0

@@ -57,3 +57,11 @@ def test_completions_prompts_text_parts_and_token_ids() -> None:
     assert from_openai_body({"prompt": [2**70]}) == (1, ())
     assert from_openai_body({"prompt": {"odd": True}}) == (0, ())
     assert from_openai_body({"messages": ["not a message", None]})[1] == ()
+
+
+def test_hashes_can_be_left_out_and_the_size_stays() -> None:
+    body = {"messages": [{"role": "user", "content": "What is the capital of France? " * 8}]}
+    tokens, hashes = from_openai_body(body)
+    assert len(hashes) == len("user\n" + body["messages"][0]["content"]) // BLOCK_BYTES == 3
+    assert from_openai_body(body, hashes=False) == (tokens, ())
+    assert from_openai_body({"prompt": list(range(40))}, hashes=False) == (40, ())
