@@ -50,7 +50,7 @@ def test_served_prompt_tokens_match_with_the_tokenizer(
     spawn: Callable[..., Proc], tmp_path: Path, tok_dir: Path
 ) -> None:
     """Replica and generator count with one real tokenizer: served == asked, request by
-    request, chat template included; and no warning."""
+    request, chat template included; and no prompt-length warning."""
     sim = spawn(serve_argv("--tokenizer", str(tok_dir)))
     out, run_dir = run(sim.url, tmp_path, "--requests", "12", "--tokenizer", str(tok_dir))
     assert run_dir is not None, out
@@ -59,7 +59,10 @@ def test_served_prompt_tokens_match_with_the_tokenizer(
     assert all(r.prompt_tokens == r.requested_prompt_tokens for r in records)
     assert len({r.prompt_tokens for r in records}) > 3  # the lengths do vary
     assert f"prompts sized with tokenizer {tok_dir}" in out.replace("\n", "")
-    assert "warning" not in out
+    # No prompt-length warning; the generator's own timing warnings (lag, read delay) are
+    # the loaded machine's, not the tokenizer's.
+    warnings = [part.lstrip() for part in out.split("warning:")[1:]]
+    assert all(w.startswith("generator") for w in warnings), out
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["figures"]["prompt_tokens_served_ratio"] == 1.0
     assert summary["tokenizers"] == f"tokenizer {tok_dir}"
