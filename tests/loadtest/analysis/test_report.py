@@ -125,3 +125,13 @@ def test_write_run_report_for_a_loadtest_run(tmp_path) -> None:  # type: ignore[
     # A rate is not a time: tokens per second are shown as they are, not in ms.
     per_s = re.search(r"<td>output_tokens_per_s</td><td>([^<]*)</td>", html)
     assert per_s is not None and "ms" not in per_s.group(1)
+
+
+def test_a_run_without_chunk_gaps_says_so_in_the_itl_panel() -> None:
+    from dataclasses import replace
+
+    gapless = side("virtual", 0.1)
+    gapless.records = [replace(r, itl_s=()) for r in gapless.records]
+    html = render_run(gapless, title="t")
+    assert "not recorded in this run" in html
+    assert "not recorded in this run" not in render_run(side("live", 0.1), title="t")
