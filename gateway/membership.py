@@ -14,7 +14,7 @@ from typing import Any
 
 from gateway.errors import Conflict, NotFound
 from gateway.health import HealthChecker
-from gateway.replicas_file import ReplicaEntry
+from gateway.replicas_file import ReplicaEntry, alias_clash
 from gateway.upstream import Upstream
 from routers.pool import ReplicaPool
 
@@ -63,6 +63,11 @@ class Membership:
         for other in self._pool:
             if other.url == entry.url and not other.leaving:
                 raise Conflict(f"URL {entry.url} is replica {other.id!r} already", param="url")
+        # The replicas file's rule, against the replicas here now: one name, one model.
+        present = [(r.id, tuple(sorted(r.aliases.items()))) for r in self._pool if not r.leaving]
+        clash = alias_clash([*present, (entry.name, entry.aliases)])
+        if clash is not None:
+            raise Conflict(clash, param="aliases")
         self._forget_gone()
         replica = entry.to_replica()
         # Out of routing until its first health check passes.

@@ -225,18 +225,26 @@ def _check_aliases(aliases: tuple[tuple[str, str], ...], models: tuple[str, ...]
 def check_alias_clashes(specs: list[ReplicaEntry]) -> None:
     """Across replicas: a name one replica hides behind an alias must not be the public
     alias of another model elsewhere, or one name would mean two models."""
+    clash = alias_clash([(spec.name, spec.aliases) for spec in specs])
+    if clash is not None:
+        raise ConfigError(clash)
+
+
+def alias_clash(replicas: list[tuple[str, tuple[tuple[str, str], ...]]]) -> str | None:
+    """What check_alias_clashes refuses, over (name, aliases) pairs; None when fine."""
     hidden: dict[str, list[str]] = {}
-    for spec in specs:
-        for _, own in spec.aliases:
-            hidden.setdefault(own, []).append(spec.name)
-    for spec in specs:
-        for public, own in spec.aliases:
-            others = [name for name in hidden.get(public, ()) if name != spec.name]
+    for name, aliases in replicas:
+        for _, own in aliases:
+            hidden.setdefault(own, []).append(name)
+    for name, aliases in replicas:
+        for public, own in aliases:
+            others = [other for other in hidden.get(public, ()) if other != name]
             if others:
-                raise ConfigError(
-                    f"replica {spec.name}: alias {public!r} (for {own!r}) is a name replica "
+                return (
+                    f"replica {name}: alias {public!r} (for {own!r}) is a name replica "
                     f"{others[0]} hides behind another alias; one name must mean one model"
                 )
+    return None
 
 
 def load_replica_specs(settings: GatewaySettings) -> list[ReplicaEntry]:

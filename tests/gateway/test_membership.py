@@ -74,3 +74,17 @@ async def test_add_refuses_a_name_or_url_of_another_replica() -> None:
         await members.add(ReplicaEntry(name="other", url="http://static:1"), "admin")
     replica, new = await members.add(ReplicaEntry(name="static", url="http://static:1"), "admin")
     assert replica.id == "static" and not new
+
+
+async def test_add_refuses_an_alias_that_would_make_one_name_mean_two_models() -> None:
+    pool, members, _ = make()
+    hides = (("llama-8b", "llama3.1:8b"),)
+    await members.add(ReplicaEntry(name="ollama", url="http://ollama:1", aliases=hides), "admin")
+    # Another replica may not publish the name "ollama" serves its model under ...
+    clashing = (("llama3.1:8b", "Meta-Llama-3.1-8B"),)
+    with pytest.raises(Conflict, match="one name must mean one model") as caught:
+        await members.add(ReplicaEntry(name="v", url="http://v:1", aliases=clashing), "admin")
+    assert caught.value.param == "aliases" and "v" not in pool
+    # ... but the same alias for the same own name is a second replica of that model.
+    await members.add(ReplicaEntry(name="ollama-2", url="http://o2:1", aliases=hides), "admin")
+    assert "ollama-2" in pool
