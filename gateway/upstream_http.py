@@ -25,6 +25,7 @@ here:
 
 import asyncio
 import ssl
+from collections.abc import Callable
 from urllib.parse import quote, urlsplit
 
 from gateway.upstream_conn import (
@@ -58,6 +59,7 @@ class _Pool:
         connect_timeout: float,
         keepalive_s: float,
         max_idle: int = MAX_IDLE,
+        on_empty: Callable[["_Pool"], None] | None = None,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -74,6 +76,10 @@ class _Pool:
         self.idle: list[Connection] = []
         self.busy: set[Connection] = set()
         self._sweep: asyncio.TimerHandle | None = None
+        self.base_url = base_url
+        self.connecting = 0
+        # Told when the last idle connection was swept and none is busy.
+        self._on_empty = on_empty
 
     def message(self, path: bytes, headers: list[tuple[bytes, bytes]], length: int) -> bytes:
         lines = b"".join([b"%s: %s\r\n" % header for header in headers])
@@ -105,7 +111,11 @@ class _Pool:
 
     async def connect(self) -> Connection:
         """A new connection."""
-        connection = await self._connect()
+        self.connecting += 1
+        try:
+            connection = await self._connect()
+        finally:
+            self.connecting -= 1
         self.busy.add(connection)
         return connection
 
@@ -152,6 +162,8 @@ class _Pool:
         if keep:
             due = keep[0].idle_since + self.keepalive_s - self.loop.time()
             self._sweep = self.loop.call_later(max(0.05, due), self._swept)
+        elif not self.busy and not self.connecting and self._on_empty is not None:
+            self._on_empty(self)
 
     def close_idle(self) -> None:
         for connection in self.idle:
@@ -183,10 +195,21 @@ class UpstreamClient:
         pool = self._pools.get(base_url)
         if pool is None:
             pool = _Pool(
-                base_url, self._loop, self._connect_timeout, self._keepalive_s, self._max_idle
+                base_url,
+                self._loop,
+                self._connect_timeout,
+                self._keepalive_s,
+                self._max_idle,
+                on_empty=self._drop,
             )
             self._pools[base_url] = pool
         return pool
+
+    def _drop(self, pool: _Pool) -> None:
+        """A replica's connections have all gone: forget it (replicas come and go with
+        discovery; one is made again at its next request)."""
+        if self._pools.get(pool.base_url) is pool:
+            del self._pools[pool.base_url]
 
     async def post(
         self, base_url: str, path: bytes, body: bytes, headers: list[tuple[bytes, bytes]]

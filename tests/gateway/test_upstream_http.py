@@ -117,6 +117,27 @@ def test_a_connection_is_reused_and_the_request_goes_out_as_given(run: Run) -> N
     run(scenario())
 
 
+def test_a_replica_whose_connections_all_went_is_forgotten(run: Run) -> None:
+    async def scenario() -> None:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while True:
+                await server.read_request(reader)
+                writer.write(OK)
+
+        async with serving(handler) as (server, url):
+            client = UpstreamClient(connect_timeout=2, keepalive_s=0.2)
+            assert await post(client, url) == b"{}"
+            assert url in client._pools
+            await until(lambda: url not in client._pools, 5)
+            assert client.open_connections() == 0
+            # Asked again, it is made again.
+            assert await post(client, url) == b"{}"
+            assert server.connections == 2
+            await client.close()
+
+    run(scenario())
+
+
 def test_the_host_header_never_carries_the_urls_credentials(run: Run) -> None:
     async def scenario() -> None:
         async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
