@@ -198,9 +198,28 @@ def per_worker_in_flight(gw: Proc, tries: int = 100) -> dict[int, int]:
 
 
 def test_sigterm_to_the_parent_stops_every_worker(
-    fake: Callable[..., Fake], two_workers: Callable[..., Proc]
+    fake: Callable[..., Fake], two_workers: Callable[..., Proc], tmp_path: Path
 ) -> None:
-    gw = two_workers([fake("a").proc])
+    keys = tmp_path / "keys.yaml"
+    keys.write_text("keys:\n  - key: k1\n    name: team\n")
+    gw = two_workers([fake("a").proc], api_keys_file=keys)
+    # Keys without limits work; limits added at run time are refused by every worker,
+    # which keep the keys in force.
+    keys.write_text("keys:\n  - key: k1\n  - key: k2\n    concurrency: 1\n")
+    wait_until(
+        lambda: gw.output().count("api_keys_file_invalid") == 2,
+        what="both workers refused the keys file with limits",
+    )
+    assert "per-key limits (rate, concurrency) need GATEWAY_WORKERS=1" in gw.output()
+    with fresh_client(gw) as client, client.with_options(api_key="k1") as keyed:
+        assert keyed.chat.completions.create(model="m1", messages=MESSAGES).choices
+    for _ in range(4):  # the new file was not applied, on any worker: k2 is unknown
+        with (
+            fresh_client(gw) as client,
+            client.with_options(api_key="k2") as keyed,
+            pytest.raises(openai.AuthenticationError),
+        ):
+            keyed.chat.completions.create(model="m1", messages=MESSAGES)
     pgid = gw.popen.pid
     workers = {worker for worker, _ in scrape_every_worker(gw)}
     assert workers <= set(group(pgid)) and pgid not in workers
