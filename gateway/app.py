@@ -172,11 +172,6 @@ async def _running_gateway(
     shared_dir: Path | None = None,
 ) -> AsyncIterator[Gateway]:
     log = get_logger("gateway")
-    request_log = get_logger("gateway.proxy")
-    if shared_dir is not None:
-        # Which worker served: on its every line, the request lines included.
-        log = log.bind(worker=os.getpid())
-        request_log = request_log.bind(worker=os.getpid())
     # Metrics older than three polls are unknown, not idle.
     pool = ReplicaPool(
         (spec.to_replica() for spec in specs), stale_after=3 * settings.poll_interval
@@ -194,7 +189,7 @@ async def _running_gateway(
         upstream=upstream,
         telemetry=Telemetry(pool, shared_dir=shared_dir),
         strategy=routers.load(settings.strategy, **settings.strategy_options),
-        log=request_log,
+        log=get_logger("gateway.proxy"),
         keys=keys,
         limits=Limits(settings.max_requests),
     )

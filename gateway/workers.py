@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import structlog
 import uvicorn
 from fastapi import FastAPI
 from uvicorn.supervisors import Multiprocess
@@ -57,6 +58,8 @@ class WorkerApp:
     def __call__(self) -> FastAPI:
         _die_with_parent(self.parent)
         configure_logging(self.settings.log_level)
+        # Every line this worker logs says which worker it is (tasks inherit the context).
+        structlog.contextvars.bind_contextvars(worker=os.getpid())
         if os.environ.get(METRICS_DIR_VARIABLE) != str(self.shared_dir):
             raise RuntimeError(f"{METRICS_DIR_VARIABLE} must be {self.shared_dir} in a worker")
         return create_app(self.settings, list(self.specs), shared_dir=self.shared_dir)
