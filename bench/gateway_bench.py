@@ -17,7 +17,9 @@ poller all on; see `gateway_env`), `relay-asgi` (the bare plain-ASGI relay with 
 uvicorn: the floor of this stack), and the minimal FastAPI relays `relay-aiohttp`,
 `relay-httpx` (bench/relay.py). `gateway@DIR` runs the gateway from the source tree DIR
 (e.g. `git archive` of an earlier commit unpacked there) with this venv, to compare two
-versions in one run.
+versions in one run. `gateway-wN` runs it with N workers (GATEWAY_WORKERS=N), all pinned to
+the proxy's one CPU like the others: what the multi-worker mode costs per request, not
+what more cores would serve.
 
     .venv/bin/python bench/gateway_bench.py [--proxies gateway,relay-asgi] [--rounds 3]
         [--requests 1000] [--duration 4] [--chunks 32] [--profile out.txt]
@@ -80,9 +82,13 @@ def gateway_env(upstream: str, port: int) -> dict[str, str]:
 
 def start_proxy(kind: str, upstream: str) -> Proc:
     port = free_port()
-    if kind == "gateway":
+    if kind == "gateway" or kind.startswith("gateway-w"):
+        # gateway-wN: N worker processes (GATEWAY_WORKERS), all on the proxy's one CPU.
+        env = gateway_env(upstream, port)
+        if kind != "gateway":
+            env["GATEWAY_WORKERS"] = kind.removeprefix("gateway-w")
         argv = pinned(1, [bin_path("gateway")])
-        return start(argv, port=port, env=gateway_env(upstream, port), timeout=30)
+        return start(argv, port=port, env=env, timeout=30)
     if kind.startswith("gateway@"):
         # Another version of the gateway, from a source tree (e.g. `git archive` of a commit),
         # run with this venv: for before/after comparisons within one run.

@@ -1,9 +1,12 @@
 """/admin: the replicas' state, adding, draining and removing replicas, and switching the
 strategy at run time.
 
-Guarded by GATEWAY_ADMIN_KEY (Bearer) when it is set.
+Guarded by GATEWAY_ADMIN_KEY (Bearer) when it is set. With several workers
+(GATEWAY_WORKERS) a change would reach the one worker that took the request, so every
+change is refused (409) and only reading is served, by that worker, which it names.
 """
 
+import os
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Request
@@ -21,7 +24,7 @@ from gateway.describe import (
     errors,
     json_body,
 )
-from gateway.errors import InvalidRequest
+from gateway.errors import Conflict, InvalidRequest
 from gateway.membership import Membership
 from gateway.replicas_file import ConfigError, EntryBody, parse_entry
 from gateway.state import Gateway
@@ -37,6 +40,16 @@ class StrategyChange(BaseModel):
 def require_admin_key(request: Request, gw: GatewayDep) -> None:
     value = request.headers.get("authorization")
     check_bearer(None if value is None else value.encode("latin-1"), gw.admin_keys, "admin key")
+
+
+def require_one_worker(gw: GatewayDep) -> None:
+    workers = gw.settings.workers
+    if workers > 1:
+        raise Conflict(
+            f"the gateway runs {workers} workers, each with its own replicas and strategy: "
+            "this change would reach one of them only; run it with GATEWAY_WORKERS=1 to "
+            "change replicas or the strategy at run time"
+        )
 
 
 def replica_state(gw: Gateway, replica: Upstream) -> dict[str, Any]:
@@ -70,7 +83,12 @@ def _state(replica: Upstream) -> str:
 
 
 def replicas_body(gw: Gateway) -> dict[str, Any]:
-    return {"strategy": gw.strategy.name, "replicas": [replica_state(gw, r) for r in gw.pool]}
+    return {
+        "strategy": gw.strategy.name,
+        "replicas": [replica_state(gw, r) for r in gw.pool],
+        # The process that answered: with several workers, whose view this is.
+        "worker": os.getpid(),
+    }
 
 
 def _membership(gw: Gateway) -> Membership:
@@ -91,6 +109,7 @@ def build_admin() -> APIRouter:
     @admin.post(
         "/replicas",
         status_code=201,
+        dependencies=[Depends(require_one_worker)],
         responses={
             201: {"model": ReplicaState, "description": "Added; its first health check done"},
             **json_body(ReplicaState, "It was there already with this URL"),
@@ -113,6 +132,7 @@ def build_admin() -> APIRouter:
 
     @admin.delete(
         "/replicas/{name}",
+        dependencies=[Depends(require_one_worker)],
         responses={
             **json_body(RemovalBody, "Gone, or leaving once its requests in flight finish"),
             **errors(),
@@ -128,6 +148,7 @@ def build_admin() -> APIRouter:
 
     @admin.post(
         "/replicas/{name}/drain",
+        dependencies=[Depends(require_one_worker)],
         responses={**json_body(ReplicaState, "Draining: no new requests"), **errors()},
     )
     def drain_replica(name: str, gw: GatewayDep) -> Response:
@@ -135,6 +156,7 @@ def build_admin() -> APIRouter:
 
     @admin.post(
         "/replicas/{name}/resume",
+        dependencies=[Depends(require_one_worker)],
         responses={**json_body(ReplicaState, "Routed to again (when healthy)"), **errors()},
     )
     def resume_replica(name: str, gw: GatewayDep) -> Response:
@@ -142,6 +164,7 @@ def build_admin() -> APIRouter:
 
     @admin.put(
         "/strategy",
+        dependencies=[Depends(require_one_worker)],
         responses={**json_body(StrategyBody, "The strategy now in force"), **errors()},
     )
     def switch_strategy(change: StrategyChange, gw: GatewayDep) -> Response:

@@ -4,6 +4,7 @@ The relayed POST paths are plain ASGI (gateway/proxy.py) and are mounted here to
 that the app's routing table is read in one place.
 """
 
+import os
 import time
 from typing import Annotated, Any
 
@@ -103,7 +104,9 @@ def build_api() -> APIRouter:
         },
     )
     def metrics(gw: GatewayDep) -> Response:
-        return Response(gw.telemetry.render(), media_type=CONTENT_TYPE)
+        # With several workers, which one answered (the figures are all workers' alike).
+        headers = {"x-turnout-worker": str(os.getpid())} if gw.settings.workers > 1 else None
+        return Response(gw.telemetry.render(), media_type=CONTENT_TYPE, headers=headers)
 
     return api
 

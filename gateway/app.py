@@ -3,7 +3,9 @@ replica pool, the strategy, the metrics poller and health checker, the metrics r
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,6 +30,7 @@ from gateway.poller import MetricsPoller
 from gateway.proxy import ProxyEndpoint
 from gateway.replicas_file import ConfigError, ReplicaEntry, load_replica_specs
 from gateway.settings import GatewaySettings
+from gateway.shared_view import Publisher
 from gateway.startup import check_admin_exposure
 from gateway.state import Gateway
 from gateway.telemetry import Telemetry
@@ -83,11 +86,17 @@ def _tagged(scope: Scope, send: Send) -> Send:
     return tagged_send
 
 
-def create_app(settings: GatewaySettings, specs: list[ReplicaEntry] | None = None) -> FastAPI:
+def create_app(
+    settings: GatewaySettings,
+    specs: list[ReplicaEntry] | None = None,
+    shared_dir: Path | None = None,
+) -> FastAPI:
     """Build the gateway. Raises ConfigError (one line: what is wrong, what is allowed)
     for an unknown strategy or options it does not take, a bad replica list or keys file,
     or an /admin that would be open to the network, before anything starts. `specs` are the
-    replicas when already loaded (and identified: see `identify_kinds`)."""
+    replicas when already loaded (and identified: see `identify_kinds`). `shared_dir`:
+    this is one of several workers, and that is their metrics directory
+    (gateway/workers.py)."""
     check_admin_exposure(settings)
     if specs is None:
         specs = load_replica_specs(settings)
@@ -100,7 +109,8 @@ def create_app(settings: GatewaySettings, specs: list[ReplicaEntry] | None = Non
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        async with _running_gateway(settings, specs, keys) as gw, _discovery(gw, kube):
+        running = _running_gateway(settings, specs, keys, shared_dir)
+        async with running as gw, _discovery(gw, kube):
             yield {"gateway": gw}
 
     app = GatewayApp(
@@ -137,17 +147,29 @@ def check_strategy(settings: GatewaySettings) -> None:
 
 
 def _key_ring(settings: GatewaySettings) -> KeyRing:
-    return build_ring(
+    ring = build_ring(
         settings.api_key_values(),
         settings.api_keys_file,
         rate=settings.key_rate,
         concurrency=settings.key_concurrency,
     )
+    limited = ring.limited()
+    if settings.workers > 1 and limited:
+        # Each worker would count on its own: refused at start-up and on every reload.
+        raise KeysInvalid(
+            f"keys file {settings.api_keys_file}: per-key limits (rate, concurrency) need "
+            f"GATEWAY_WORKERS=1: each of {settings.workers} workers would count on its own; "
+            f"keys with limits: {', '.join(limited)}"
+        )
+    return ring
 
 
 @contextlib.asynccontextmanager
 async def _running_gateway(
-    settings: GatewaySettings, specs: list[ReplicaEntry], keys: KeyRing
+    settings: GatewaySettings,
+    specs: list[ReplicaEntry],
+    keys: KeyRing,
+    shared_dir: Path | None = None,
 ) -> AsyncIterator[Gateway]:
     log = get_logger("gateway")
     # Metrics older than three polls are unknown, not idle.
@@ -165,7 +187,7 @@ async def _running_gateway(
         settings=settings,
         pool=pool,
         upstream=upstream,
-        telemetry=Telemetry(pool),
+        telemetry=Telemetry(pool, shared_dir=shared_dir),
         strategy=routers.load(settings.strategy, **settings.strategy_options),
         log=get_logger("gateway.proxy"),
         keys=keys,
@@ -189,6 +211,9 @@ async def _running_gateway(
                 settings.api_keys_file, lambda: _key_ring(settings), gw.set_keys, log
             )
             tasks.append(asyncio.create_task(watcher, name="keys file"))
+        if shared_dir is not None:
+            publisher = Publisher(pool, shared_dir, os.getpid())
+            tasks.append(asyncio.create_task(publisher.run(), name="pool view"))
         log.info(
             "gateway_started",
             replicas=[r.id for r in pool],

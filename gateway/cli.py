@@ -20,6 +20,7 @@ from gateway.replicas_file import ConfigError, identify_kinds, load_replica_spec
 from gateway.server import GatewayProtocol
 from gateway.settings import GatewaySettings
 from gateway.startup import fit_connection_cap
+from gateway.workers import serve_workers
 from turnout.logs import configure_logging, get_logger
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -86,6 +87,7 @@ def serve(
         bool | None, typer.Option("--allow-open-admin", help=_help("allow_open_admin"))
     ] = None,
     log_level: Annotated[str | None, _option("log_level")] = None,
+    workers: Annotated[int | None, _option("workers")] = None,
 ) -> None:
     """Serve the OpenAI-compatible gateway in front of the configured replicas.
 
@@ -115,23 +117,26 @@ def serve(
     except ConfigError as exc:
         _fail(str(exc))
     _warn_unknown_variables()
-    uvicorn.run(
-        gateway,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
+    server: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level.lower(),
         # One structured line per request comes from the relay; uvicorn's would double it.
-        access_log=False,
-        loop="uvloop",
+        "access_log": False,
+        "loop": "uvloop",
         # uvicorn's httptools protocol plus read and send timeouts and a connection cap.
-        http=GatewayProtocol,
-        timeout_graceful_shutdown=5,
+        "http": GatewayProtocol,
+        "timeout_graceful_shutdown": 5,
         # Nothing reads the client address a proxy forwards (keys identify clients), and
         # uvicorn's middleware for it runs on every request.
-        proxy_headers=False,
+        "proxy_headers": False,
         # Our structlog lines only; uvicorn's warnings and errors still reach stderr.
-        log_config=None,
-    )
+        "log_config": None,
+    }
+    if settings.workers > 1:
+        # The app built above was the check; each worker builds its own.
+        raise typer.Exit(code=serve_workers(settings, specs, server))
+    uvicorn.run(gateway, **server)
 
 
 def _warn_unknown_variables() -> None:

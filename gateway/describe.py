@@ -7,7 +7,7 @@ OpenAI's shape, so each operation documents 4XX (and 5XX where it can happen) wi
 
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 import routers
 
@@ -60,6 +60,7 @@ class ReplicaState(BaseModel):
 class ReplicasBody(BaseModel):
     strategy: str
     replicas: list[ReplicaState]
+    worker: int = Field(description="The pid of the worker process that answered.")
 
 
 class RemovalBody(BaseModel):

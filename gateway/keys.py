@@ -69,6 +69,14 @@ class KeyRing:
     def names(self) -> list[str]:
         return sorted(key.name for key in self._keys.values())
 
+    def limited(self) -> list[str]:
+        """The names of keys with a rate or concurrency limit."""
+        return sorted(
+            key.name
+            for key in self._keys.values()
+            if key.rate is not None or key.concurrency is not None
+        )
+
     def check(self, authorization: bytes | None) -> ClientKey:
         """The client behind `Authorization: Bearer <key>`; Unauthorized if unknown."""
         if not self.required:

@@ -84,6 +84,14 @@ class GatewaySettings(BaseSettings):
         False, description="Start on a non-loopback address even with /admin open (no key)."
     )
     log_level: str = Field("info", description="debug, info, warning or error.")
+    workers: int = Field(
+        1,
+        ge=1,
+        description=(
+            "Processes sharing the port, each with its own pool, strategy and limits "
+            "(docs/gateway.md, Several workers)."
+        ),
+    )
 
     @field_validator("replicas", "api_keys", mode="before")
     @classmethod
@@ -111,7 +119,24 @@ class GatewaySettings(BaseSettings):
                 "GATEWAY_DISCOVERY=k8s needs GATEWAY_K8S_SERVICE: the name of the Service "
                 "whose endpoints are the replicas"
             )
+        self._fits_workers()
         return self
+
+    def _fits_workers(self) -> None:
+        """Refuse what several workers would only half do: each has its own pool and limits."""
+        if self.workers == 1:
+            return
+        if self.discovery == "admin":
+            raise ValueError(
+                f"GATEWAY_DISCOVERY=admin needs GATEWAY_WORKERS=1: with {self.workers} workers "
+                "POST /admin/replicas would add the replica to one worker only"
+            )
+        if self.key_rate is not None or self.key_concurrency is not None:
+            raise ValueError(
+                "GATEWAY_KEY_RATE and GATEWAY_KEY_CONCURRENCY need GATEWAY_WORKERS=1: "
+                f"each of {self.workers} workers would count on its own, allowing up to "
+                f"{self.workers} times the limit"
+            )
 
     def api_key_values(self) -> list[str]:
         return [key.get_secret_value() for key in self.api_keys]

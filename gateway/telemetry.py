@@ -3,16 +3,25 @@
 Per-request series are updated on the hot path through cached label children; the
 per-replica gauges (in-flight, health, scrape age) are read from the pool at scrape
 time instead, so they cost nothing per request and can never drift.
+
+With several workers (`shared_dir` set: prometheus_client's multiprocess mode, whose
+PROMETHEUS_MULTIPROC_DIR it is) the counters and histograms land in files there, and
+/metrics on any worker adds up every worker's; the per-replica gauges come from
+gateway/shared_view.py.
 """
 
+import os
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from gateway.shared_view import SharedPoolCollector
 from routers.pool import ReplicaPool
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -50,7 +59,12 @@ class _PoolCollector(Collector):
 
 
 class Telemetry:
-    def __init__(self, pool: ReplicaPool[Any], clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        pool: ReplicaPool[Any],
+        clock: Callable[[], float] = time.monotonic,
+        shared_dir: Path | None = None,
+    ) -> None:
         self.registry = CollectorRegistry()
         self._requests = Counter(
             "turnout_requests",
@@ -102,7 +116,14 @@ class Telemetry:
             ["reason"],
             registry=self.registry,
         )
-        self.registry.register(_PoolCollector(pool, clock))
+        # What /metrics shows: this registry, or every worker's files added up.
+        self._exposed = self.registry
+        if shared_dir is None:
+            self.registry.register(_PoolCollector(pool, clock))
+        else:
+            self._exposed = CollectorRegistry()
+            MultiProcessCollector(self._exposed, path=str(shared_dir))  # type: ignore[no-untyped-call]
+            self._exposed.register(SharedPoolCollector(pool, shared_dir, os.getpid(), clock))
         # Label lookups take a lock and hash the values: cache the children.
         self._request_children: dict[tuple[str, str, str, int], Counter] = {}
         self._latency_children: dict[tuple[str, str], tuple[Histogram, Histogram]] = {}
@@ -153,4 +174,4 @@ class Telemetry:
         self._upstream_errors.labels(replica, kind).inc()
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self._exposed)
