@@ -3,10 +3,10 @@
 structlog costs about 9 µs a line here (merging context variables, the level, an ISO
 timestamp from datetime, the renderer, then a print and a flush: one write(2) per line);
 at the gateway's rate that was 5% of its CPU. This writes the same JSON object (the same
-keys in the same order: logger, the fields, event, level, timestamp) with orjson, and the
-lines finished in one turn of the event loop leave in one write at the end of that turn,
-the way nginx buffers its access log, but never later than the turn. Console output (a
-terminal) and levels above info go through structlog as before.
+keys in the same order: logger, the fields, event, context variables, level, timestamp)
+with orjson, and the lines finished in one turn of the event loop leave in one write at
+the end of that turn, the way nginx buffers its access log, but never later than the
+turn. Console output (a terminal) and levels above info go through structlog as before.
 """
 
 import asyncio
@@ -14,6 +14,7 @@ import time
 from typing import Any, TextIO
 
 import orjson
+import structlog
 
 from turnout.logs import renders_json
 
@@ -25,6 +26,9 @@ class AccessLog:
         self._stream = stream
         self._enabled = enabled
         self._json = renders_json()
+        # What structlog would merge from its context variables: bound before the gateway
+        # starts (a worker's pid) and never per request, so read once.
+        self._context = structlog.contextvars.get_contextvars()
         self._pending: list[bytes] = []
         # The timestamp's text up to the second, rebuilt once a second.
         self._second = -1
@@ -38,6 +42,8 @@ class AccessLog:
             return
         line = {"logger": self._logger_name, **fields}
         line["event"] = event
+        for key, value in self._context.items():
+            line.setdefault(key, value)
         line["level"] = "info"
         line["timestamp"] = self._timestamp()
         if not self._pending:

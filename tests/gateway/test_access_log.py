@@ -55,10 +55,15 @@ def _structlog_line(fields: dict[str, Any]) -> dict[str, Any]:
 
 def test_the_line_is_the_object_structlog_writes(json_logging: None) -> None:
     stream = CountingStream()
-    access = AccessLog(get_logger("gateway.proxy"), "gateway.proxy", stream, enabled=True)
-    access.info("request_finished", **FIELDS)  # no event loop: written at once
+    structlog.contextvars.bind_contextvars(worker=4321)  # as a worker binds its pid
+    try:
+        access = AccessLog(get_logger("gateway.proxy"), "gateway.proxy", stream, enabled=True)
+        access.info("request_finished", **FIELDS)  # no event loop: written at once
+        theirs = _structlog_line(FIELDS)
+    finally:
+        structlog.contextvars.clear_contextvars()
     ours = json.loads(stream.getvalue())
-    theirs = _structlog_line(FIELDS)
+    assert ours["worker"] == 4321
     assert list(ours) == list(theirs)
     stamp = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
     assert stamp.match(ours["timestamp"]) and stamp.match(theirs["timestamp"])
