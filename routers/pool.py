@@ -9,8 +9,8 @@ replicas out (with exponential backoff) and bring them back.
 
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import Generic, NamedTuple, TypeVar
+from dataclasses import dataclass, field, fields
+from typing import Any, Generic, NamedTuple, TypeVar, cast
 
 from routers import Metrics, ReplicaView
 
@@ -195,9 +195,10 @@ class ReplicaPool(Generic[R]):
     def candidates(self, model: str, exclude: Iterable[str] = ()) -> list[ReplicaView]:
         """Views of the healthy replicas serving `model`, by id, minus `exclude`."""
         now = self._clock()
+        stale_after = self._stale_after
         skip = set(exclude)
         return [
-            self.view(r, now)
+            _view(r, now, stale_after)
             for r in self._replicas.values()
             if r.healthy
             and not r.draining
@@ -208,24 +209,7 @@ class ReplicaPool(Generic[R]):
         ]
 
     def view(self, r: Replica, now: float | None = None) -> ReplicaView:
-        now = self._clock() if now is None else now
-        age = None if r.scraped_at is None else now - r.scraped_at
-        stale = r.metrics is None or r.scrape_failed or age is None or age > self._stale_after
-        return ReplicaView(
-            id=r.id,
-            url=r.url,
-            models=r.models,
-            healthy=r.healthy,
-            in_flight=r.in_flight,
-            dispatched_since_scrape=r.dispatched_total - r.scrape_mark.dispatched,
-            finished_since_scrape=r.finished_total - r.scrape_mark.finished,
-            in_flight_at_scrape=r.scrape_mark.in_flight,
-            awaiting_first_byte=r.awaiting_first_byte,
-            awaiting_prompt_tokens=r.awaiting_prompt_tokens,
-            metrics=r.metrics,
-            metrics_age=age,
-            metrics_stale=stale,
-        )
+        return _view(r, self._clock() if now is None else now, self._stale_after)
 
     # -- the proxy -------------------------------------------------------------------------
 
@@ -337,3 +321,55 @@ class ReplicaPool(Generic[R]):
         if was_down and self.available(r) and self._listener is not None:
             self._listener(replica_id, True)
         return was_down
+
+
+# `_view` sets every field of ReplicaView: one added there must be added here too.
+_FIELDS = (
+    "id",
+    "url",
+    "models",
+    "healthy",
+    "in_flight",
+    "dispatched_since_scrape",
+    "finished_since_scrape",
+    "in_flight_at_scrape",
+    "awaiting_first_byte",
+    "awaiting_prompt_tokens",
+    "metrics",
+    "metrics_age",
+    "metrics_stale",
+)
+if tuple(f.name for f in fields(ReplicaView)) != _FIELDS:
+    raise RuntimeError("ReplicaView's fields changed: update routers.pool._view")
+
+
+class _Draft:
+    """A ReplicaView under construction: the same slots, writable. A frozen dataclass's
+    __init__ sets each field through object.__setattr__; the pool builds a view per
+    candidate per request (100 per arrival in the study), and filling a draft then giving
+    it ReplicaView's class (allowed between classes with the same slots) costs a third."""
+
+    __slots__ = ReplicaView.__slots__
+
+
+def _view(r: Replica, now: float, stale_after: float) -> ReplicaView:
+    scraped_at = r.scraped_at
+    age = None if scraped_at is None else now - scraped_at
+    metrics = r.metrics
+    mark = r.scrape_mark
+    view: Any = _Draft()
+    view.id = r.id
+    view.url = r.url
+    view.models = r.models
+    view.healthy = r.healthy
+    view.in_flight = r.in_flight
+    view.dispatched_since_scrape = r.dispatched_total - mark.dispatched
+    view.finished_since_scrape = r.finished_total - mark.finished
+    view.in_flight_at_scrape = mark.in_flight
+    view.awaiting_first_byte = r.awaiting_first_byte
+    view.awaiting_prompt_tokens = r.awaiting_prompt_tokens
+    view.metrics = metrics
+    view.metrics_age = age
+    view.metrics_stale = metrics is None or r.scrape_failed or age is None or age > stale_after
+    view.__class__ = ReplicaView
+    return cast(ReplicaView, view)
