@@ -69,17 +69,7 @@ def checkpoints(count: int) -> tuple[int, ...]:
 # Checkpoint lists by hashed length, computed once: most prompts hit the window limit.
 _BY_COUNT = tuple(checkpoints(n) for n in range(129))
 _TABLED = len(_BY_COUNT)
-
-
 _REVERSED = tuple(tuple(reversed(points)) for points in _BY_COUNT)
-
-
-def _points(count: int) -> tuple[int, ...]:
-    return _BY_COUNT[count] if count < len(_BY_COUNT) else checkpoints(count)
-
-
-def _deepest_first(count: int) -> tuple[int, ...]:
-    return _REVERSED[count] if count < len(_REVERSED) else checkpoints(count)[::-1]
 
 
 def _middle_getter(count: int) -> Callable[[Sequence[int]], tuple[int, ...]]:
@@ -95,11 +85,6 @@ def _middle_getter(count: int) -> Callable[[Sequence[int]], tuple[int, ...]]:
 
 
 _MIDDLES = tuple(_middle_getter(n) for n in range(129))
-
-
-def _middle(count: int, hashes: Sequence[int]) -> tuple[int, ...]:
-    getter = _MIDDLES[count] if count < len(_MIDDLES) else _middle_getter(count)
-    return getter(hashes)
 
 
 # Who holds a checkpoint: one replica's id, or the set of them.
