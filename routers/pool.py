@@ -9,10 +9,11 @@ replicas out (with exponential backoff) and bring them back.
 
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, fields
-from typing import Any, Generic, NamedTuple, TypeVar, cast
+from dataclasses import dataclass, field
+from typing import Generic, NamedTuple, TypeVar
 
 from routers import Metrics, ReplicaView
+from routers.replica_views import LazyViews, view_of
 
 
 class ScrapeMark(NamedTuple):
@@ -196,9 +197,18 @@ class ReplicaPool(Generic[R]):
         """Views of the healthy replicas serving `model`, by id, minus `exclude`."""
         now = self._clock()
         stale_after = self._stale_after
+        return [view_of(r, now, stale_after) for r in self._serving(model, exclude)]
+
+    def lazy_candidates(self, model: str) -> LazyViews:
+        """`candidates(model)`, each view built (as of now) only when a strategy reads it:
+        for a caller that changes nothing before the strategy has chosen (the simulator's
+        virtual runner), where a strategy sampling a few of 100 replicas reads only those."""
+        return LazyViews(self._serving(model, ()), self._clock(), self._stale_after)
+
+    def _serving(self, model: str, exclude: Iterable[str]) -> list[R]:
         skip = set(exclude)
         return [
-            _view(r, now, stale_after)
+            r
             for r in self._replicas.values()
             if r.healthy
             and not r.draining
@@ -209,7 +219,7 @@ class ReplicaPool(Generic[R]):
         ]
 
     def view(self, r: Replica, now: float | None = None) -> ReplicaView:
-        return _view(r, self._clock() if now is None else now, self._stale_after)
+        return view_of(r, self._clock() if now is None else now, self._stale_after)
 
     # -- the proxy -------------------------------------------------------------------------
 
@@ -321,55 +331,3 @@ class ReplicaPool(Generic[R]):
         if was_down and self.available(r) and self._listener is not None:
             self._listener(replica_id, True)
         return was_down
-
-
-# `_view` sets every field of ReplicaView: one added there must be added here too.
-_FIELDS = (
-    "id",
-    "url",
-    "models",
-    "healthy",
-    "in_flight",
-    "dispatched_since_scrape",
-    "finished_since_scrape",
-    "in_flight_at_scrape",
-    "awaiting_first_byte",
-    "awaiting_prompt_tokens",
-    "metrics",
-    "metrics_age",
-    "metrics_stale",
-)
-if tuple(f.name for f in fields(ReplicaView)) != _FIELDS:
-    raise RuntimeError("ReplicaView's fields changed: update routers.pool._view")
-
-
-class _Draft:
-    """A ReplicaView under construction: the same slots, writable. A frozen dataclass's
-    __init__ sets each field through object.__setattr__; the pool builds a view per
-    candidate per request (100 per arrival in the study), and filling a draft then giving
-    it ReplicaView's class (allowed between classes with the same slots) costs a third."""
-
-    __slots__ = ReplicaView.__slots__
-
-
-def _view(r: Replica, now: float, stale_after: float) -> ReplicaView:
-    scraped_at = r.scraped_at
-    age = None if scraped_at is None else now - scraped_at
-    metrics = r.metrics
-    mark = r.scrape_mark
-    view: Any = _Draft()
-    view.id = r.id
-    view.url = r.url
-    view.models = r.models
-    view.healthy = r.healthy
-    view.in_flight = r.in_flight
-    view.dispatched_since_scrape = r.dispatched_total - mark.dispatched
-    view.finished_since_scrape = r.finished_total - mark.finished
-    view.in_flight_at_scrape = mark.in_flight
-    view.awaiting_first_byte = r.awaiting_first_byte
-    view.awaiting_prompt_tokens = r.awaiting_prompt_tokens
-    view.metrics = metrics
-    view.metrics_age = age
-    view.metrics_stale = metrics is None or r.scrape_failed or age is None or age > stale_after
-    view.__class__ = ReplicaView
-    return cast(ReplicaView, view)

@@ -12,7 +12,7 @@ splits it over replicas (on the shared-prefix evidence in docs/routing.md, a per
 budget of 500 K tokens, GIE's default, left lmetric at 0.45 of round_robin's TTFT p99 where
 a budget at least the engine's cache gave 0.04).
 
-Four economies keep a request's cost to about ten dictionary operations:
+Five economies keep a request's cost to about ten dictionary operations:
 - Only checkpoint blocks are indexed: blocks 4, 8, 16, 32, ... and the prompt's last
   hashed block. A match is known to within half its length (rounded down), exactly when it
   is a whole earlier prompt or a power of two; a prefix shorter than 4 blocks (64 tokens)
@@ -29,7 +29,7 @@ Four economies keep a request's cost to about ten dictionary operations:
   at once, since no lookup could have reached them before).
 - One least-recently-used order for the whole fleet, so nothing is evicted per replica.
 - A checkpoint sent to one replica only (most of them) is held as that replica's id, not
-  as a set: a set's allocation was a quarter of a request's cost. A second replica makes
+  as a set: allocating the sets was 40% of inserting a lone prompt. A second replica makes
   it a set, built as if it had always been one (so it iterates in the same order).
 
 Prompts longer than the hashed window (`routers.prompt.MAX_BLOCKS`) cannot be matched past

@@ -137,3 +137,23 @@ def test_a_view_is_the_frozen_view_its_fields_describe() -> None:
     with pytest.raises(FrozenInstanceError):
         views[0].in_flight = 0  # type: ignore[misc]
     assert pool.view(pool.get("a")) == expected[0]
+
+
+def test_lazy_candidates_are_the_candidates_each_built_when_first_read() -> None:
+    now = [10.0]
+    pool = ReplicaPool(
+        [Replica(id=f"r{i}", url=f"http://r{i}", models=("m",)) for i in range(7)],
+        clock=lambda: now[0],
+    )
+    pool.acquire("r3", 40)
+    pool.record_metrics("r5", Metrics(1.0, 2.0), at=9.0)
+    pool.mark_down("r6", "gone")
+    eager = pool.candidates("m")
+    lazy = pool.lazy_candidates("m")
+    assert len(lazy) == len(eager) == 6
+    assert lazy[3] == eager[3] and lazy[3] is lazy[3]  # read twice: the same view
+    assert lazy[-1] == eager[-1]
+    assert lazy[1::2] == eager[1::2]
+    assert list(lazy) == eager
+    assert [v.id for v in lazy] == [v.id for v in eager]
+    assert not pool.lazy_candidates("other")
