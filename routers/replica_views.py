@@ -95,4 +95,10 @@ class LazyViews(Sequence[ReplicaView]):
         return view
 
     def __iter__(self) -> Iterator[ReplicaView]:
-        return iter(self[:])
+        # Every view is read (round_robin sorts them all): build the missing ones in one go.
+        now, stale_after = self._now, self._stale_after
+        views = self._views = [
+            view_of(r, now, stale_after) if view is None else view
+            for view, r in zip(self._views, self._replicas, strict=True)
+        ]
+        return iter(cast(list[ReplicaView], views))
