@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Generic, NamedTuple, TypeVar
 
 from routers import Metrics, ReplicaView
+from routers.replica_views import LazyViews, view_of
 
 
 class ScrapeMark(NamedTuple):
@@ -195,9 +196,19 @@ class ReplicaPool(Generic[R]):
     def candidates(self, model: str, exclude: Iterable[str] = ()) -> list[ReplicaView]:
         """Views of the healthy replicas serving `model`, by id, minus `exclude`."""
         now = self._clock()
+        stale_after = self._stale_after
+        return [view_of(r, now, stale_after) for r in self._serving(model, exclude)]
+
+    def lazy_candidates(self, model: str) -> LazyViews:
+        """`candidates(model)`, each view built (as of now) only when a strategy reads it:
+        for a caller that changes nothing before the strategy has chosen (the simulator's
+        virtual runner), where a strategy sampling a few of 100 replicas reads only those."""
+        return LazyViews(self._serving(model, ()), self._clock(), self._stale_after)
+
+    def _serving(self, model: str, exclude: Iterable[str]) -> list[R]:
         skip = set(exclude)
         return [
-            self.view(r, now)
+            r
             for r in self._replicas.values()
             if r.healthy
             and not r.draining
@@ -208,24 +219,7 @@ class ReplicaPool(Generic[R]):
         ]
 
     def view(self, r: Replica, now: float | None = None) -> ReplicaView:
-        now = self._clock() if now is None else now
-        age = None if r.scraped_at is None else now - r.scraped_at
-        stale = r.metrics is None or r.scrape_failed or age is None or age > self._stale_after
-        return ReplicaView(
-            id=r.id,
-            url=r.url,
-            models=r.models,
-            healthy=r.healthy,
-            in_flight=r.in_flight,
-            dispatched_since_scrape=r.dispatched_total - r.scrape_mark.dispatched,
-            finished_since_scrape=r.finished_total - r.scrape_mark.finished,
-            in_flight_at_scrape=r.scrape_mark.in_flight,
-            awaiting_first_byte=r.awaiting_first_byte,
-            awaiting_prompt_tokens=r.awaiting_prompt_tokens,
-            metrics=r.metrics,
-            metrics_age=age,
-            metrics_stale=stale,
-        )
+        return view_of(r, self._clock() if now is None else now, self._stale_after)
 
     # -- the proxy -------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ splits it over replicas (on the shared-prefix evidence in docs/routing.md, a per
 budget of 500 K tokens, GIE's default, left lmetric at 0.45 of round_robin's TTFT p99 where
 a budget at least the engine's cache gave 0.04).
 
-Four economies keep a request's cost to about ten dictionary operations:
+Five economies keep a request's cost to about ten dictionary operations:
 - Only checkpoint blocks are indexed: blocks 4, 8, 16, 32, ... and the prompt's last
   hashed block. A match is known to within half its length (rounded down), exactly when it
   is a whole earlier prompt or a power of two; a prefix shorter than 4 blocks (64 tokens)
@@ -28,6 +28,9 @@ Four economies keep a request's cost to about ten dictionary operations:
   and indexed when a later prompt shares the first (with the same result as indexing them
   at once, since no lookup could have reached them before).
 - One least-recently-used order for the whole fleet, so nothing is evicted per replica.
+- A checkpoint sent to one replica only (most of them) is held as that replica's id, not
+  as a set: allocating the sets was 40% of inserting a lone prompt. A second replica makes
+  it a set, built as if it had always been one (so it iterates in the same order).
 
 Prompts longer than the hashed window (`routers.prompt.MAX_BLOCKS`) cannot be matched past
 it. When a request matches a replica over its whole window, the index assumes the cached
@@ -65,17 +68,8 @@ def checkpoints(count: int) -> tuple[int, ...]:
 
 # Checkpoint lists by hashed length, computed once: most prompts hit the window limit.
 _BY_COUNT = tuple(checkpoints(n) for n in range(129))
-
-
+_TABLED = len(_BY_COUNT)
 _REVERSED = tuple(tuple(reversed(points)) for points in _BY_COUNT)
-
-
-def _points(count: int) -> tuple[int, ...]:
-    return _BY_COUNT[count] if count < len(_BY_COUNT) else checkpoints(count)
-
-
-def _deepest_first(count: int) -> tuple[int, ...]:
-    return _REVERSED[count] if count < len(_REVERSED) else checkpoints(count)[::-1]
 
 
 def _middle_getter(count: int) -> Callable[[Sequence[int]], tuple[int, ...]]:
@@ -93,9 +87,8 @@ def _middle_getter(count: int) -> Callable[[Sequence[int]], tuple[int, ...]]:
 _MIDDLES = tuple(_middle_getter(n) for n in range(129))
 
 
-def _middle(count: int, hashes: Sequence[int]) -> tuple[int, ...]:
-    getter = _MIDDLES[count] if count < len(_MIDDLES) else _middle_getter(count)
-    return getter(hashes)
+# Who holds a checkpoint: one replica's id, or the set of them.
+Holders = str | set[str]
 
 
 class PrefixIndex:
@@ -106,8 +99,8 @@ class PrefixIndex:
             raise ValueError("block_tokens and max_entries must be positive")
         self.block_tokens = block_tokens
         self.max_entries = max_entries
-        # checkpoint hash -> replicas sent it (least recently used first)
-        self._where: OrderedDict[int, set[str]] = OrderedDict()
+        # checkpoint hash -> the replica sent it, or the replicas (least recently used first)
+        self._where: OrderedDict[int, Holders] = OrderedDict()
         # window-end hash -> shortest prompt (tokens) sent with that whole window
         self._extent: dict[int, int] = {}
         # first-checkpoint hash -> (replica, the prompt's middle checkpoints, deep first),
@@ -124,41 +117,51 @@ class PrefixIndex:
 
     def cached(self, hashes: Sequence[int], prompt_tokens: int) -> dict[str, int]:
         """Replica -> tokens of this prompt it probably has cached (absent: none)."""
+        count = len(hashes)
+        points = _BY_COUNT[count] if count < _TABLED else checkpoints(count)
+        if not points or hashes[points[0] - 1] not in self._where:
+            return {}  # most prompts: not even the first checkpoint was sent before
         levels = self._levels(hashes)
-        if not levels:
-            return {}
         block = self.block_tokens
-        window_end = len(hashes)
+        if len(levels) == 1:
+            blocks, holders = levels[0]
+            cached = blocks * block
+            if blocks == count and prompt_tokens > cached + block:
+                cached = max(cached, self._extent.get(hashes[-1], 0))
+            cached = min(cached, prompt_tokens)
+            return {holders: cached} if holders.__class__ is str else dict.fromkeys(holders, cached)
         extent = self._extent.get(hashes[-1], 0)
 
         def tokens(blocks: int) -> int:
             cached = blocks * block
-            if blocks == window_end and prompt_tokens > cached + block:
+            if blocks == count and prompt_tokens > cached + block:
                 # The whole hashed window matched: the prompt may be cached beyond it.
                 cached = max(cached, extent)
             return min(cached, prompt_tokens)
 
         return _by_replica(levels, tokens)
 
-    def _levels(self, hashes: Sequence[int]) -> list[tuple[int, set[str]]]:
+    def _levels(self, hashes: Sequence[int]) -> list[tuple[int, Holders]]:
         """(blocks, replicas holding that many or more): the checkpoints after which the
         number of holders drops, shallow to deep."""
         get = self._where.get
-        points = _points(len(hashes))
+        count = len(hashes)
+        points = _BY_COUNT[count] if count < _TABLED else checkpoints(count)
         if not points:
             return []
-        if self._deferred and get(hashes[points[0] - 1]):
+        if self._deferred and hashes[points[0] - 1] in self._deferred:
             self._complete(hashes[points[0] - 1])
-        levels: list[tuple[int, set[str]]] = []
-        prev: set[str] | None = None
-        prev_point = 0
+        levels: list[tuple[int, Holders]] = []
+        prev: Holders | None = None
+        prev_size = prev_point = 0
         for point in points:
             holders = get(hashes[point - 1])
-            if not holders:
+            if holders is None:
                 break
-            if prev is not None and len(holders) != len(prev):
+            size = 1 if holders.__class__ is str else len(holders)
+            if prev is not None and size != prev_size:
                 levels.append((prev_point, prev))
-            prev, prev_point = holders, point
+            prev, prev_size, prev_point = holders, size, point
         if prev is not None:
             levels.append((prev_point, prev))
         return levels
@@ -174,19 +177,23 @@ class PrefixIndex:
         for key in middle:
             holders = where.get(key)
             if holders is None:
-                where[key] = {replica}
+                where[key] = replica
             else:
-                holders.add(replica)
+                _add(where, key, holders, replica)
                 where.move_to_end(key)
         where.move_to_end(first)  # the shallow ones stay the most recent
         self._evict()
 
     def insert(self, replica: str, hashes: Sequence[int], prompt_tokens: int) -> None:
         """`replica` was sent this prompt: assume it caches the prompt's blocks."""
-        if not hashes:
+        count = len(hashes)
+        if not count:
             return
         where = self._where
-        points = _deepest_first(len(hashes))
+        if count < _TABLED:
+            points, middle = _REVERSED[count], _MIDDLES[count]
+        else:
+            points, middle = checkpoints(count)[::-1], _middle_getter(count)
         first = hashes[points[-1] - 1]
         if self.defer and len(points) > 2 and first not in where:
             # No earlier prompt shares even the first checkpoint: most such prompts stay
@@ -195,16 +202,15 @@ class PrefixIndex:
             # Nothing deeper is indexed either (deeper checkpoints are evicted first, and
             # their holders are among the first's), so no lookups: each one is a likely
             # cache miss in an index this size, and they were most of a choice's cost.
-            self._deferred[first] = (replica, _middle(len(hashes), hashes))
-            last = hashes[points[0] - 1]
-            where[last] = {replica}
-            where[first] = {replica}
-            if prompt_tokens > len(hashes) * self.block_tokens:
+            self._deferred[first] = (replica, middle(hashes))
+            where[hashes[count - 1]] = replica
+            where[first] = replica
+            if prompt_tokens > count * self.block_tokens:
                 self._extent[hashes[-1]] = prompt_tokens
             if len(where) > self.max_entries:
                 self._evict()
             return
-        if prompt_tokens > len(hashes) * self.block_tokens:
+        if prompt_tokens > count * self.block_tokens:
             last = hashes[-1]
             extent = self._extent.get(last)
             if extent is None or prompt_tokens < extent:
@@ -216,9 +222,12 @@ class PrefixIndex:
             key = hashes[point - 1]
             holders = get(key)
             if holders is None:
-                where[key] = {replica}
+                where[key] = replica
             else:
-                holders.add(replica)
+                if holders.__class__ is not str:
+                    holders.add(replica)  # type: ignore[union-attr]
+                elif holders != replica:
+                    where[key] = {holders, replica}
                 touch(key)
         if len(where) > self.max_entries:
             self._evict()
@@ -240,7 +249,11 @@ class PrefixIndex:
         where = self._where
         emptied = []
         for key, holders in where.items():
-            holders.discard(replica)
+            if holders.__class__ is str:
+                if holders == replica:
+                    emptied.append(key)
+                continue
+            holders.discard(replica)  # type: ignore[union-attr]
             if not holders:
                 emptied.append(key)
         for key in emptied:
@@ -251,11 +264,19 @@ class PrefixIndex:
             del self._deferred[key]
 
 
-def _by_replica(levels: list[tuple[int, set[str]]], value: Callable[[int], int]) -> dict[str, int]:
-    if len(levels) == 1:
-        blocks, holders = levels[0]
-        return dict.fromkeys(holders, value(blocks))
+def _add(where: "OrderedDict[int, Holders]", key: int, holders: Holders, replica: str) -> None:
+    """Add `replica` to the holders of `key` (a set from the second one on)."""
+    if holders.__class__ is not str:
+        holders.add(replica)  # type: ignore[union-attr]
+    elif holders != replica:
+        where[key] = {holders, replica}
+
+
+def _by_replica(levels: list[tuple[int, Holders]], value: Callable[[int], int]) -> dict[str, int]:
     found: dict[str, int] = {}
     for blocks, holders in levels:  # shallow to deep: a replica's deepest level wins
-        found.update(dict.fromkeys(holders, value(blocks)))
+        if holders.__class__ is str:
+            found[holders] = value(blocks)
+        else:
+            found.update(dict.fromkeys(holders, value(blocks)))
     return found

@@ -47,8 +47,10 @@ def block_hashes(token_ids: Sequence[int], block_size: int) -> list[int]:
     """
     hashes: list[int] = []
     parent = 0
-    for start in range(0, len(token_ids) - block_size + 1, block_size):
-        parent = hash((parent, tuple(token_ids[start : start + block_size])))
+    # zip of one iterator `block_size` times: the full blocks as tuples, cut in C (not
+    # strict: a partial last block is left out, as the engine caches only full ones).
+    for block in zip(*[iter(token_ids)] * block_size, strict=False):
+        parent = hash((parent, block))
         hashes.append(parent)
     return hashes
 

@@ -324,7 +324,9 @@ class _FleetRun:
         request_id = arrival.id or f"req-{len(self.records)}"
         route = route_request(arrival, request_id)
         self.arriving = arrival
-        candidates = self.pool.candidates(arrival.model)
+        # Views built as the strategy reads them: nothing changes the pool until it has
+        # chosen, and one sampling 32 of 100 replicas reads only those.
+        candidates = self.pool.lazy_candidates(arrival.model)
         chosen = self.strategy.choose(route, candidates) if candidates else None
         if chosen is None:
             record = VirtualRecord(request_id, arrival.model, self.now, None, "no_replica")

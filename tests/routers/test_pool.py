@@ -1,4 +1,8 @@
-from routers import Metrics
+from dataclasses import FrozenInstanceError
+
+import pytest
+
+from routers import Metrics, ReplicaView
 from routers.pool import Replica, ReplicaPool
 
 
@@ -88,3 +92,68 @@ def test_a_replica_that_takes_one_request_at_a_time_is_no_candidate_while_busy()
     assert [v.id for v in pool.candidates("m")] == ["v"]
     pool.release("p")
     assert [v.id for v in pool.candidates("m")] == ["p", "v"]
+
+
+def test_a_view_is_the_frozen_view_its_fields_describe() -> None:
+    # The pool fills views without ReplicaView's __init__ (for speed): each must still be a
+    # true, frozen, hashable ReplicaView equal to the one the constructor would give.
+    now = [10.0]
+    pool = ReplicaPool(
+        [Replica(id=n, url=f"http://{n}", models=("m",)) for n in ("a", "b", "c")],
+        stale_after=3.0,
+        clock=lambda: now[0],
+    )
+    pool.acquire("a", 120)
+    pool.record_metrics("a", Metrics(2.0, 3.0, 0.5, 0.25), at=9.5)
+    pool.acquire("a", 30)
+    pool.first_byte("a", 120)
+    pool.record_metrics("b", Metrics(1.0, 0.0), at=5.0)  # older than stale_after
+    pool.record_metrics("c", Metrics(1.0, 0.0), at=9.0)
+    pool.record_scrape_failure("c")
+    views = pool.candidates("m")
+    expected = [
+        ReplicaView(
+            "a",
+            "http://a",
+            ("m",),
+            True,
+            2,
+            1,
+            0,
+            1,
+            1,
+            30,
+            Metrics(2.0, 3.0, 0.5, 0.25),
+            0.5,
+            False,
+        ),
+        ReplicaView("b", "http://b", ("m",), True, 0, 0, 0, 0, 0, 0, Metrics(1.0, 0.0), 5.0),
+        ReplicaView("c", "http://c", ("m",), True, 0, 0, 0, 0, 0, 0, Metrics(1.0, 0.0), 1.0),
+    ]
+    assert views == expected
+    assert [v.metrics_stale for v in views] == [False, True, True]
+    assert all(type(v) is ReplicaView for v in views)
+    assert {hash(v) for v in views} == {hash(v) for v in expected}
+    with pytest.raises(FrozenInstanceError):
+        views[0].in_flight = 0  # type: ignore[misc]
+    assert pool.view(pool.get("a")) == expected[0]
+
+
+def test_lazy_candidates_are_the_candidates_each_built_when_first_read() -> None:
+    now = [10.0]
+    pool = ReplicaPool(
+        [Replica(id=f"r{i}", url=f"http://r{i}", models=("m",)) for i in range(7)],
+        clock=lambda: now[0],
+    )
+    pool.acquire("r3", 40)
+    pool.record_metrics("r5", Metrics(1.0, 2.0), at=9.0)
+    pool.mark_down("r6", "gone")
+    eager = pool.candidates("m")
+    lazy = pool.lazy_candidates("m")
+    assert len(lazy) == len(eager) == 6
+    assert lazy[3] == eager[3] and lazy[3] is lazy[3]  # read twice: the same view
+    assert lazy[-1] == eager[-1]
+    assert lazy[1::2] == eager[1::2]
+    assert list(lazy) == eager
+    assert [v.id for v in lazy] == [v.id for v in eager]
+    assert not pool.lazy_candidates("other")

@@ -118,3 +118,21 @@ def test_prompts_without_full_blocks_are_not_indexed() -> None:
     index.insert("a", (), 10)
     assert len(index) == 0
     assert index.cached((), 10) == {}
+
+
+def test_the_holders_of_a_prefix_come_in_the_order_a_set_of_them_iterates() -> None:
+    # A prefix sent to one replica is kept as its id, and becomes a set with the second:
+    # answers must list replicas as a set grown one by one would (strategies break ties
+    # by position), and forget a dropped one as the set would.
+    index = PrefixIndex()
+    request = prompt(*SYSTEM, 1, 2, 3, 4)
+    grown: set[str] = set()
+    for i in range(12):
+        replica = f"replica-{(i * 7) % 12:03d}"
+        index.insert(replica, request.prefix_hashes, 320)
+        grown.add(replica)
+        assert list(index.cached(request.prefix_hashes, 320)) == list(grown)
+        assert list(index.match(request.prefix_hashes)) == list(grown)
+    index.drop("replica-007")
+    grown.discard("replica-007")
+    assert list(index.cached(request.prefix_hashes, 320)) == list(grown)
