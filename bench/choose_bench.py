@@ -74,6 +74,7 @@ def requests(count: int, rng: random.Random, offset: int) -> list[RouteRequest]:
                 request_id=f"r{offset + i}",
                 prefix_hashes=tuple(hashes),
                 session=f"s{rng.randrange(200)}",
+                now=(offset + i) * 0.001,  # a request a millisecond
             )
         )
     return out

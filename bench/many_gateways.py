@@ -159,7 +159,7 @@ class Gateways:
 
     def _arrive(self, arrival: VirtualRequest) -> None:
         g = self.rng.randrange(len(self.pools))
-        route = route_request(arrival, arrival.id or "")
+        route = route_request(arrival, arrival.id or "", self.now)
         view = self.strategies[g].choose(route, self.pools[g].candidates(MODEL))
         assert view is not None
         self.pools[g].acquire(view.id, route.prompt_tokens_estimate)

@@ -10,6 +10,7 @@ break can only end the stream (gateway/relay.py).
 import asyncio
 import math
 import time
+from dataclasses import replace
 from typing import Any
 
 from gateway.errors import GatewayError, NoReplicaAvailable, UpstreamError, UpstreamTimeout
@@ -114,6 +115,8 @@ async def dispatch(
     last_error: GatewayError | None = None
     for attempt in range(MAX_ATTEMPTS):
         candidates = gw.pool.candidates(route.model, tried)
+        if attempt:  # the strategy's time: now, not when the request came in
+            route = replace(route, now=time.monotonic())
         view = gw.strategy.choose(route, candidates) if candidates else None
         if view is None:
             raise last_error or no_replica(gw, route.model)

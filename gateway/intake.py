@@ -3,6 +3,7 @@ replica is chosen. Bad input never reaches a replica: each check raises a Gatewa
 
 import os
 import re
+import time
 
 import orjson
 
@@ -164,4 +165,5 @@ def parse(gw: Gateway, exchange: Exchange, body: bytes) -> RouteRequest:
         request_id=exchange.request_id,
         prefix_hashes=prefix,
         session=exchange.session or (user if isinstance(user, str) and user else None),
+        now=time.monotonic(),
     )

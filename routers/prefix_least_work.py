@@ -10,8 +10,9 @@ have cached cost prefill. So, in prompt tokens:
 - this prompt's cached tokens: what the replica probably holds of it, from an approximate
   index of what this strategy sent where (`routers.prefix_index`);
 - queued uncached prefill: the pool's exact, lag-free count of prompt tokens awaiting
-  their first byte there (`awaiting_prompt_tokens`), times the uncached share of the
-  prompts this strategy has in flight there (`routers.pending`);
+  their first byte there (`awaiting_prompt_tokens`), less what the replica has probably
+  prefilled since its queue began (`routers.progress`, as in `least_work`), times the
+  uncached share of the prompts this strategy has in flight there (`routers.pending`);
 - batch: as in `least_work` (this gateway's in-flight requests plus what the last fresh
   scrape shows of other senders', `routers.signals.batch_sizes`).
 
@@ -36,6 +37,7 @@ from collections.abc import Sequence
 
 from routers.prefix_index import BLOCK_TOKENS, MAX_ENTRIES
 from routers.prefix_tracking import PrefixTracking
+from routers.progress import PrefillProgress
 from routers.signals import SAMPLE, batch_sizes, lowest_then, subset, with_holders
 from routers.types import ReplicaView, RouteRequest
 
@@ -58,6 +60,7 @@ class PrefixLeastWork(PrefixTracking):
         self.decode_weight = decode_weight
         self.prefix_caching = prefix_caching
         self.cache_weight = cache_weight
+        self.progress = PrefillProgress()
         super().__init__(block_tokens, index_entries, sample, seed)
 
     def choose(
@@ -74,21 +77,28 @@ class PrefixLeastWork(PrefixTracking):
         weight = self.decode_weight
         batches = batch_sizes(candidates)
         share = self.pending.share.get
+        now = request.now
+        queued = self.progress.queued(candidates, now)
         if cached:
             get = cached.get
             worth = self.cache_weight
             scores = [
-                v.awaiting_prompt_tokens * share(v.id, 1.0) - worth * get(v.id, 0) + weight * batch
-                for v, batch in zip(candidates, batches, strict=True)
+                q * share(v.id, 1.0) - worth * get(v.id, 0) + weight * batch
+                for v, q, batch in zip(candidates, queued, batches, strict=True)
             ]
         else:
             scores = [
-                v.awaiting_prompt_tokens * share(v.id, 1.0) + weight * batch
-                for v, batch in zip(candidates, batches, strict=True)
+                q * share(v.id, 1.0) + weight * batch
+                for v, q, batch in zip(candidates, queued, batches, strict=True)
             ]
         # Among equal scores, the replica with less queued (it had the cache to match).
         choice = lowest_then(
             scores, lambda i: candidates[i].awaiting_prompt_tokens, candidates, self._random
         )
         self._sent(request, choice, hashes, tokens, cached, self.prefix_caching)
+        self.progress.sent(choice.id, tokens, now)
         return choice
+
+    def on_replica_removed(self, replica_id: str) -> None:
+        super().on_replica_removed(replica_id)
+        self.progress.drop(replica_id)

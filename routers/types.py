@@ -61,6 +61,10 @@ class RouteRequest:
     prefix_hashes: tuple[int, ...] = ()
     # Who is talking: the request's `user` field or its x-session-id header.
     session: str | None = None
+    # Seconds on the clock the pool runs on (the gateway's monotonic clock, the simulator's
+    # virtual one) when the request is routed; None when the caller gives none. A strategy
+    # reads no clock of its own: this is its time.
+    now: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,9 +98,11 @@ def metrics_of(stats: EngineStats) -> Metrics:
     )
 
 
-def route_request(arrival: VirtualRequest, request_id: str) -> RouteRequest:
+def route_request(
+    arrival: VirtualRequest, request_id: str, now: float | None = None
+) -> RouteRequest:
     """The RouteRequest the gateway would build: size from the token count, prefix hashes
-    over 16-token blocks of the ids."""
+    over 16-token blocks of the ids, routed at `now` (virtual seconds)."""
     ids = arrival.prompt_token_ids[: prompt.MAX_BLOCKS * HASH_BLOCK_TOKENS]
     raw = array("q", ids).tobytes()
     blocks = prompt.text_blocks(raw, HASH_BLOCK_TOKENS * 8)
@@ -112,6 +114,7 @@ def route_request(arrival: VirtualRequest, request_id: str) -> RouteRequest:
         request_id=request_id,
         prefix_hashes=prompt.chained_hashes(blocks),
         session=arrival.session,
+        now=now,
     )
 
 
@@ -322,7 +325,7 @@ class _FleetRun:
 
     def _arrive(self, arrival: VirtualRequest) -> None:
         request_id = arrival.id or f"req-{len(self.records)}"
-        route = route_request(arrival, request_id)
+        route = route_request(arrival, request_id, self.now)
         self.arriving = arrival
         # Views built as the strategy reads them: nothing changes the pool until it has
         # chosen, and one sampling 32 of 100 replicas reads only those.

@@ -140,10 +140,19 @@ class Recorder(StrategyBase):
 
     def __init__(self) -> None:
         self.seen: list[ReplicaView] = []
+        self.times: list[float | None] = []
 
     def choose(self, request: RouteRequest, candidates: Sequence[ReplicaView]) -> ReplicaView:
         self.seen.append(candidates[0])
+        self.times.append(request.now)
         return candidates[0]
+
+
+def test_requests_carry_the_virtual_time_they_are_routed_at() -> None:
+    arrivals = [VirtualRequest(t, "m", list(range(20)), 5, True) for t in (0.25, 0.5, 3.0)]
+    recorder = Recorder()
+    run_virtual(tiny_fleet(1), recorder, arrivals, poll_interval=1.0)
+    assert recorder.times == [0.25, 0.5, 3.0]
 
 
 def test_views_carry_scrape_age_dispatches_since_the_scrape_and_in_flight() -> None:

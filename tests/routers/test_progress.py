@@ -1,0 +1,88 @@
+import pytest
+
+from routers import RouteRequest
+from routers.least_work import LeastWork
+from routers.progress import PrefillProgress
+from tests.routers.views import view
+
+
+def queued(progress: PrefillProgress, now: float | None, **counts: int) -> dict[str, float]:
+    candidates = [view(name, awaiting_tokens=count) for name, count in counts.items()]
+    return dict(zip(counts, progress.queued(candidates, now), strict=True))
+
+
+def learn(progress: PrefillProgress, replica: str, tokens: int, seconds: float) -> float:
+    """A queue of `tokens` on `replica` whose first bytes all come back `seconds` later;
+    returns the time after it."""
+    queued(progress, 0.0, **{replica: 0})
+    progress.sent(replica, tokens, 0.0)
+    queued(progress, seconds, **{replica: 0})
+    return seconds
+
+
+def test_without_a_time_or_a_learned_rate_the_counts_stand() -> None:
+    progress = PrefillProgress()
+    assert queued(progress, None, a=4000, b=1000) == {"a": 4000, "b": 1000}
+    # Seen twice, time passing, but no first byte yet: nothing is known of its speed.
+    assert queued(progress, 0.0, a=4000) == {"a": 4000}
+    assert queued(progress, 0.5, a=4000) == {"a": 4000}
+
+
+def test_the_drain_rate_is_learned_from_first_bytes_coming_back() -> None:
+    progress = PrefillProgress(alpha=1.0)
+    learn(progress, "a", 2000, 0.1)
+    assert progress.rate("a") == pytest.approx(20_000)
+    assert progress.rate("b") is None
+
+
+def test_a_queue_is_credited_with_the_work_done_since_it_began() -> None:
+    progress = PrefillProgress(alpha=1.0)
+    now = learn(progress, "a", 2000, 0.1)  # 20,000 tokens a second
+    progress.sent("a", 4000, now)  # a new queue begins
+    assert queued(progress, now + 0.05, a=4000)["a"] == pytest.approx(3000)
+    # Never below nothing left of what was queued when the period began.
+    assert queued(progress, now + 1.0, a=4000)["a"] == pytest.approx(0)
+
+
+def test_what_was_sent_after_the_period_began_waits_for_the_next_step() -> None:
+    progress = PrefillProgress(alpha=1.0)
+    now = learn(progress, "a", 2000, 0.1)
+    progress.sent("a", 1000, now)
+    progress.sent("a", 3000, now + 0.01)  # joins the queue: not in the step under way
+    assert queued(progress, now + 0.04, a=4000)["a"] == pytest.approx(3200)
+    assert queued(progress, now + 1.0, a=4000)["a"] == pytest.approx(3000)
+    # First bytes for the first 1,000 come back, seen 1 s after they began (the rate
+    # learned falls to 1,000 a second): the 3,000 begin then.
+    assert queued(progress, now + 1.0, a=3000)["a"] == pytest.approx(3000)
+    assert queued(progress, now + 1.05, a=3000)["a"] == pytest.approx(3000 - 50, rel=0.01)
+
+
+def test_least_work_prefers_the_queue_nearly_done() -> None:
+    strategy = LeastWork(seed=0)
+    assert strategy.progress is not None
+    for replica in ("a", "b"):
+        learn(strategy.progress, replica, 2000, 0.1)
+    # "a" took 4,000 tokens 0.18 s ago (about 400 left); "b" 1,000 just now.
+    a = view("a", in_flight=1, awaiting=1, awaiting_tokens=4000)
+    b = view("b", in_flight=1, awaiting=1, awaiting_tokens=1000)
+    strategy.progress.sent("a", 4000, 0.1)
+    strategy.progress.sent("b", 1000, 0.28)
+    request = RouteRequest(model="m", prompt_tokens_estimate=500, now=0.28)
+    choice = strategy.choose(request, [a, b])
+    assert choice is not None and choice.id == "a"
+    # Counting prompts whole until their first byte, "b" wins.
+    old = LeastWork(progress=False, seed=0).choose(request, [a, b])
+    assert old is not None and old.id == "b"
+
+
+def test_removed_replicas_are_forgotten() -> None:
+    strategy = LeastWork(seed=0)
+    assert strategy.progress is not None
+    learn(strategy.progress, "a", 2000, 0.1)
+    strategy.on_replica_removed("a")
+    assert strategy.progress.rate("a") is None
+
+
+def test_alpha_out_of_range_is_refused() -> None:
+    with pytest.raises(ValueError, match="alpha"):
+        PrefillProgress(alpha=0)
