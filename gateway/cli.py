@@ -130,6 +130,8 @@ def serve(
         # Nothing reads the client address a proxy forwards (keys identify clients), and
         # uvicorn's middleware for it runs on every request.
         "proxy_headers": False,
+        # No "server: uvicorn" on every answer: it tells clients nothing they need.
+        "server_header": False,
         # Our structlog lines only; uvicorn's warnings and errors still reach stderr.
         "log_config": None,
     }

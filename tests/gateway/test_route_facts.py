@@ -55,6 +55,9 @@ def test_strategies_see_size_prefix_and_session_and_hear_ttfb(
             assert client.post("/v1/chat/completions", json=body, headers=headers).is_success
     first, second = recorder.requests
     assert (first.session, second.session) == ("s-1", "alice")
+    # The time comes with the request, on the pool's clock (metrics ages are on it too).
+    assert first.now is not None and second.now is not None
+    assert 0 < second.now - first.now < 30
     assert 80 <= first.prompt_tokens_estimate <= 100  # ~350 characters of text, two messages
     shared = len(SYSTEM) // 64
     assert first.prefix_hashes[: shared - 1] == second.prefix_hashes[: shared - 1]
