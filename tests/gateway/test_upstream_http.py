@@ -31,8 +31,8 @@ def run(request: pytest.FixtureRequest) -> Run:
 class Server:
     """Counts connections and notes when each one closed."""
 
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
+    def __init__(self, handler: Handler | None = None) -> None:
+        self.handler = handler or self.answer_ok
         self.connections = 0
         self.closed = 0
         self.requests: list[bytes] = []
@@ -59,6 +59,12 @@ class Server:
             finally:
                 writer.close()
 
+    async def answer_ok(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A keep-alive replica: every request answered 200 with {}."""
+        while True:
+            await self.read_request(reader)
+            writer.write(OK)
+
     async def read_request(self, reader: asyncio.StreamReader) -> bytes:
         head = await reader.readuntil(b"\r\n\r\n")
         length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
@@ -68,7 +74,7 @@ class Server:
 
 
 @contextlib.asynccontextmanager
-async def serving(handler: Handler) -> AsyncIterator[tuple[Server, str]]:
+async def serving(handler: Handler | None = None) -> AsyncIterator[tuple[Server, str]]:
     server = Server(handler)
     port = free_port()
     listener = await asyncio.start_server(server.serve, "127.0.0.1", port)
@@ -97,12 +103,7 @@ async def post(client: UpstreamClient, url: str, body: bytes = b"{}") -> bytes:
 
 def test_a_connection_is_reused_and_the_request_goes_out_as_given(run: Run) -> None:
     async def scenario() -> None:
-        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            while True:
-                await server.read_request(reader)
-                writer.write(OK)
-
-        async with serving(handler) as (server, url):
+        async with serving() as (server, url):
             client = UpstreamClient(connect_timeout=2, keepalive_s=4)
             assert await post(client, url, b'{"model": "m"}') == b"{}"
             assert await post(client, url) == b"{}"
@@ -119,12 +120,7 @@ def test_a_connection_is_reused_and_the_request_goes_out_as_given(run: Run) -> N
 
 def test_a_replica_whose_connections_all_went_is_forgotten(run: Run) -> None:
     async def scenario() -> None:
-        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            while True:
-                await server.read_request(reader)
-                writer.write(OK)
-
-        async with serving(handler) as (server, url):
+        async with serving() as (server, url):
             client = UpstreamClient(connect_timeout=2, keepalive_s=0.2)
             assert await post(client, url) == b"{}"
             assert url in client._pools
@@ -157,12 +153,7 @@ def test_the_host_header_never_carries_the_urls_credentials(run: Run) -> None:
 
 def test_an_idle_connection_past_its_keepalive_is_closed_and_not_reused(run: Run) -> None:
     async def scenario() -> None:
-        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            while True:
-                await server.read_request(reader)
-                writer.write(OK)
-
-        async with serving(handler) as (server, url):
+        async with serving() as (server, url):
             client = UpstreamClient(connect_timeout=2, keepalive_s=0.2)
             await post(client, url)
             await until(lambda: server.closed == 1)  # swept, so its descriptor comes back
