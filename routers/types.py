@@ -98,7 +98,7 @@ class StrategyBase:
 
     name = "base"
     # Whether `choose` reads RouteRequest.prefix_hashes. Hashing a prompt's blocks costs
-    # the gateway ~0.2 µs a block (64 blocks for a 4 kB prompt); a strategy that says
+    # the gateway ~0.3 µs a block (18.5 µs for a 4.3 kB prompt's 64); a strategy that says
     # False gets () instead. Absent (or True), the gateway computes them.
     reads_prefix_hashes = True
 
