@@ -46,14 +46,13 @@ class AccessLog:
             line.setdefault(key, value)
         line["level"] = "info"
         line["timestamp"] = self._timestamp()
-        if not self._pending:
+        first = not self._pending
+        self._pending.append(orjson.dumps(line))
+        if first:
             try:
                 asyncio.get_running_loop().call_soon(self.flush)
             except RuntimeError:  # no loop: write it now
-                self._pending.append(orjson.dumps(line))
                 self.flush()
-                return
-        self._pending.append(orjson.dumps(line))
 
     def flush(self) -> None:
         if not self._pending:
