@@ -24,9 +24,11 @@ Five economies keep a request's cost to about ten dictionary operations:
   checkpoint i + 1, and a match walks checkpoints until none holds one, noting only where
   the number of holders drops.
 - A prompt that shares not even its first checkpoint with an earlier one (most prompts:
-  each user's own text) is indexed by its two ends; its middle checkpoints are set aside
-  and indexed when a later prompt shares the first (with the same result as indexing them
-  at once, since no lookup could have reached them before).
+  each user's own text) is set aside whole, in a plain dictionary by its first checkpoint,
+  and its checkpoints are indexed when a later prompt shares the first (with the same
+  result as indexing them at once, since no lookup could have reached them before). Such
+  lone prompts are forgotten oldest first, beyond `max_entries` // 2 of them, a slice
+  at a time; the ordered index of the rest writes each entry twice as slowly.
 - One least-recently-used order for the whole fleet, so nothing is evicted per replica.
 - A checkpoint sent to one replica only (most of them) is held as that replica's id, not
   as a set: allocating the sets was 40% of inserting a lone prompt. A second replica makes
@@ -40,6 +42,7 @@ followed by different questions: the document; a conversation's next turn: the l
 
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from itertools import islice
 from operator import itemgetter
 
 # vLLM's default KV block: the simulator hashes 16-token blocks, the gateway 64-byte ones.
@@ -72,9 +75,9 @@ _TABLED = len(_BY_COUNT)
 _REVERSED = tuple(tuple(reversed(points)) for points in _BY_COUNT)
 
 
-def _middle_getter(count: int) -> Callable[[Sequence[int]], tuple[int, ...]]:
-    """Picks the hashes of the checkpoints between the last and the first, deepest first."""
-    indices = [point - 1 for point in checkpoints(count)[::-1][1:-1]]
+def _rest_getter(count: int) -> Callable[[Sequence[int]], tuple[int, ...]]:
+    """Picks the hashes of every checkpoint but the first, deepest first."""
+    indices = [point - 1 for point in checkpoints(count)[::-1][:-1]]
     if len(indices) == 1:
         only = indices[0]
         return lambda hashes: (hashes[only],)
@@ -84,7 +87,10 @@ def _middle_getter(count: int) -> Callable[[Sequence[int]], tuple[int, ...]]:
     return getter
 
 
-_MIDDLES = tuple(_middle_getter(n) for n in range(129))
+_RESTS = tuple(_rest_getter(n) for n in range(129))
+# Lone prompts forgotten at once when there are too many (a slice of them: the dictionary
+# is scanned from its start, past the holes its deletions left, once a slice).
+_LONE_SLICE = 64
 
 
 # Who holds a checkpoint: one replica's id, or the set of them.
@@ -103,13 +109,15 @@ class PrefixIndex:
         self._where: OrderedDict[int, Holders] = OrderedDict()
         # window-end hash -> shortest prompt (tokens) sent with that whole window
         self._extent: dict[int, int] = {}
-        # first-checkpoint hash -> (replica, the prompt's middle checkpoints, deep first),
-        # for prompts indexed by their ends only (see `insert`)
-        self._deferred: dict[int, tuple[str, tuple[int, ...]]] = {}
+        # first-checkpoint hash -> (replica, the prompt's other checkpoints deep first, its
+        # tokens if beyond the window or 0), for lone prompts (see `insert`), oldest first
+        self._lone: dict[int, tuple[str, tuple[int, ...], int]] = {}
+        self.max_lone = max(max_entries // 2, 1)
         self.defer = True
 
     def __len__(self) -> int:
-        return len(self._where)
+        """Checkpoints indexed, counting a lone prompt's two ends (its first and last)."""
+        return len(self._where) + 2 * len(self._lone)
 
     def match(self, hashes: Sequence[int]) -> dict[str, int]:
         """Replica -> how many leading blocks of `hashes` it probably holds (absent: none)."""
@@ -119,7 +127,10 @@ class PrefixIndex:
         """Replica -> tokens of this prompt it probably has cached (absent: none)."""
         count = len(hashes)
         points = _BY_COUNT[count] if count < _TABLED else checkpoints(count)
-        if not points or hashes[points[0] - 1] not in self._where:
+        if not points:
+            return {}
+        first = hashes[points[0] - 1]
+        if first not in self._where and first not in self._lone:
             return {}  # most prompts: not even the first checkpoint was sent before
         levels = self._levels(hashes)
         block = self.block_tokens
@@ -149,7 +160,7 @@ class PrefixIndex:
         points = _BY_COUNT[count] if count < _TABLED else checkpoints(count)
         if not points:
             return []
-        if self._deferred and hashes[points[0] - 1] in self._deferred:
+        if self._lone and hashes[points[0] - 1] in self._lone:
             self._complete(hashes[points[0] - 1])
         levels: list[tuple[int, Holders]] = []
         prev: Holders | None = None
@@ -167,21 +178,27 @@ class PrefixIndex:
         return levels
 
     def _complete(self, first: int) -> None:
-        """Index the middle checkpoints of the prompt that first came with checkpoint
-        `first`, now that another prompt shares it."""
-        deferred = self._deferred.pop(first, None)
-        if deferred is None:
-            return
-        replica, middle = deferred
+        """Index the checkpoints of the lone prompt that came with checkpoint `first`, now
+        that another prompt shares it."""
+        replica, rest, tokens = self._lone.pop(first)
         where = self._where
-        for key in middle:
+        for key in rest:
             holders = where.get(key)
             if holders is None:
                 where[key] = replica
             else:
                 _add(where, key, holders, replica)
                 where.move_to_end(key)
-        where.move_to_end(first)  # the shallow ones stay the most recent
+        holders = where.get(first)
+        if holders is None:
+            where[first] = replica
+        else:
+            _add(where, first, holders, replica)
+            where.move_to_end(first)  # the shallow ones stay the most recent
+        if tokens:
+            extent = self._extent.get(rest[0])
+            if extent is None or tokens < extent:
+                self._extent[rest[0]] = tokens
         self._evict()
 
     def insert(self, replica: str, hashes: Sequence[int], prompt_tokens: int) -> None:
@@ -190,26 +207,24 @@ class PrefixIndex:
         if not count:
             return
         where = self._where
-        if count < _TABLED:
-            points, middle = _REVERSED[count], _MIDDLES[count]
-        else:
-            points, middle = checkpoints(count)[::-1], _middle_getter(count)
+        points = _REVERSED[count] if count < _TABLED else checkpoints(count)[::-1]
         first = hashes[points[-1] - 1]
-        if self.defer and len(points) > 2 and first not in where:
-            # No earlier prompt shares even the first checkpoint: most such prompts stay
-            # the only ones, so index the two ends now (an exact repeat finds the last,
-            # a prompt sharing the start the first) and the middle once one shares it.
-            # Nothing deeper is indexed either (deeper checkpoints are evicted first, and
-            # their holders are among the first's), so no lookups: each one is a likely
-            # cache miss in an index this size, and they were most of a choice's cost.
-            self._deferred[first] = (replica, middle(hashes))
-            where[hashes[count - 1]] = replica
-            where[first] = replica
-            if prompt_tokens > count * self.block_tokens:
-                self._extent[hashes[-1]] = prompt_tokens
-            if len(where) > self.max_entries:
-                self._evict()
-            return
+        if first not in where:
+            lone = self._lone
+            if first in lone:
+                self._complete(first)
+            elif len(points) > 2 and self.defer:
+                # No earlier prompt shares even the first checkpoint: most such prompts
+                # stay the only ones, so set the prompt aside until one shares it. Nothing
+                # deeper is indexed either (deeper checkpoints are evicted first, and their
+                # holders are among the first's), so no lookups: each one is a likely
+                # cache miss in an index this size, and they were most of a choice's cost.
+                rest = _RESTS[count] if count < _TABLED else _rest_getter(count)
+                beyond = prompt_tokens if prompt_tokens > count * self.block_tokens else 0
+                lone[first] = (replica, rest(hashes), beyond)
+                if len(lone) > self.max_lone:
+                    self._forget_lone()
+                return
         if prompt_tokens > count * self.block_tokens:
             last = hashes[-1]
             extent = self._extent.get(last)
@@ -232,16 +247,20 @@ class PrefixIndex:
         if len(where) > self.max_entries:
             self._evict()
 
+    def _forget_lone(self) -> None:
+        lone = self._lone
+        excess = len(lone) - self.max_lone
+        for key in list(islice(lone, max(excess, self.max_lone // _LONE_SLICE))):
+            del lone[key]
+
     def _evict(self) -> None:
         where = self._where
         evict = where.popitem
-        extents, deferred = self._extent, self._deferred
+        extents = self._extent
         for _ in range(len(where) - self.max_entries):
             key, _holders = evict(last=False)
             if extents:
                 extents.pop(key, None)
-            if deferred:
-                deferred.pop(key, None)
 
     def drop(self, replica: str) -> None:
         """Forget everything sent to `replica` (it left, or may come back with an empty
@@ -259,9 +278,8 @@ class PrefixIndex:
         for key in emptied:
             del where[key]
             self._extent.pop(key, None)
-            self._deferred.pop(key, None)
-        for key in [k for k, (holder, _) in self._deferred.items() if holder == replica]:
-            del self._deferred[key]
+        for key in [k for k, (holder, _, _) in self._lone.items() if holder == replica]:
+            del self._lone[key]
 
 
 def _add(where: "OrderedDict[int, Holders]", key: int, holders: Holders, replica: str) -> None:

@@ -136,3 +136,23 @@ def test_the_holders_of_a_prefix_come_in_the_order_a_set_of_them_iterates() -> N
     index.drop("replica-007")
     grown.discard("replica-007")
     assert list(index.cached(request.prefix_hashes, 320)) == list(grown)
+
+
+def test_lone_prompts_beyond_their_share_of_the_index_are_forgotten_oldest_first() -> None:
+    index = PrefixIndex(max_entries=64)  # 32 lone prompts at most
+    lone = [prompt(*range(1000 * i, 1000 * i + 20)) for i in range(40)]
+    for request in lone:
+        index.insert("a", request.prefix_hashes, 320)
+    kept = [bool(index.cached(request.prefix_hashes, 320)) for request in lone]
+    assert kept == [False] * 8 + [True] * 32
+    assert len(index) == 2 * 32
+
+
+def test_a_prompt_sharing_a_lone_one_indexes_it_even_without_a_lookup_first() -> None:
+    index = PrefixIndex()
+    first = prompt(*SYSTEM, *range(40))
+    index.insert("a", first.prefix_hashes, 16 * 56)
+    # Inserted without `cached` first (a caller that does not look up): both are held.
+    index.insert("b", prompt(*SYSTEM, 1, 2, 3, 4).prefix_hashes, 320)
+    assert index.cached(prompt(*SYSTEM, 7).prefix_hashes, 272) == {"a": 256, "b": 256}
+    assert index.cached(first.prefix_hashes, 16 * 56) == {"a": 16 * 56, "b": 256}
