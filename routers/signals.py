@@ -24,14 +24,6 @@ _ID = attrgetter("id")
 _STALE = attrgetter("metrics_stale")
 
 
-class _Stale(Exception):
-    pass
-
-
-def _stale() -> float:
-    raise _Stale
-
-
 def batch_sizes(candidates: Sequence[ReplicaView]) -> list[float]:
     """Each replica's batch (running + waiting) as this gateway best knows it.
 
@@ -48,20 +40,15 @@ def batch_sizes(candidates: Sequence[ReplicaView]) -> list[float]:
     chat traffic at 0.85 of saturation: lmetric's TTFT p99 1.56x round_robin's credited,
     0.86x this way; see docs/routing.md).
     """
-    try:
-        return [
-            _stale()
-            if v.metrics_stale
-            else v.in_flight
-            + (
-                other
-                if (other := v.metrics.running + v.metrics.waiting - v.in_flight_at_scrape) > 0  # type: ignore[union-attr]
-                else 0
-            )
-            for v in candidates
-        ]
-    except (_Stale, AttributeError):  # stale, or no metrics though not marked stale
-        return [float(v.in_flight) for v in candidates]
+    batches: list[float] = []
+    append = batches.append
+    for v in candidates:  # a plain loop: a third cheaper than a comprehension in a try
+        metrics = v.metrics
+        if metrics is None or v.metrics_stale:
+            return [float(v.in_flight) for v in candidates]
+        other = metrics.running + metrics.waiting - v.in_flight_at_scrape
+        append(v.in_flight + other if other > 0 else v.in_flight)
+    return batches
 
 
 def scraped(candidates: Sequence[ReplicaView]) -> bool:
