@@ -58,17 +58,15 @@ class LeastWork(StrategyBase):
             return None
         candidates = subset(candidates, self._random, self.sample)
         weight = self.decode_weight
-        batches = batch_sizes(candidates)
         progress = self.progress
         if progress is None:
             scores = [
                 v.awaiting_prompt_tokens + weight * batch
-                for v, batch in zip(candidates, batches, strict=True)
+                for v, batch in zip(candidates, batch_sizes(candidates), strict=True)
             ]
             return lowest(scores, candidates, self._random)
         now = request.now
-        queued = progress.queued(candidates, now)
-        scores = [q + weight * batch for q, batch in zip(queued, batches, strict=True)]
+        scores = progress.work(candidates, now, weight)
         choice = lowest(scores, candidates, self._random)
         progress.sent(choice.id, request.prompt_tokens_estimate, now)
         return choice

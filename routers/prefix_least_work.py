@@ -38,7 +38,7 @@ from collections.abc import Sequence
 from routers.prefix_index import BLOCK_TOKENS, MAX_ENTRIES
 from routers.prefix_tracking import PrefixTracking
 from routers.progress import PrefillProgress
-from routers.signals import SAMPLE, batch_sizes, lowest_then, subset, with_holders
+from routers.signals import SAMPLE, lowest_then, subset, with_holders
 from routers.types import ReplicaView, RouteRequest
 
 
@@ -74,23 +74,10 @@ class PrefixLeastWork(PrefixTracking):
         if len(candidates) > 2 * self.sample > 0:
             sampled = subset(candidates, self._random, self.sample)
             candidates = with_holders(candidates, sampled, cached, self._positions)
-        weight = self.decode_weight
-        batches = batch_sizes(candidates)
-        share = self.pending.share.get
         now = request.now
-        queued = self.progress.queued(candidates, now)
-        if cached:
-            get = cached.get
-            worth = self.cache_weight
-            scores = [
-                q * share(v.id, 1.0) - worth * get(v.id, 0) + weight * batch
-                for v, q, batch in zip(candidates, queued, batches, strict=True)
-            ]
-        else:
-            scores = [
-                q * share(v.id, 1.0) + weight * batch
-                for v, q, batch in zip(candidates, queued, batches, strict=True)
-            ]
+        scores = self.progress.work(
+            candidates, now, self.decode_weight, self.pending.share, cached, self.cache_weight
+        )
         # Among equal scores, the replica with less queued (it had the cache to match).
         choice = lowest_then(
             scores, lambda i: candidates[i].awaiting_prompt_tokens, candidates, self._random

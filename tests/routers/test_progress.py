@@ -1,8 +1,11 @@
+import random
+
 import pytest
 
 from routers import RouteRequest
 from routers.least_work import LeastWork
 from routers.progress import PrefillProgress
+from routers.signals import batch_sizes
 from tests.routers.views import view
 
 
@@ -86,3 +89,31 @@ def test_removed_replicas_are_forgotten() -> None:
 def test_alpha_out_of_range_is_refused() -> None:
     with pytest.raises(ValueError, match="alpha"):
         PrefillProgress(alpha=0)
+
+
+def test_work_is_prefill_left_times_the_uncached_share_less_cached_plus_the_batch() -> None:
+    # Its batch is `routers.signals.batch_sizes`, taken in the same pass: on fresh scrapes
+    # and, with one stale candidate, on in-flight counts alone for all of them.
+    rng = random.Random(3)
+    for _ in range(200):
+        candidates = [
+            view(
+                f"r{i}",
+                in_flight=rng.randrange(10),
+                waiting=None if rng.random() < 0.1 else float(rng.randrange(5)),
+                running=float(rng.randrange(10)),
+                in_flight_at_scrape=rng.randrange(10),
+                stale=rng.random() < 0.1,
+                awaiting_tokens=rng.randrange(3) * rng.randrange(100, 2000),
+            )
+            for i in range(rng.randrange(1, 7))
+        ]
+        share = {v.id: rng.random() for v in candidates if rng.random() < 0.5}
+        cached = {v.id: rng.randrange(1000) for v in candidates if rng.random() < 0.3}
+        progress = PrefillProgress()
+        left = progress.queued(candidates, None)
+        expected = [
+            q * share.get(v.id, 1.0) - 4.0 * cached.get(v.id, 0) + 2.0 * b
+            for v, q, b in zip(candidates, left, batch_sizes(candidates), strict=True)
+        ]
+        assert progress.work(candidates, None, 2.0, share, cached, 4.0) == expected
