@@ -31,8 +31,11 @@ Five economies keep a request's cost to about ten dictionary operations:
   at a time; the ordered index of the rest writes each entry twice as slowly.
 - One least-recently-used order for the whole fleet, so nothing is evicted per replica.
 - A checkpoint sent to one replica only (most of them) is held as that replica's id, not
-  as a set: allocating the sets was 40% of inserting a lone prompt. A second replica makes
-  it a set, built as if it had always been one (so it iterates in the same order).
+  as a collection: allocating those was 40% of inserting a lone prompt. A second replica
+  makes it a dict of replica ids, in the order they were first sent the prefix (a set of
+  strings would iterate in an order that changes from one process to the next with
+  Python's string hashing, and strategies that sample candidates take the holders in
+  that order: the same study gave two answers).
 
 Prompts longer than the hashed window (`routers.prompt.MAX_BLOCKS`) cannot be matched past
 it. When a request matches a replica over its whole window, the index assumes the cached
@@ -50,7 +53,7 @@ BLOCK_TOKENS = 16
 # The shallowest checkpoint: 4 blocks (64 tokens); shorter shared prefixes (a chat
 # template's first words, common to every prompt) save too little prefill to route by.
 FIRST_CHECKPOINT = 4
-# Entries (checkpoint hashes) kept over the whole fleet, each with the set of replicas sent
+# Entries (checkpoint hashes) kept over the whole fleet, each with the replicas sent
 # it: about 300 bytes each, so about 80 MB at most. A request of 1,000 tokens or more adds
 # five, so the index spans the last 50,000 or so distinct prompts.
 MAX_ENTRIES = 1 << 18
@@ -93,8 +96,8 @@ _RESTS = tuple(_rest_getter(n) for n in range(129))
 _LONE_SLICE = 64
 
 
-# Who holds a checkpoint: one replica's id, or the set of them.
-Holders = str | set[str]
+# Who holds a checkpoint: one replica's id, or theirs (keys, first sent first; values None).
+Holders = str | dict[str, None]
 
 
 class PrefixIndex:
@@ -240,9 +243,9 @@ class PrefixIndex:
                 where[key] = replica
             else:
                 if holders.__class__ is not str:
-                    holders.add(replica)  # type: ignore[union-attr]
+                    holders[replica] = None  # type: ignore[index]
                 elif holders != replica:
-                    where[key] = {holders, replica}
+                    where[key] = {holders: None, replica: None}
                 touch(key)
         if len(where) > self.max_entries:
             self._evict()
@@ -272,7 +275,7 @@ class PrefixIndex:
                 if holders == replica:
                     emptied.append(key)
                 continue
-            holders.discard(replica)  # type: ignore[union-attr]
+            holders.pop(replica, None)  # type: ignore[union-attr]
             if not holders:
                 emptied.append(key)
         for key in emptied:
@@ -283,11 +286,11 @@ class PrefixIndex:
 
 
 def _add(where: "OrderedDict[int, Holders]", key: int, holders: Holders, replica: str) -> None:
-    """Add `replica` to the holders of `key` (a set from the second one on)."""
+    """Add `replica` to the holders of `key` (a dict from the second one on)."""
     if holders.__class__ is not str:
-        holders.add(replica)  # type: ignore[union-attr]
+        holders[replica] = None  # type: ignore[index]
     elif holders != replica:
-        where[key] = {holders, replica}
+        where[key] = {holders: None, replica: None}
 
 
 def _by_replica(levels: list[tuple[int, Holders]], value: Callable[[int], int]) -> dict[str, int]:

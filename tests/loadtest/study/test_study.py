@@ -2,6 +2,9 @@
 
 import csv
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -105,3 +108,34 @@ def test_the_command_prints_the_tables_and_writes_the_report(tmp_path: Path) -> 
     bad = loadtest("study", "--replicas", "501", cwd=tmp_path)
     assert bad.returncode == 2
     assert "--replicas: 501 is out of range" in bad.stdout
+
+
+_STUDY_IN_A_PROCESS = """
+import json
+from loadtest.study.fleet import study_fleet
+from loadtest.study.run import run_study
+from loadtest.workload.format import load_workload
+study = run_study(study_fleet(80, "tiny", "baseline"), load_workload("chat-mixed"),
+                  ["lmetric", "prefix_least_work"], [0.85], seed=1, requests=1500,
+                  poll_interval=0.1, announce=lambda line: None)
+print(json.dumps([(r.strategy, r.figures["ttft_p99_s"], r.figures["ttft_p50_s"])
+                  for r in study.rows]))
+"""
+
+
+def test_a_study_gives_the_same_answer_whatever_the_string_hashing() -> None:
+    # With more candidates than a strategy scores, lmetric and prefix_least_work add the
+    # replicas holding the prompt's prefix in the order the index lists them; a set of
+    # replica ids listed them in an order that changed with PYTHONHASHSEED.
+    answers = []
+    for seed in ("1", "2"):
+        done = subprocess.run(
+            [sys.executable, "-c", _STUDY_IN_A_PROCESS],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        answers.append(json.loads(done.stdout))
+    assert len(answers[0]) == 3 and answers[0] == answers[1]
