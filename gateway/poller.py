@@ -64,7 +64,10 @@ class MetricsPoller:
             return
         mark = self._pool.scrape_mark(replica_id)
         try:
-            metrics = await asyncio.wait_for(self._fetch(replica), self._timeout)
+            # Not asyncio.wait_for: in Python 3.11 it loses a cancellation that lands in
+            # the turn the answer does, and the loop then never stops.
+            async with asyncio.timeout(self._timeout):
+                metrics = await self._fetch(replica)
         except _Absent:
             # A server without /metrics (or with it switched off): local counts.
             self._note(replica_id, "absent")

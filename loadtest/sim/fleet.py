@@ -186,7 +186,8 @@ async def _stop(workers: Sequence[asyncio.subprocess.Process]) -> None:
                 worker.send_signal(signal.SIGTERM)
     for worker in workers:
         try:
-            await asyncio.wait_for(worker.wait(), STOP_TIMEOUT)
+            async with asyncio.timeout(STOP_TIMEOUT):  # not wait_for: see gateway/poller.py
+                await worker.wait()
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 worker.kill()

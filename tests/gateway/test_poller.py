@@ -230,3 +230,24 @@ async def test_each_kind_reads_its_own_engine_names_or_nothing() -> None:
     assert pool.get("lcpp").metrics is None and not pool.get("lcpp").scrape_failed
     # Ollama has no /metrics: it is never asked, and is routed by local counts.
     assert pool.get("o").metrics is None and scraped["o"] == 0
+
+
+async def test_a_scrape_cancelled_as_its_answer_arrives_is_still_cancelled() -> None:
+    # asyncio.wait_for of Python 3.11 returns the answer when the task is cancelled in the
+    # same turn as the answer lands, and the cancellation is lost: the poller's loop then
+    # runs on, and stopping the gateway waits for it forever.
+    answered = asyncio.Event()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        await answered.wait()
+        return httpx.Response(200, text=vllm_text(0, 1))
+
+    async with client(handler) as http:
+        poller = MetricsPoller(make_pool("a"), http, interval=10.0)
+        scrape = asyncio.create_task(poller.scrape_once("a"))
+        await asyncio.sleep(0.01)  # the scrape now awaits its answer
+        answered.set()  # the answer lands in the same turn as the cancellation
+        assert scrape.cancel()
+        async with asyncio.timeout(5.0):
+            with pytest.raises(asyncio.CancelledError):
+                await scrape
