@@ -22,7 +22,8 @@ Per replica, from the counts alone (no clock of its own: the time comes with the
 Before its first drop a replica gets no credit (the count whole, as `least_work` had it).
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 
 from routers.types import ReplicaView
 
@@ -34,9 +35,9 @@ ALPHA = 0.1
 # seconds, and their ratio (0 before a sample).
 _SEEN, _START, _BASE, _TOKENS, _SECONDS, _RATE = range(6)
 
-# Defaults of `work`: nothing uncached or cached known (read, never written).
-_NONE: dict[str, float] = {}
-_NONE_CACHED: dict[str, int] = {}
+# Defaults of `work`: nothing uncached or cached known (read-only views of empty dicts).
+_NONE: Mapping[str, float] = MappingProxyType({})
+_NONE_CACHED: Mapping[str, int] = MappingProxyType({})
 
 
 class PrefillProgress:
@@ -57,8 +58,8 @@ class PrefillProgress:
         candidates: Sequence[ReplicaView],
         now: float | None,
         decode_weight: float,
-        share: dict[str, float] = _NONE,
-        cached: dict[str, int] = _NONE_CACHED,
+        share: Mapping[str, float] = _NONE,
+        cached: Mapping[str, int] = _NONE_CACHED,
         cache_weight: float = 0.0,
     ) -> list[float]:
         """Each candidate's work ahead of a new prompt, in prompt tokens: its queued prefill
@@ -67,6 +68,7 @@ class PrefillProgress:
         computed here in the same pass over the candidates: one pass is a third cheaper)."""
         state, alpha = self._state, self._alpha
         get, share_of, cached_of = state.get, share.get, cached.get
+        shares, caches = bool(share), bool(cached)
         for fresh in (True, False):
             scores: list[float] = []
             append = scores.append
@@ -106,9 +108,9 @@ class PrefillProgress:
                         left = count - (done if done < base else base)
                     else:
                         left = count
-                if share:
+                if shares:
                     left *= share_of(view.id, 1.0)
-                if cached:
+                if caches:
                     left -= cache_weight * cached_of(view.id, 0)
                 append(left + decode_weight * batch)
             else:
