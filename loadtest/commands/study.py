@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from loadtest.study.fleet import DEFAULT_PROFILE, ORACLE, StudyError, strategy_specs, study_fleet
-from loadtest.study.report import write_study
+from loadtest.study.report import RISING_NOTE, write_study
 from loadtest.study.run import Study, run_study
 from loadtest.workload.format import load_workload
 from loadtest.workload.model import WorkloadError
@@ -125,5 +125,7 @@ def study_command(
             gap = best.gap(study.oracle(load))
             gap_text = "" if gap is None else f", {gap:+.1%} vs the oracle"
             say(f"load {load:.2f}: best shipped strategy {best.strategy}{gap_text} (TTFT p99)")
+        if study.rising(load):
+            say(f"load {load:.2f}: {RISING_NOTE}")
     path = write_study(study, out)
     say(f"results written to {out} (report.html, study.json, study.csv); report: {path}")

@@ -14,6 +14,13 @@ from loadtest.analysis.report import page, svg
 from loadtest.study.fleet import ORACLE
 from loadtest.study.run import FIGURES, Study
 
+# Said of a load where even the oracle's TTFT was still rising as the run ended.
+RISING_NOTE = (
+    "TTFT was still rising at the end of the run, even under the oracle: the fleet does not "
+    "keep up at this load, so its figures grow with --requests and move from seed to seed; "
+    "compare strategies at a load it sustains"
+)
+
 PLOTTED = (
     ("ttft_p50_s", "TTFT p50 (ms)", 1e3),
     ("ttft_p99_s", "TTFT p99 (ms)", 1e3),
@@ -43,6 +50,8 @@ def document(study: Study) -> dict[str, Any]:
                 **row.figures,
                 "prefix_hit_rate": row.prefix_hit_rate,
                 "ttft_p99_gap_to_oracle": row.gap(study.oracle(row.load)),
+                "ttft_rise": None if row.ttft_rise is None else row.ttft_rise.ratio,
+                "ttft_rising": row.ttft_rise is not None and row.ttft_rise.rising,
                 "cpu_s": row.cpu_s,
                 "requests": row.requests,
             }
@@ -92,7 +101,9 @@ def _table(study: Study, load: float) -> str:
         )
     rate = study.rows[0].rate if study.rows else 0.0
     rate = next((r.rate for r in study.rows if r.load == load), rate)
-    return f"<h2>Load {load:.2f} ({rate:.1f} req/s)</h2><table>{head}{''.join(rows)}</table>"
+    note = f'<p class="warn">{html.escape(RISING_NOTE)}.</p>' if study.rising(load) else ""
+    title = f"<h2>Load {load:.2f} ({rate:.1f} req/s)</h2>{note}"
+    return f"{title}<table>{head}{''.join(rows)}</table>"
 
 
 def _curves(study: Study) -> str:
@@ -152,9 +163,10 @@ def _html(study: Study) -> str:
     parts += [_table(study, load) for load in study.loads]
     style = (
         "<style>tr.best td{background:#e6f4ea;font-weight:600}"
+        "p.warn{background:#fff4e5;border-left:4px solid #e8a33d;padding:6px 10px}"
         "th:first-child,td:first-child{text-align:left}</style>"
     )
     return page("Routing study", style + "\n".join(parts))
 
 
-__all__ = ["FIGURES", "document", "write_study"]
+__all__ = ["FIGURES", "RISING_NOTE", "document", "write_study"]

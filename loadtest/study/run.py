@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from loadtest.analysis.rise import Rise, ttft_rise
 from loadtest.analysis.summary import summarize
 from loadtest.playback.arrivals import virtual_requests
 from loadtest.playback.capacity import Capacity, capacity
@@ -46,6 +47,8 @@ class Row:
     prefix_hit_rate: float | None
     cpu_s: float
     requests: int
+    # Median TTFT of the second and the last fifth of arrivals (loadtest.analysis.rise).
+    ttft_rise: Rise | None = None
 
     def gap(self, oracle: "Row | None", figure: str = "ttft_p99_s") -> float | None:
         """This row's `figure` over the oracle's, minus 1 (+0.10: 10% worse than it)."""
@@ -77,6 +80,12 @@ class Study:
 
     def oracle(self, load: float) -> Row | None:
         return self.row(load, ORACLE)
+
+    def rising(self, load: float) -> bool:
+        """Whether even the oracle's TTFT was still rising at the end of the runs at `load`:
+        the fleet does not keep up there, and the figures grow with the request count."""
+        oracle = self.oracle(load)
+        return oracle is not None and oracle.ttft_rise is not None and oracle.ttft_rise.rising
 
     def best(self, load: float) -> Row | None:
         """The shipped strategy with the lowest TTFT p99 at `load`."""
@@ -142,6 +151,7 @@ def run_study(
                 counters(result.engines).get("prefix_cache_hit_rate"),
                 cpu,
                 len(records),
+                ttft_rise(records),
             )
             rows.append(row)
             announce(_progress(row, _oracle_at(rows, load) if name != ORACLE else None))
@@ -169,6 +179,9 @@ def _progress(row: Row, oracle: Row | None) -> str:
     text += f"{p99 * 1e3:.0f} ms" if p99 is not None else "-"
     if gap is not None:
         text += f" ({gap:+.0%} vs oracle)"
+    rise = row.ttft_rise
+    if rise is not None and rise.rising:
+        text += f", still rising (median x{rise.ratio:.1f} from the second fifth to the last)"
     return text + f" ({row.requests} requests, {row.cpu_s:.1f} s CPU)"
 
 

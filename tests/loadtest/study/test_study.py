@@ -60,6 +60,30 @@ def test_a_small_study_has_every_strategy_and_the_oracle_at_every_load(tmp_path:
     assert "<svg" in page and "Load 0.90" in page and "least_work" in page
 
 
+def test_a_load_the_fleet_does_not_keep_up_with_is_called_so(tmp_path: Path) -> None:
+    study = run_study(
+        study_fleet(3, "tiny", "baseline"),
+        load_workload("mixed-lengths"),
+        ["round_robin"],
+        [0.5, 1.5],
+        seed=3,
+        requests=500,
+        poll_interval=0.1,
+        announce=lambda _: None,
+    )
+    steady, over = study.oracle(0.5), study.oracle(1.5)
+    assert steady is not None and steady.ttft_rise is not None
+    assert over is not None and over.ttft_rise is not None
+    assert steady.ttft_rise.ratio < 1.2 and over.ttft_rise.ratio > 2
+    assert not study.rising(0.5) and study.rising(1.5)
+    page = write_study(study, tmp_path).read_text()
+    assert page.count('class="warn"') == 1
+    assert page.index('class="warn"') > page.index("Load 1.50")
+    rows = json.loads((tmp_path / "study.json").read_text())["rows"]
+    assert [r["ttft_rising"] for r in rows] == [False, False, True, True]
+    assert rows[2]["ttft_rise"] == over.ttft_rise.ratio
+
+
 def test_bad_options_are_named() -> None:
     with pytest.raises(StudyError, match="--replicas: 1 is out of range; allowed: 2 to 500"):
         study_fleet(1, "tiny", "baseline")
@@ -92,9 +116,9 @@ def test_the_command_prints_the_tables_and_writes_the_report(tmp_path: Path) -> 
         "--strategies",
         "round_robin,p2c",
         "--loads",
-        "0.6",
+        "0.6,1.6",
         "--requests",
-        "200",
+        "300",
         "--poll-interval",
         "0.1",
         "--out",
@@ -104,6 +128,8 @@ def test_the_command_prints_the_tables_and_writes_the_report(tmp_path: Path) -> 
     assert result.returncode == 0, result.stderr
     assert "saturates at" in result.stdout
     assert "vs oracle" in result.stdout and "load 0.60: best shipped strategy" in result.stdout
+    assert "load 1.60: TTFT was still rising" in result.stdout
+    assert "load 0.60: TTFT was still rising" not in result.stdout
     assert (tmp_path / "res" / "report.html").exists()
     bad = loadtest("study", "--replicas", "501", cwd=tmp_path)
     assert bad.returncode == 2
