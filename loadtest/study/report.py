@@ -52,6 +52,7 @@ def document(study: Study) -> dict[str, Any]:
                 "ttft_p99_gap_to_oracle": row.gap(study.oracle(row.load)),
                 "ttft_rise": None if row.ttft_rise is None else row.ttft_rise.ratio,
                 "ttft_rising": row.ttft_rise is not None and row.ttft_rise.rising,
+                "ttft_rise_model": None if row.ttft_rise is None else row.ttft_rise.model,
                 "cpu_s": row.cpu_s,
                 "requests": row.requests,
             }

@@ -181,7 +181,8 @@ def _progress(row: Row, oracle: Row | None) -> str:
         text += f" ({gap:+.0%} vs oracle)"
     rise = row.ttft_rise
     if rise is not None and rise.rising:
-        text += f", still rising (median x{rise.ratio:.1f} from the second fifth to the last)"
+        model = rise.model.split("/")[-1]
+        text += f", still rising ({model}: median x{rise.ratio:.1f}, second fifth to last)"
     return text + f" ({row.requests} requests, {row.cpu_s:.1f} s CPU)"
 
 

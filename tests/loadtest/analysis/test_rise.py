@@ -8,12 +8,12 @@ from loadtest.analysis.rise import Rise, ttft_rise
 from loadtest.drive.records import RequestRecord
 
 
-def run(ttfts: list[float | None]) -> list[RequestRecord]:
+def run(ttfts: list[float | None], model: str = "m") -> list[RequestRecord]:
     """Records sent one a second in this order, listed shuffled (the order must not matter)."""
     records = [
         RequestRecord(
             index=i,
-            model="m",
+            model=model,
             scheduled_s=float(i),
             sent_s=float(i),
             lag_s=0.0,
@@ -37,8 +37,18 @@ def test_a_queue_that_grows_is_rising_and_by_how_much() -> None:
     ttfts = [0.1 if i < 400 else 0.1 + (i - 400) * 0.001 for i in range(1000)]
     rise = ttft_rise(run(ttfts))
     # The last fifth's median lies between requests 899 and 900: 0.5995 s.
-    assert rise == Rise(pytest.approx(0.1), pytest.approx(0.5995))
+    assert rise == Rise("m", pytest.approx(0.1), pytest.approx(0.5995))
     assert rise is not None and rise.rising
+
+
+def test_the_model_that_rises_is_found_among_steady_ones() -> None:
+    steady = run([0.1] * 3000, "big")
+    growing = run([0.1 if i < 400 else 0.1 + (i - 400) * 0.001 for i in range(1000)], "small")
+    rise = ttft_rise(steady + growing)
+    assert rise is not None and rise.model == "small" and rise.rising
+    # Too few requests of a model to judge it: the others are judged alone.
+    few = run([0.1 if i < 40 else 5.0 for i in range(100)], "rare")
+    assert ttft_rise(steady + few) == Rise("big", 0.1, 0.1)
 
 
 def test_a_few_milliseconds_more_is_not_a_queue_even_if_it_doubles() -> None:
