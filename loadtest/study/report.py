@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 from matplotlib.figure import Figure
-from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, ScalarFormatter
 
 from loadtest.analysis.report import page, svg
 from loadtest.study.fleet import ORACLE
@@ -137,7 +137,10 @@ def _curves(study: Study) -> str:
             # Plain numbers on the log axis: "350", not "3.5 x 10^2".
             ax.yaxis.set_major_formatter(ScalarFormatter())
             ax.yaxis.set_minor_formatter(NullFormatter())
-            ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            low, high = ax.get_ylim()
+            # Within a decade 1-2-5 can leave a single label; evenly spaced values read there.
+            wide = high > 10 * low
+            ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)) if wide else MaxNLocator(5))
         ax.set_xticks(loads)
         ax.grid(alpha=0.3)
     handles, labels = axes.flat[0].get_legend_handles_labels()
