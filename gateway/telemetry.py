@@ -4,10 +4,15 @@ Per-request series are updated on the hot path through cached label children; th
 per-replica gauges (in-flight, health, scrape age) are read from the pool at scrape
 time instead, so they cost nothing per request and can never drift.
 
+Series of a replica that has left the pool (removed, or gone from discovery) are shown by
+one more /metrics and then dropped: a gateway whose replicas come and go (every rollout
+brings new pod names) would otherwise keep every name it ever routed to.
+
 With several workers (`shared_dir` set: prometheus_client's multiprocess mode, whose
 PROMETHEUS_MULTIPROC_DIR it is) the counters and histograms land in files there, and
 /metrics on any worker adds up every worker's; the per-replica gauges come from
-gateway/shared_view.py.
+gateway/shared_view.py. Series in those files cannot be dropped one by one: there, a
+departed replica's counters stay until the workers restart.
 """
 
 import os
@@ -116,8 +121,10 @@ class Telemetry:
             ["reason"],
             registry=self.registry,
         )
+        self._pool = pool
         # What /metrics shows: this registry, or every worker's files added up.
         self._exposed = self.registry
+        self._shared = shared_dir is not None
         if shared_dir is None:
             self.registry.register(_PoolCollector(pool, clock))
         else:
@@ -128,6 +135,7 @@ class Telemetry:
         self._request_children: dict[tuple[str, str, str, int], Counter] = {}
         self._latency_children: dict[tuple[str, str], tuple[Histogram, Histogram]] = {}
         self._key_children: dict[tuple[str, int], Counter] = {}
+        self._error_children: dict[tuple[str, str], Counter] = {}
 
     def observe_request(
         self,
@@ -171,7 +179,33 @@ class Telemetry:
         self._retries.labels(model).inc()
 
     def observe_upstream_error(self, replica: str, kind: str) -> None:
-        self._upstream_errors.labels(replica, kind).inc()
+        counter = self._error_children.get((replica, kind))
+        if counter is None:
+            counter = self._upstream_errors.labels(replica, kind)
+            self._error_children[(replica, kind)] = counter
+        counter.inc()
 
     def render(self) -> bytes:
-        return generate_latest(self._exposed)
+        text = generate_latest(self._exposed)
+        if not self._shared:
+            self._forget_departed()
+        return text
+
+    def _forget_departed(self) -> None:
+        """Drop the series of replicas no longer in the pool (after showing them once)."""
+        gone = {key[1] for key in self._request_children if key[1] not in self._pool}
+        gone |= {key[0] for key in self._error_children if key[0] not in self._pool}
+        gone.discard("none")
+        if not gone:
+            return
+        for key in [k for k in self._request_children if k[1] in gone]:
+            model, replica, strategy, status = key
+            self._requests.remove(model, replica, strategy, str(status))
+            del self._request_children[key]
+        for pair in [k for k in self._latency_children if k[1] in gone]:
+            self._ttfb.remove(*pair)
+            self._duration.remove(*pair)
+            del self._latency_children[pair]
+        for labels in [k for k in self._error_children if k[0] in gone]:
+            self._upstream_errors.remove(*labels)
+            del self._error_children[labels]

@@ -48,3 +48,30 @@ def test_registries_are_per_app() -> None:
     one, two = Telemetry(pool), Telemetry(pool)
     one.observe_retry("m")
     assert ("turnout_retries_total", (("model", "m"),)) not in samples(two)
+
+
+def test_a_departed_replicas_series_are_shown_once_more_then_dropped() -> None:
+    pool = ReplicaPool([Upstream("a", "http://a:1", ("m",)), Upstream("b", "http://b:1", ("m",))])
+    telemetry = Telemetry(pool)
+    for replica in ("a", "b"):
+        telemetry.observe_request("m", replica, "round_robin", 200, 0.01, 0.02)
+        telemetry.observe_upstream_error(replica, "connect")
+    telemetry.observe_request("none", "none", "round_robin", 404, None, 0.001)
+    pool.acquire("b")
+    pool.remove("b")  # leaving, one request still in flight: still in the pool
+    count_b = ("turnout_request_duration_seconds_count", (("model", "m"), ("replica", "b")))
+    errors_b = ("turnout_upstream_errors_total", (("kind", "connect"), ("replica", "b")))
+    assert samples(telemetry)[count_b] == 1
+    telemetry.observe_request("m", "b", "round_robin", 200, 0.01, 0.02)
+    pool.release("b")  # its last request: it leaves the pool
+    last = samples(telemetry)
+    assert last[count_b] == 2 and last[errors_b] == 1  # the final figures, shown once
+    after = samples(telemetry)
+    assert not [key for key in after if ("replica", "b") in key[1]]
+    assert after[("turnout_request_duration_seconds_count", (("model", "m"), ("replica", "a")))]
+    refused = (("model", "none"), ("replica", "none"), ("status", "404"))
+    assert after[("turnout_requests_total", (*refused, ("strategy", "round_robin")))] == 1
+    # Back under the same name: its counters start again from zero.
+    pool.add(Upstream("b", "http://b:1", ("m",)))
+    telemetry.observe_request("m", "b", "round_robin", 200, 0.01, 0.02)
+    assert samples(telemetry)[count_b] == 1
