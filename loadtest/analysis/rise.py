@@ -50,8 +50,8 @@ class Rise:
 
 def ttft_rise(records: Sequence[RequestRecord]) -> Rise | None:
     """The medians of the second and last fifths of `records` (by send time), of the model
-    whose ratio is largest; None when no model has enough requests (or a second fifth with a
-    median above zero and not a failure)."""
+    whose ratio is largest; None when no model has enough requests and a second fifth whose
+    median is above zero and not a failure."""
     by_model: dict[str, list[RequestRecord]] = defaultdict(list)
     for record in records:
         by_model[record.model].append(record)
