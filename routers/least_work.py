@@ -66,8 +66,8 @@ class LeastWork(StrategyBase):
             ]
             return lowest(scores, candidates, self._random)
         now = request.now
-        scores = progress.work(candidates, now, weight)
-        choice = lowest(scores, candidates, self._random)
+        scores, at = progress.work(candidates, now, weight)
+        choice = candidates[at] if at >= 0 else lowest(scores, candidates, self._random)
         progress.sent(choice.id, request.prompt_tokens_estimate, now)
         return choice
 

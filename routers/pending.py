@@ -17,8 +17,9 @@ class PendingPrefill:
     def __init__(self, max_tracked: int = MAX_TRACKED) -> None:
         self._max = max_tracked
         self._requests: dict[str, tuple[str, int, int]] = {}
-        self._uncached: dict[str, int] = {}
-        self._prompt: dict[str, int] = {}
+        # replica -> [uncached, prompt] tokens of its tracked requests (one record: a
+        # dictionary operation less per request than two counts)
+        self._totals: dict[str, list[int]] = {}
         # replica -> uncached / prompt tokens of its tracked requests (absent: 1)
         self.share: dict[str, float] = {}
 
@@ -35,36 +36,36 @@ class PendingPrefill:
         elif len(requests) >= self._max:
             self.clear()  # finishes went missing on a grand scale: start afresh
         requests[request_id] = (replica, uncached, prompt)
-        total = self._prompt.get(replica, 0) + prompt
-        new = self._uncached.get(replica, 0) + uncached
-        self._prompt[replica] = total
-        self._uncached[replica] = new
-        self.share[replica] = new / total
+        totals = self._totals.get(replica)
+        if totals is None:
+            self._totals[replica] = [uncached, prompt]
+            self.share[replica] = uncached / prompt
+            return
+        totals[0] += uncached
+        totals[1] += prompt
+        self.share[replica] = totals[0] / totals[1]
 
     def finished(self, request_id: str) -> None:
         entry = self._requests.pop(request_id, None)
         if entry is None:
             return
         replica, uncached, prompt = entry
-        total = self._prompt[replica] - prompt
-        if total <= 0:
-            del self._prompt[replica], self._uncached[replica], self.share[replica]
+        totals = self._totals[replica]
+        totals[1] -= prompt
+        if totals[1] <= 0:
+            del self._totals[replica], self.share[replica]
             return
-        new = self._uncached[replica] - uncached
-        self._prompt[replica] = total
-        self._uncached[replica] = new
-        self.share[replica] = new / total
+        totals[0] -= uncached
+        self.share[replica] = totals[0] / totals[1]
 
     def drop(self, replica: str) -> None:
         """Forget the requests tracked on `replica`."""
         for rid in [rid for rid, entry in self._requests.items() if entry[0] == replica]:
             del self._requests[rid]
-        self._uncached.pop(replica, None)
-        self._prompt.pop(replica, None)
+        self._totals.pop(replica, None)
         self.share.pop(replica, None)
 
     def clear(self) -> None:
         self._requests.clear()
-        self._uncached.clear()
-        self._prompt.clear()
+        self._totals.clear()
         self.share.clear()

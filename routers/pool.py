@@ -14,6 +14,7 @@ from typing import Generic, NamedTuple, TypeVar
 
 from routers import Metrics, ReplicaView
 from routers.replica_views import LazyViews, view_of
+from routers.types import others_at_scrape
 
 
 class ScrapeMark(NamedTuple):
@@ -53,6 +54,8 @@ class Replica:
     finished_total: int = 0
     scrape_mark: ScrapeMark = field(default_factory=lambda: ScrapeMark(0, 0, 0))
     metrics: Metrics | None = None
+    # Other senders' requests the last scrape showed (`routers.types.others_at_scrape`).
+    others_at_scrape: float = 0.0
     scraped_at: float | None = None
     scrape_failed: bool = False
     # Passive 5xx in a row; ejections in a row (drives the backoff).
@@ -285,6 +288,7 @@ class ReplicaPool(Generic[R]):
         r.scrape_mark = (
             ScrapeMark(r.dispatched_total, r.finished_total, r.in_flight) if mark is None else mark
         )
+        r.others_at_scrape = others_at_scrape(metrics, r.scrape_mark.in_flight)
 
     def record_scrape_failure(self, replica_id: str) -> None:
         # Keep the old values for /admin, but strategies must treat them as unknown.

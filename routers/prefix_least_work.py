@@ -29,7 +29,9 @@ TTFT p99 0.14 of round_robin's with weight 1, 0.06 with 2, 0.04 with 4 or 8; on 
 with little sharing the weight makes no difference).
 
 Set `prefix_caching=False` for engines that run without prefix caching: it is then
-`least_work`. Among more than 2 x `sample` candidates, `sample` drawn at random and those
+`least_work`. `uncached_share=False` counts queued prompts whole, as `least_work` does (on
+the shared-prefix evidence of docs/routing.md, TTFT p99 0.069 of round_robin's against
+0.044 with the share). Among more than 2 x `sample` candidates, `sample` drawn at random and those
 holding the prompt's prefix are scored (`routers.signals`).
 """
 
@@ -54,11 +56,13 @@ class PrefixLeastWork(PrefixTracking):
         cache_weight: float = 4.0,
         sample: int = SAMPLE,
         seed: int | None = None,
+        uncached_share: bool = True,
     ) -> None:
         if decode_weight < 0:
             raise ValueError("decode_weight must be at least 0")
         self.decode_weight = decode_weight
         self.prefix_caching = prefix_caching
+        self.uncached_share = uncached_share and prefix_caching
         self.cache_weight = cache_weight
         self.progress = PrefillProgress()
         super().__init__(block_tokens, index_entries, sample, seed)
@@ -75,15 +79,22 @@ class PrefixLeastWork(PrefixTracking):
             sampled = subset(candidates, self._random, self.sample)
             candidates = with_holders(candidates, sampled, cached, self._positions)
         now = request.now
-        scores = self.progress.work(
+        scores, at = self.progress.work(
             candidates, now, self.decode_weight, self.pending.share, cached, self.cache_weight
         )
-        # Among equal scores, the replica with less queued (it had the cache to match).
-        choice = lowest_then(
-            scores, lambda i: candidates[i].awaiting_prompt_tokens, candidates, self._random
-        )
-        self._sent(request, choice, hashes, tokens, cached, self.prefix_caching)
-        self.progress.sent(choice.id, tokens, now)
+        if at >= 0:
+            choice = candidates[at]
+        else:  # among equal scores, the replica with less queued (it had the cache to match)
+            choice = lowest_then(
+                scores, lambda i: candidates[i].awaiting_prompt_tokens, candidates, self._random
+            )
+        replica = choice.id
+        if hashes:
+            self.index.insert(replica, hashes, tokens)
+        if self.uncached_share:
+            uncached = tokens - cached.get(replica, 0)
+            self.pending.sent(request.request_id, replica, uncached, tokens)
+        self.progress.sent(replica, tokens, now)
         return choice
 
     def on_replica_removed(self, replica_id: str) -> None:

@@ -25,6 +25,7 @@ Before its first drop a replica gets no credit (the count whole, as `least_work`
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
+from routers.signals import batch_sizes
 from routers.types import ReplicaView
 
 # Weight of each new sample in the moving averages of the drain rate.
@@ -34,6 +35,8 @@ ALPHA = 0.1
 # the period began, tokens queued then, the averages of drained tokens and of their
 # seconds, and their ratio (0 before a sample).
 _SEEN, _START, _BASE, _TOKENS, _SECONDS, _RATE = range(6)
+
+_INF = float("inf")
 
 # Defaults of `work`: nothing uncached or cached known (read-only views of empty dicts).
 _NONE: Mapping[str, float] = MappingProxyType({})
@@ -51,7 +54,7 @@ class PrefillProgress:
 
     def queued(self, candidates: Sequence[ReplicaView], now: float | None) -> list[float]:
         """Each candidate's queued prefill tokens left; the pool's counts when `now` is None."""
-        return self.work(candidates, now, 0.0)
+        return self.work(candidates, now, 0.0)[0]
 
     def work(
         self,
@@ -61,33 +64,33 @@ class PrefillProgress:
         share: Mapping[str, float] = _NONE,
         cached: Mapping[str, int] = _NONE_CACHED,
         cache_weight: float = 0.0,
-    ) -> list[float]:
+    ) -> tuple[list[float], int]:
         """Each candidate's work ahead of a new prompt, in prompt tokens: its queued prefill
         left x the uncached `share` of it (absent: 1) - `cache_weight` x this prompt's
         `cached` tokens there + `decode_weight` x its batch (`routers.signals.batch_sizes`,
-        computed here in the same pass over the candidates: one pass is a third cheaper)."""
+        computed here in the same pass over the candidates: one pass is a third cheaper); and
+        the position of the lowest, -1 when several are equal lowest."""
         state, alpha = self._state, self._alpha
         get, share_of, cached_of = state.get, share.get, cached.get
         shares, caches = bool(share), bool(cached)
-        for fresh in (True, False):
+        if now is None:
+            return _lowest(self._counts(candidates, decode_weight, share, cached, cache_weight))
+        for fresh in (True, False):  # one scale for all: in-flight alone unless all fresh
             scores: list[float] = []
             append = scores.append
+            best, at, i = _INF, -1, 0
             for view in candidates:
                 if fresh:
-                    metrics = view.metrics
-                    if metrics is None or view.metrics_stale:
-                        break  # one scale for all: in-flight counts alone
-                    other = metrics.running + metrics.waiting - view.in_flight_at_scrape
-                    batch = view.in_flight + other if other > 0 else view.in_flight
+                    if view.metrics_stale:
+                        break
+                    batch = view.in_flight + view.others_at_scrape
                 else:
                     batch = view.in_flight
                 count = view.awaiting_prompt_tokens
                 s = get(view.id)
-                if now is None:
-                    left: float = count
-                elif s is None:
+                if s is None:
                     state[view.id] = [count, now, count, 0.0, 0.0, 0.0]
-                    left = count
+                    left: float = count
                 else:
                     seen = s[_SEEN]
                     if count != seen:
@@ -112,10 +115,34 @@ class PrefillProgress:
                     left *= share_of(view.id, 1.0)
                 if caches:
                     left -= cache_weight * cached_of(view.id, 0)
-                append(left + decode_weight * batch)
+                score = left + decode_weight * batch
+                append(score)
+                # The arg-min in the same pass: three calls (min, count, index) cost more.
+                if score < best:
+                    best, at = score, i
+                elif score == best:
+                    at = -1
+                i += 1  # noqa: SIM113 (enumerate costs 1,000 instructions more a choice)
             else:
-                return scores
-        return scores
+                return scores, at
+        return scores, at
+
+    @staticmethod
+    def _counts(
+        candidates: Sequence[ReplicaView],
+        decode_weight: float,
+        share: Mapping[str, float],
+        cached: Mapping[str, int],
+        cache_weight: float,
+    ) -> list[float]:
+        """`work` without a time: the pool's counts whole."""
+        batches = batch_sizes(candidates)
+        return [
+            view.awaiting_prompt_tokens * share.get(view.id, 1.0)
+            - cache_weight * cached.get(view.id, 0)
+            + decode_weight * batch
+            for view, batch in zip(candidates, batches, strict=True)
+        ]
 
     def sent(self, replica_id: str, tokens: int, now: float | None) -> None:
         """A prompt of `tokens` was routed to `replica_id` (the pool counts it from now)."""
@@ -133,3 +160,9 @@ class PrefillProgress:
 
     def drop(self, replica_id: str) -> None:
         self._state.pop(replica_id, None)
+
+
+def _lowest(scores: list[float]) -> tuple[list[float], int]:
+    """`scores` and the position of the lowest, -1 when several are equal lowest."""
+    best = min(scores, default=0.0)
+    return scores, scores.index(best) if scores.count(best) == 1 else -1

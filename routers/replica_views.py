@@ -30,6 +30,7 @@ _FIELDS = (
     "metrics",
     "metrics_age",
     "metrics_stale",
+    "others_at_scrape",
 )
 if tuple(f.name for f in fields(ReplicaView)) != _FIELDS:
     raise RuntimeError("ReplicaView's fields changed: update routers.replica_views.view_of")
@@ -60,6 +61,7 @@ def view_of(r: "Replica", now: float, stale_after: float) -> ReplicaView:
     view.metrics = metrics
     view.metrics_age = age
     view.metrics_stale = metrics is None or r.scrape_failed or age is None or age > stale_after
+    view.others_at_scrape = r.others_at_scrape
     view.__class__ = ReplicaView
     return cast(ReplicaView, view)
 

@@ -20,6 +20,15 @@ class Metrics:
     prefix_hit_rate: float | None = None
 
 
+def others_at_scrape(metrics: "Metrics | None", in_flight_at_scrape: int) -> float:
+    """Requests of other senders (other gateways, direct clients) a scrape showed: its
+    running + waiting less this gateway's in flight when it was taken, at least 0."""
+    if metrics is None:
+        return 0.0
+    other = metrics.running + metrics.waiting - in_flight_at_scrape
+    return other if other > 0 else 0.0
+
+
 @dataclass(frozen=True, slots=True)
 class ReplicaView:
     """A read-only snapshot of one candidate replica at decision time."""
@@ -44,6 +53,17 @@ class ReplicaView:
     metrics_age: float | None = None
     # True when the last scrape is too old or failed: treat metrics as unknown.
     metrics_stale: bool = True
+    # Other senders' requests there at the scrape: its running + waiting less
+    # `in_flight_at_scrape`, at least 0 (0 without metrics). The pool computes it once a
+    # scrape, not once a request; negative here: computed from the fields above.
+    others_at_scrape: float = -1.0
+
+    def __post_init__(self) -> None:
+        if self.metrics is None and not self.metrics_stale:
+            object.__setattr__(self, "metrics_stale", True)  # no scrape: nothing fresh
+        if self.others_at_scrape < 0:
+            others = others_at_scrape(self.metrics, self.in_flight_at_scrape)
+            object.__setattr__(self, "others_at_scrape", others)
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,9 +80,13 @@ def test_a_scrape_remembers_how_many_of_ours_were_in_flight_as_it_began() -> Non
     pool.record_metrics("a", Metrics(waiting=0, running=9), mark=mark)
     view = pool.candidates("m")[0]
     assert (view.in_flight_at_scrape, view.in_flight) == (3, 4)
+    assert view.others_at_scrape == 6  # 9 running, 3 of them ours
     # A scrape recorded without a mark counts from the moment it is recorded.
     pool.record_metrics("a", Metrics(waiting=0, running=4))
     assert pool.candidates("m")[0].in_flight_at_scrape == 4
+    # Fewer running than ours in flight (some not yet admitted): no other senders.
+    pool.record_metrics("a", Metrics(waiting=1, running=2))
+    assert pool.candidates("m")[0].others_at_scrape == 0
 
 
 def test_a_replica_that_takes_one_request_at_a_time_is_no_candidate_while_busy() -> None:

@@ -39,7 +39,12 @@ def test_a_warm_replica_keeps_its_prefix_until_its_queue_outweighs_the_saving() 
 
 
 def test_queued_prompts_that_were_cached_weigh_only_their_uncached_part() -> None:
-    strategy = PrefixLeastWork(seed=0)
+    assert _unrelated_prompt_goes_to(PrefixLeastWork(seed=0)) == "a"
+    # With uncached_share=False the queue counts whole, as least_work counts it.
+    assert _unrelated_prompt_goes_to(PrefixLeastWork(uncached_share=False, seed=0)) == "b"
+
+
+def _unrelated_prompt_goes_to(strategy: PrefixLeastWork) -> str:
     warm(strategy, "a", prompt(*SYSTEM, 1, id="w"))
     # Four more of the family go to "a" and are still waiting for their first byte: 4,400
     # prompt tokens, of which only 76 each are new there.
@@ -50,8 +55,8 @@ def test_queued_prompts_that_were_cached_weigh_only_their_uncached_part() -> Non
     unrelated = prompt(*range(5000, 5020), id="u", tokens=320)
     a = view("a", waiting=0, in_flight=4, awaiting=4, awaiting_tokens=4400)
     b = view("b", waiting=0, in_flight=2, awaiting=2, awaiting_tokens=1000)
-    # Counted whole, "a" would have 4,400 queued against 1,000; uncached, about 350.
-    assert pick(strategy, unrelated, a, b) == "a"
+    # Counted whole, "a" has 4,400 queued against 1,000; uncached, about 350.
+    return pick(strategy, unrelated, a, b)
 
 
 def test_without_prefix_caching_prefixes_are_ignored() -> None:

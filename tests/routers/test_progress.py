@@ -116,4 +116,45 @@ def test_work_is_prefill_left_times_the_uncached_share_less_cached_plus_the_batc
             q * share.get(v.id, 1.0) - 4.0 * cached.get(v.id, 0) + 2.0 * b
             for v, q, b in zip(candidates, left, batch_sizes(candidates), strict=True)
         ]
-        assert progress.work(candidates, None, 2.0, share, cached, 4.0) == expected
+        assert progress.work(candidates, None, 2.0, share, cached, 4.0)[0] == expected
+
+
+def test_with_a_time_work_is_the_credited_queue_and_names_the_single_lowest() -> None:
+    # Two trackers fed the same counts: `queued` gives what is left of each queue, `work`
+    # the scores built on it, and the position of the lowest score, -1 when it is shared.
+    rng = random.Random(5)
+    for _ in range(100):
+        names = [f"r{i}" for i in range(rng.randrange(1, 7))]
+        plain, scored = PrefillProgress(), PrefillProgress()
+        now = 0.0
+        for _ in range(6):
+            now += rng.random() * 0.05
+            candidates = [
+                view(
+                    name,
+                    in_flight=rng.randrange(4),
+                    waiting=float(rng.randrange(3)),
+                    running=float(rng.randrange(4)),
+                    awaiting_tokens=rng.randrange(3) * 500,
+                )
+                for name in names
+            ]
+            share = {name: 0.5 for name in names if rng.random() < 0.5}
+            left = plain.queued(candidates, now)
+            scores, at = scored.work(candidates, now, 2.0, share, {}, 0.0)
+            batches = batch_sizes(candidates)
+            assert scores == pytest.approx(
+                [
+                    q * share.get(v.id, 1.0) + 2.0 * b
+                    for v, q, b in zip(candidates, left, batches, strict=True)
+                ]
+            )
+            lowest = min(scores)
+            if scores.count(lowest) == 1:
+                assert at == scores.index(lowest)
+            else:
+                assert at == -1
+            for name in names:
+                if rng.random() < 0.5:
+                    plain.sent(name, 500, now)
+                    scored.sent(name, 500, now)
