@@ -254,6 +254,7 @@ text-align:right}td:first-child{text-align:left}.a{color:#1f77b4}.b{color:#ff7f0
 .ns{color:#888}.better{color:#2ca02c}.worse{color:#d62728}.explain td:nth-child(2){text-align:left}
 .verdict{font-size:1.15em;padding:.6em;background:#f4f4f4;border-left:4px solid #444}
 svg{max-width:100%;height:auto}.small{font-size:.9em;color:#555}
+.warn{background:#fff4e5;border-left:4px solid #e8a33d;padding:6px 10px}
 """
 
 

@@ -102,6 +102,8 @@ def print_comparison(console: Console, result: Comparison) -> None:
         say("cyan: A better, magenta: B better, dim: no difference beyond noise and 5%")
         for curve in found:
             say(f"  {ranges(curve, a, b)}")
+        for line in result.past_sustained():
+            say(f"  [yellow]{line}[/]")
     if result.point is not None:
         point = result.point
         title = f"virtual time, {point.describe()} ({point.rate:.1f} req/s): B - A, 95% CI"

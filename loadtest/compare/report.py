@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import NullFormatter, ScalarFormatter
+from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
 from loadtest.analysis.report import (
     COLORS,
@@ -63,7 +63,7 @@ def write_compare_report(result: Comparison, path: Path) -> Path:
     if result.explain is not None:  # why, right under the answer
         body.append(explain_section(result.explain))
     if result.sweep:
-        body.append(_sweep_section(result.sweep, a, b))
+        body.append(_sweep_section(result.sweep, a, b, result.past_sustained()))
     if result.point is not None:
         body.append(_point_section(result.point, result.workload, a, b))
     if result.live is not None:
@@ -73,7 +73,9 @@ def write_compare_report(result: Comparison, path: Path) -> Path:
     return path
 
 
-def _sweep_section(points: Sequence[VirtualPoint], a: str, b: str) -> str:
+def _sweep_section(
+    points: Sequence[VirtualPoint], a: str, b: str, past_sustained: Sequence[str]
+) -> str:
     found = curves(points)
     return (
         "<h2>Over load, in virtual time</h2>"
@@ -81,6 +83,7 @@ def _sweep_section(points: Sequence[VirtualPoint], a: str, b: str) -> str:
         "seeded schedule played through both fleets' engine models with their real "
         "strategies; no CPU noise, the same answer for the same seed.</p>"
         + bullet_list([ranges(c, a, b) for c in found])
+        + "".join(f"<p class='warn'>{html.escape(line)}</p>" for line in past_sustained)
         + sweep_plot(found, a, b)
         + "<p class='small'>B - A at each load, relative to A (blue: A better, orange: B "
         "better, grey: no difference beyond noise and 5%):</p>" + _sweep_table(points, found)
@@ -111,6 +114,8 @@ def sweep_plot(found: Sequence[Curve], a: str, b: str) -> str:
         ax.set_ylabel("req/s" if curve.figure == "goodput_rps" else "ms")
         if curve.figure != "goodput_rps":
             ax.set_yscale("log")
+            # 1, 2 and 5 of each decade: a curve within one or two decades gets several labels.
+            ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
             ax.yaxis.set_major_formatter(ScalarFormatter())
             ax.yaxis.set_minor_formatter(NullFormatter())
         ax.grid(True, alpha=0.3)

@@ -17,6 +17,7 @@ from typing import Any
 
 from loadtest.analysis.checks import prompt_length_warnings
 from loadtest.analysis.results import new_dir
+from loadtest.analysis.rise import Rise
 from loadtest.analysis.stats import figures
 from loadtest.analysis.summary import summarize, to_hardware
 from loadtest.compare.agreement import Agreement, agreement
@@ -32,7 +33,7 @@ from loadtest.compare.options import (
     CompareOptions,
     Sweep,
 )
-from loadtest.compare.sweep import curves, sweep_verdict
+from loadtest.compare.sweep import curves, past_sustained, sweep_verdict
 from loadtest.compare.virtual import (
     VirtualPoint,
     at_load,
@@ -93,6 +94,11 @@ class Comparison:
     # --explain: the attribution along the chain from A to B, or why there is none.
     explain: Attribution | str | None = None
     document: dict[str, Any] = field(default_factory=dict)
+
+    def past_sustained(self) -> list[str]:
+        """The sweep's lines on loads past what a side sustains (`sweep.past_sustained`)."""
+        rates = None if self.capacity is None else (self.capacity[0].rate, self.capacity[1].rate)
+        return past_sustained(self.sweep, self.a.name, self.b.name, rates)
 
 
 def compare(
@@ -305,6 +311,7 @@ def _headline(result: Comparison) -> tuple[str, str | None]:
         parts.append(
             f"over loads {loads} of {a}'s saturation rate ({rate:.0f} req/s, virtual time): "
             + sweep_verdict(curves(result.sweep), a, b)
+            + "".join(f"; {line}" for line in result.past_sustained())
         )
     if result.point is not None:
         decision = result.point.judged.verdict
@@ -342,7 +349,14 @@ def _point(point: VirtualPoint) -> dict[str, Any]:
         "better": point.judged.verdict.better,
         "engine_counters": {"a": point.a.counters, "b": point.b.counters},
         "differences": [d.to_dict() for d in point.judged.differences],
+        "ttft_rise": {"a": _rise(point.rise_a), "b": _rise(point.rise_b)},
     }
+
+
+def _rise(rise: Rise | None) -> dict[str, Any] | None:
+    if rise is None:
+        return None
+    return {"model": rise.model, "ratio": rise.ratio, "rising": rise.rising}
 
 
 def _figures(result: Comparison, side: str) -> dict[str, Any]:

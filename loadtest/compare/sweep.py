@@ -90,6 +90,29 @@ def sweep_verdict(found: Sequence[Curve], a: str, b: str) -> str:
     return "; ".join(lines)
 
 
+def past_sustained(
+    points: Sequence[VirtualPoint], a: str, b: str, rates: tuple[float, float] | None = None
+) -> list[str]:
+    """A line per side whose TTFT was still rising when arrivals ended at some loads:
+    'managed: TTFT still rising at loads 0.76, 0.86, 0.95 (past what it sustains: it
+    saturates at 0.74 of baseline's rate; figures there grow with the run's length)'.
+    `rates`: both sides' saturation rates, A's the unit of the loads."""
+    lines = []
+    for side, name in (("a", a), ("b", b)):
+        loads = [p.load for p in points if any(who == side for who, _ in p.rising())]
+        if not loads:
+            continue
+        where = ", ".join(f"{load:.2f}" for load in loads)
+        own = ""
+        if side == "b" and rates is not None and rates[0] > 0:
+            own = f"it saturates at {rates[1] / rates[0]:.2f} of {a}'s rate; "
+        lines.append(
+            f"{name}: TTFT still rising at load{'s' if len(loads) > 1 else ''} {where} "
+            f"(past what it sustains: {own}figures there grow with the run's length)"
+        )
+    return lines
+
+
 def finite(values: Sequence[float]) -> np.ndarray:
     """Values for plotting: infinities (failures) as NaN gaps."""
     array = np.asarray(values, dtype=float)

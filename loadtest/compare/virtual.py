@@ -1,8 +1,9 @@
 """Both environments in virtual time: their saturation rates, and comparisons at any load."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from loadtest.analysis.rise import Rise, ttft_rise
 from loadtest.compare.judge import Judged, Runs, judge, measured, schedule_window
 from loadtest.compare.options import POINT_REQUESTS, SWEEP_REQUESTS, CompareOptions
 from loadtest.playback.capacity import Capacity, capacity
@@ -22,6 +23,15 @@ class VirtualPoint:
     a: Played
     b: Played
     judged: Judged
+    # Each side's median TTFT of the second and the last fifth of arrivals, per model
+    # (loadtest.analysis.rise): still rising means past what that fleet sustains.
+    rise_a: Rise | None = None
+    rise_b: Rise | None = None
+
+    def rising(self) -> list[tuple[str, Rise]]:
+        """("a" or "b", its rise) for each side whose TTFT was still rising at the end."""
+        sides = (("a", self.rise_a), ("b", self.rise_b))
+        return [(side, rise) for side, rise in sides if rise is not None and rise.rising]
 
     def describe(self) -> str:
         """'load 0.85', or 'concurrency 8, load 0.20' for a closed loop."""
@@ -69,7 +79,27 @@ def compare_at(
         load = rate / unit if unit else load
     else:
         rate = len(schedule.requests) / max(schedule.span_s, 1e-9)
-    return VirtualPoint(load, rate, schedule, played[0], played[1], judged)
+    rise_a, rise_b = (None if schedule.closed_loop else ttft_rise(p.records) for p in played)
+    notes = [
+        rising_note(rise, f"{side} ({fleet.name})")
+        for side, fleet, rise in (("A", fleets[0], rise_a), ("B", fleets[1], rise_b))
+        if rise is not None and rise.rising
+    ]
+    if notes:
+        judged = replace(judged, observations=judged.observations + notes)
+    return VirtualPoint(load, rate, schedule, played[0], played[1], judged, rise_a, rise_b)
+
+
+def rising_note(rise: Rise, side: str) -> str:
+    """'A (baseline): TTFT still rising when arrivals ended (Llama-3.1-8B-Instruct: median
+    x4.9 from the second fifth of arrivals to the last): past what this fleet sustains, so
+    its figures here grow with the run's length'."""
+    model = rise.model.split("/")[-1]
+    return (
+        f"{side}: TTFT still rising when arrivals ended ({model}: median x{rise.ratio:.1f} "
+        "from the second fifth of arrivals to the last): past what this fleet sustains, so "
+        "its figures here grow with the run's length"
+    )
 
 
 def at_load(

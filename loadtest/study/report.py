@@ -167,7 +167,6 @@ def _html(study: Study) -> str:
     parts += [_table(study, load) for load in study.loads]
     style = (
         "<style>tr.best td{background:#e6f4ea;font-weight:600}"
-        "p.warn{background:#fff4e5;border-left:4px solid #e8a33d;padding:6px 10px}"
         "th:first-child,td:first-child{text-align:left}</style>"
     )
     return page("Routing study", style + "\n".join(parts))

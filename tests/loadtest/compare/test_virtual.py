@@ -30,6 +30,7 @@ ENVIRONMENTS = f"""\
 environments:
   tiny-rr: {{strategy: round_robin, replicas: [{TINY}, {TINY}, {TINY}]}}
   tiny-qd: {{strategy: queue_depth, replicas: [{TINY}, {TINY}, {TINY}]}}
+  tiny-one: {{strategy: round_robin, replicas: [{TINY}]}}
   tiny-url: {{url: "http://127.0.0.1:9"}}
 """
 
@@ -74,6 +75,35 @@ def test_a_sweep_finds_saturation_curves_and_writes_the_report(
     html = (result.directory / "report.html").read_text()
     assert "Over load, in virtual time" in html and html.count("<svg") == 1
     assert "TTFT p99" in html and "Live check" not in html
+
+
+def test_a_side_past_what_it_sustains_is_named_where_its_ttft_keeps_rising(
+    files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # One replica against three: at 0.9 of the three's saturation rate the one gets nearly
+    # three times what it sustains and its queue grows to the end; at 0.2 it keeps up.
+    sweep = Sweep(0.2, 0.9, 2)
+    result = compare("tiny-rr", "tiny-one", options(files, tmp_path / "r", sweep=sweep))
+    light, heavy = result.sweep
+    assert light.rise_b is not None and not light.rise_b.rising
+    assert heavy.rise_b is not None and heavy.rise_b.rising and heavy.rise_b.ratio > 1.5
+    assert "b" in [side for side, _ in heavy.rising()]
+    assert any("B (tiny-one): TTFT still rising" in n for n in heavy.judged.observations)
+    assert not any("still rising" in n for n in light.judged.observations)
+    assert result.capacity is not None
+    share = result.capacity[1].rate / result.capacity[0].rate
+    assert 0.2 < share < 0.5  # one replica of three
+    assert (
+        f"tiny-one: TTFT still rising at load 0.90 (past what it sustains: it saturates at "
+        f"{share:.2f} of tiny-rr's rate" in result.verdict
+    )
+    assert "tiny-one: TTFT still rising at load 0.20" not in result.verdict
+    document = orjson.loads((result.directory / "compare.json").read_bytes())
+    rises = [point["ttft_rise"]["b"] for point in document["sweep"]]
+    assert [rise["rising"] for rise in rises] == [False, True]
+    assert rises[1]["model"] == "sim/tiny" and rises[1]["ratio"] > 1.5
+    html = (result.directory / "report.html").read_text()
+    assert "<p class='warn'>tiny-one: TTFT still rising at load 0.90" in html
 
 
 def test_same_seed_same_answer_byte_for_byte(files: tuple[Path, Path], tmp_path: Path) -> None:
