@@ -1,9 +1,11 @@
 """The `loadtest study` command: every strategy against the oracle, over load, virtual time."""
 
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated
 
+import orjson
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -11,6 +13,8 @@ from rich.table import Table
 from loadtest.study.fleet import DEFAULT_PROFILE, ORACLE, StudyError, strategy_specs, study_fleet
 from loadtest.study.report import RISING_NOTE, write_study
 from loadtest.study.run import Study, run_study
+from loadtest.study.seeds import bests, gaps, parse_seeds
+from loadtest.study.seeds import document as seeds_document
 from loadtest.workload.format import load_workload
 from loadtest.workload.model import WorkloadError
 from routers.registry import available
@@ -87,6 +91,13 @@ def study_command(
         int, typer.Option(min=100, help="Requests per strategy and load.")
     ] = DEFAULT_REQUESTS,
     seed: Annotated[int, typer.Option(help="Seed of the schedules and strategies.")] = 1,
+    seeds: Annotated[
+        str | None,
+        typer.Option(
+            help="Repeat the study over these seeds (1-5 or 1,3,7) and sum up the gaps "
+            "to the oracle across them; replaces --seed."
+        ),
+    ] = None,
     poll_interval: Annotated[
         float, typer.Option(min=0.001, help="Seconds between the gateway's metrics scrapes.")
     ] = 1.0,
@@ -105,20 +116,40 @@ def study_command(
         specs = strategy_specs(strategies or ",".join(available()))
         chosen_loads = parse_loads(loads)
         chosen = load_workload(workload)
+        chosen_seeds = parse_seeds(seeds) if seeds is not None else (seed,)
     except (StudyError, WorkloadError) as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
-    study = run_study(
-        chosen_fleet,
-        chosen,
-        [s for s in specs if s != ORACLE],
-        chosen_loads,
-        seed=seed,
-        requests=requests,
-        poll_interval=poll_interval,
-        announce=say,
-    )
-    print_study(console, study)
+    studies = []
+    for each in chosen_seeds:
+        if seeds is not None:
+            say(f"== seed {each}")
+        study = run_study(
+            chosen_fleet,
+            chosen,
+            [s for s in specs if s != ORACLE],
+            chosen_loads,
+            seed=each,
+            requests=requests,
+            poll_interval=poll_interval,
+            announce=say,
+        )
+        studies.append(study)
+        if seeds is None:
+            print_study(console, study)
+        _say_best(say, study)
+        where = out if seeds is None else out / f"seed-{each}"
+        path = write_study(study, where)
+        say(f"results written to {where} (report.html, study.json, study.csv); report: {path}")
+    if seeds is not None:
+        print_seeds(console, studies)
+        (out / "seeds.json").write_bytes(
+            orjson.dumps(seeds_document(studies), option=orjson.OPT_INDENT_2)
+        )
+        say(f"across seeds: {out / 'seeds.json'}")
+
+
+def _say_best(say: Callable[[str], None], study: Study) -> None:
     for load in study.loads:
         best = study.best(load)
         if best is not None:
@@ -127,5 +158,27 @@ def study_command(
             say(f"load {load:.2f}: best shipped strategy {best.strategy}{gap_text} (TTFT p99)")
         if study.rising(load):
             say(f"load {load:.2f}: {RISING_NOTE}")
-    path = write_study(study, out)
-    say(f"results written to {out} (report.html, study.json, study.csv); report: {path}")
+
+
+def print_seeds(console: Console, studies: Sequence[Study]) -> None:
+    """Each strategy's gap to the oracle across the seeds, a table per load."""
+    listed = ", ".join(str(s.seed) for s in studies)
+    by_load = {b.load: b for b in bests(studies)}
+    for load in studies[0].loads:
+        table = Table(title=f"load {load:.2f}: TTFT p99 vs the oracle over seeds {listed}")
+        for column in ("strategy", "mean", "worst", "worst where sustained"):
+            table.add_column(column, justify="left" if column == "strategy" else "right")
+        for g in (g for g in gaps(studies) if g.load == load):
+            table.add_row(g.strategy, _pct(g.mean), _pct(g.worst), _pct(g.worst_sustained))
+        console.print(table)
+        best = by_load[load]
+        text = f"load {load:.2f}: each run's best shipped strategy, at worst: "
+        text += f"{_pct(best.worst_sustained)} where the fleet keeps up"
+        if best.rising:
+            seeds = ", ".join(str(seed) for seed in sorted(best.rising))
+            text += f"; the oracle still rising on seed(s) {seeds}: past what the fleet sustains"
+        console.print(text, highlight=False, soft_wrap=True)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.1%}"
