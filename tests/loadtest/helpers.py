@@ -21,6 +21,15 @@ def small_workload(**changes: object) -> Workload:
     return replace(base, **changes)  # type: ignore[arg-type]
 
 
+# `loadtest study` on two tiny replicas, one load they sustain and one they do not: seconds.
+TINY_STUDY = (
+    "study",
+    *("--workload", "chat-mixed", "--replicas", "2", "--profile", "tiny"),
+    *("--strategies", "round_robin,p2c", "--loads", "0.6,1.6"),
+    *("--requests", "300", "--poll-interval", "0.1"),
+)
+
+
 def loadtest(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """Run the `loadtest` CLI in `cwd`; its output and exit code (a minute at most)."""
     return subprocess.run(

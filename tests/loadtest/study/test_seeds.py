@@ -10,7 +10,7 @@ from loadtest.study.fleet import StudyError, study_fleet
 from loadtest.study.run import Study, run_study
 from loadtest.study.seeds import bests, gaps, parse_seeds
 from loadtest.workload.format import load_workload
-from tests.loadtest.helpers import loadtest
+from tests.loadtest.helpers import TINY_STUDY, loadtest
 
 
 def test_seeds_are_ranges_or_lists_and_bad_ones_are_named() -> None:
@@ -67,21 +67,7 @@ def test_gaps_across_seeds_are_each_seeds_gap_summed_up() -> None:
 
 def test_the_command_runs_each_seed_and_writes_what_holds_across_them(tmp_path: Path) -> None:
     result = loadtest(
-        "study",
-        "--workload",
-        "chat-mixed",
-        "--replicas",
-        "2",
-        "--profile",
-        "tiny",
-        "--strategies",
-        "round_robin,p2c",
-        "--loads",
-        "0.6,1.6",
-        "--requests",
-        "300",
-        "--poll-interval",
-        "0.1",
+        *TINY_STUDY,
         "--seeds",
         "1-2",
         "--out",

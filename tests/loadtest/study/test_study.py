@@ -14,7 +14,7 @@ from loadtest.study.fleet import ORACLE, StudyError, strategy_specs, study_fleet
 from loadtest.study.report import write_study
 from loadtest.study.run import run_study
 from loadtest.workload.format import load_workload
-from tests.loadtest.helpers import loadtest
+from tests.loadtest.helpers import TINY_STUDY, loadtest
 
 
 def test_a_small_study_has_every_strategy_and_the_oracle_at_every_load(tmp_path: Path) -> None:
@@ -106,21 +106,7 @@ def test_bad_options_are_named() -> None:
 
 def test_the_command_prints_the_tables_and_writes_the_report(tmp_path: Path) -> None:
     result = loadtest(
-        "study",
-        "--workload",
-        "chat-mixed",
-        "--replicas",
-        "2",
-        "--profile",
-        "tiny",
-        "--strategies",
-        "round_robin,p2c",
-        "--loads",
-        "0.6,1.6",
-        "--requests",
-        "300",
-        "--poll-interval",
-        "0.1",
+        *TINY_STUDY,
         "--out",
         "res",
         cwd=tmp_path,
