@@ -164,11 +164,12 @@ def print_seeds(console: Console, studies: Sequence[Study]) -> None:
     """Each strategy's gap to the oracle across the seeds, a table per load."""
     listed = ", ".join(str(s.seed) for s in studies)
     by_load = {b.load: b for b in bests(studies)}
+    found = gaps(studies)
     for load in studies[0].loads:
         table = Table(title=f"load {load:.2f}: TTFT p99 vs the oracle over seeds {listed}")
         for column in ("strategy", "mean", "worst", "worst where sustained"):
             table.add_column(column, justify="left" if column == "strategy" else "right")
-        for g in (g for g in gaps(studies) if g.load == load):
+        for g in (g for g in found if g.load == load):
             table.add_row(g.strategy, _pct(g.mean), _pct(g.worst), _pct(g.worst_sustained))
         console.print(table)
         best = by_load[load]

@@ -80,14 +80,12 @@ def compare_at(
     else:
         rate = len(schedule.requests) / max(schedule.span_s, 1e-9)
     rise_a, rise_b = (None if schedule.closed_loop else ttft_rise(p.records) for p in played)
-    notes = [
-        rising_note(rise, f"{side} ({fleet.name})")
-        for side, fleet, rise in (("A", fleets[0], rise_a), ("B", fleets[1], rise_b))
-        if rise is not None and rise.rising
-    ]
-    if notes:
-        judged = replace(judged, observations=judged.observations + notes)
-    return VirtualPoint(load, rate, schedule, played[0], played[1], judged, rise_a, rise_b)
+    point = VirtualPoint(load, rate, schedule, played[0], played[1], judged, rise_a, rise_b)
+    names = {"a": f"A ({fleets[0].name})", "b": f"B ({fleets[1].name})"}
+    notes = [rising_note(rise, names[side]) for side, rise in point.rising()]
+    if not notes:
+        return point
+    return replace(point, judged=replace(judged, observations=judged.observations + notes))
 
 
 def rising_note(rise: Rise, side: str) -> str:
