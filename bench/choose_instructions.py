@@ -6,7 +6,7 @@ anything. Each strategy is warmed on 5,000 requests as in `bench/choose_bench.py
 requests and candidates), then run twice under callgrind, choosing 0 and 2,000 times: the
 difference over 2,000 is the cost of a choice. Pass `--without` to replace a part by a
 no-op and see what it costs (it changes what the rest does next, so take it as a guide):
-`index.insert`, `index.cached`, `pending.sent`, `progress.sent`.
+`index.insert`, `index.cached`, `pending.sent` (lmetric), `progress.sent`.
 
     .venv/bin/python bench/choose_instructions.py [--strategy prefix_least_work]
 """

@@ -22,10 +22,11 @@ prompt's prefix are scored (`routers.signals`).
 
 from collections.abc import Sequence
 
+from routers.pending import PendingPrefill
 from routers.prefix_index import BLOCK_TOKENS, MAX_ENTRIES
 from routers.prefix_tracking import PrefixTracking
 from routers.signals import SAMPLE, batch_sizes, lowest, lowest_then, subset, with_holders
-from routers.types import ReplicaView, RouteRequest
+from routers.types import Outcome, ReplicaView, RouteRequest
 
 
 class LMetric(PrefixTracking):
@@ -40,6 +41,7 @@ class LMetric(PrefixTracking):
         seed: int | None = None,
     ) -> None:
         self.pending_prefill = pending_prefill
+        self.pending = PendingPrefill()
         super().__init__(block_tokens, index_entries, sample, seed)
 
     def choose(
@@ -70,5 +72,16 @@ class LMetric(PrefixTracking):
             # Equal lengths by construction; zip's keyword argument costs 0.3 µs here.
             scores = [n * (b + 1.0) for n, b in zip(new, batches)]  # noqa: B905
             choice = lowest_then(scores, new.__getitem__, candidates, self._random)
-        self._sent(request, choice, hashes, tokens, cached, self.pending_prefill)
+        if hashes:
+            self.index.insert(choice.id, hashes, tokens)
+        if self.pending_prefill:
+            uncached = tokens - cached.get(choice.id, 0)
+            self.pending.sent(request.request_id, choice.id, uncached, tokens)
         return choice
+
+    def on_request_finished(self, request: RouteRequest, outcome: Outcome) -> None:
+        self.pending.finished(request.request_id)
+
+    def on_replica_removed(self, replica_id: str) -> None:
+        super().on_replica_removed(replica_id)
+        self.pending.drop(replica_id)

@@ -11,8 +11,8 @@ have cached cost prefill. So, in prompt tokens:
   index of what this strategy sent where (`routers.prefix_index`);
 - queued uncached prefill: the pool's exact, lag-free count of prompt tokens awaiting
   their first byte there (`awaiting_prompt_tokens`), less what the replica has probably
-  prefilled since its queue began (`routers.progress`, as in `least_work`), times the
-  uncached share of the prompts this strategy has in flight there (`routers.pending`);
+  prefilled since its queue began, times the uncached share of what is queued, from what
+  this strategy estimated for each prompt it sent there (both `routers.progress`);
 - batch: as in `least_work` (this gateway's in-flight requests plus what the last fresh
   scrape shows of other senders', `routers.signals.batch_sizes`).
 
@@ -80,7 +80,7 @@ class PrefixLeastWork(PrefixTracking):
             candidates = with_holders(candidates, sampled, cached, self._positions)
         now = request.now
         scores, at = self.progress.work(
-            candidates, now, self.decode_weight, self.pending.share, cached, self.cache_weight
+            candidates, now, self.decode_weight, cached, self.cache_weight
         )
         if at >= 0:
             choice = candidates[at]
@@ -92,9 +92,10 @@ class PrefixLeastWork(PrefixTracking):
         if hashes:
             self.index.insert(replica, hashes, tokens)
         if self.uncached_share:
-            uncached = tokens - cached.get(replica, 0)
-            self.pending.sent(request.request_id, replica, uncached, tokens)
-        self.progress.sent(replica, tokens, now)
+            uncached = tokens - cached[replica] if replica in cached else tokens
+            self.progress.sent(replica, tokens, now, uncached)
+        else:
+            self.progress.sent(replica, tokens, now)
         return choice
 
     def on_replica_removed(self, replica_id: str) -> None:

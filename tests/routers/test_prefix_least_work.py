@@ -49,10 +49,10 @@ def _unrelated_prompt_goes_to(strategy: PrefixLeastWork) -> str:
     # Four more of the family go to "a" and are still waiting for their first byte: 4,400
     # prompt tokens, of which only 76 each are new there.
     for i in range(4):
-        request = prompt(*SYSTEM, 10 + i, id=f"f{i}", tokens=1100)
+        request = prompt(*SYSTEM, 10 + i, id=f"f{i}", tokens=1100, now=0.0)
         queue = view("a", waiting=0, in_flight=i, awaiting=i, awaiting_tokens=1100 * i)
         assert pick(strategy, request, queue, view("b", waiting=0, in_flight=9)) == "a"
-    unrelated = prompt(*range(5000, 5020), id="u", tokens=320)
+    unrelated = prompt(*range(5000, 5020), id="u", tokens=320, now=0.0)
     a = view("a", waiting=0, in_flight=4, awaiting=4, awaiting_tokens=4400)
     b = view("b", waiting=0, in_flight=2, awaiting=2, awaiting_tokens=1000)
     # Counted whole, "a" has 4,400 queued against 1,000; uncached, about 350.

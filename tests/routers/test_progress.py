@@ -91,7 +91,7 @@ def test_alpha_out_of_range_is_refused() -> None:
         PrefillProgress(alpha=0)
 
 
-def test_work_is_prefill_left_times_the_uncached_share_less_cached_plus_the_batch() -> None:
+def test_without_a_time_work_is_the_counts_less_cached_plus_the_batch() -> None:
     # Its batch is `routers.signals.batch_sizes`, taken in the same pass: on fresh scrapes
     # and, with one stale candidate, on in-flight counts alone for all of them.
     rng = random.Random(3)
@@ -108,15 +108,13 @@ def test_work_is_prefill_left_times_the_uncached_share_less_cached_plus_the_batc
             )
             for i in range(rng.randrange(1, 7))
         ]
-        share = {v.id: rng.random() for v in candidates if rng.random() < 0.5}
         cached = {v.id: rng.randrange(1000) for v in candidates if rng.random() < 0.3}
         progress = PrefillProgress()
-        left = progress.queued(candidates, None)
         expected = [
-            q * share.get(v.id, 1.0) - 4.0 * cached.get(v.id, 0) + 2.0 * b
-            for v, q, b in zip(candidates, left, batch_sizes(candidates), strict=True)
+            v.awaiting_prompt_tokens - 4.0 * cached.get(v.id, 0) + 2.0 * b
+            for v, b in zip(candidates, batch_sizes(candidates), strict=True)
         ]
-        assert progress.work(candidates, None, 2.0, share, cached, 4.0)[0] == expected
+        assert progress.work(candidates, None, 2.0, cached, 4.0)[0] == expected
 
 
 def test_with_a_time_work_is_the_credited_queue_and_names_the_single_lowest() -> None:
@@ -139,15 +137,11 @@ def test_with_a_time_work_is_the_credited_queue_and_names_the_single_lowest() ->
                 )
                 for name in names
             ]
-            share = {name: 0.5 for name in names if rng.random() < 0.5}
             left = plain.queued(candidates, now)
-            scores, at = scored.work(candidates, now, 2.0, share, {}, 0.0)
+            scores, at = scored.work(candidates, now, 2.0)
             batches = batch_sizes(candidates)
             assert scores == pytest.approx(
-                [
-                    q * share.get(v.id, 1.0) + 2.0 * b
-                    for v, q, b in zip(candidates, left, batches, strict=True)
-                ]
+                [q + 2.0 * b for q, b in zip(left, batches, strict=True)]
             )
             lowest = min(scores)
             if scores.count(lowest) == 1:
@@ -158,3 +152,22 @@ def test_with_a_time_work_is_the_credited_queue_and_names_the_single_lowest() ->
                 if rng.random() < 0.5:
                     plain.sent(name, 500, now)
                     scored.sent(name, 500, now)
+
+
+def test_the_queue_weighs_its_uncached_share() -> None:
+    progress = PrefillProgress(alpha=1.0)
+    queued(progress, 0.0, a=0)
+    progress.sent("a", 1000, 0.0, uncached=100)
+    progress.sent("a", 1000, 0.0, uncached=300)
+    assert queued(progress, 0.0, a=2000)["a"] == pytest.approx(400)  # 2,000 x 0.2
+    # First bytes of the first prompt come back: it took its part, the share stays.
+    assert queued(progress, 0.1, a=1000)["a"] == pytest.approx(200)
+    # A prompt this tracker did not send (another sender's, a retry): counted uncached.
+    assert queued(progress, 0.1, a=2000)["a"] == pytest.approx(200 + 1000)
+    # Told nothing of a prompt's cache: all of it is new.
+    progress.sent("a", 2000, 0.1)
+    assert queued(progress, 0.1, a=4000)["a"] == pytest.approx(1200 + 2000)
+    # The queue empties: the next one starts afresh.
+    assert queued(progress, 0.2, a=0)["a"] == 0
+    progress.sent("a", 500, 0.2, uncached=50)
+    assert queued(progress, 0.2, a=500)["a"] == pytest.approx(50)

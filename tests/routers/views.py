@@ -43,7 +43,11 @@ def view(
 
 
 def prompt(
-    *blocks: int, tokens: int | None = None, id: str = "", session: str | None = None
+    *blocks: int,
+    tokens: int | None = None,
+    id: str = "",
+    session: str | None = None,
+    now: float | None = None,
 ) -> RouteRequest:
     """A request whose prompt is the given blocks of 16 tokens (each an integer naming the
     block's text), hashed as the gateway hashes text: chained over everything before."""
@@ -53,4 +57,5 @@ def prompt(
         request_id=id,
         prefix_hashes=chained_hashes(block.to_bytes(8, "little") * 8 for block in blocks),
         session=session,
+        now=now,
     )
