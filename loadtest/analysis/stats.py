@@ -53,8 +53,21 @@ MIN_EFFECT = 0.05
 MIN_STRETCHES = 20
 # A percentile with fewer requests than this beyond it is imprecise (p99 needs 1,000).
 TAIL_MIN = 10
-# Student's t, 97.5th percentile, by degrees of freedom (1..10; 30 and more ~ 2.04).
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
+# Student's t, 97.5th percentile, by degrees of freedom 1..30 (beyond, 2.0: 2.04 at 30,
+# 1.98 at 120).
+_T975 = (
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+)  # fmt: skip
+
+
+def t975(df: int) -> float:
+    """Student's t at 97.5% for `df` (at least 1) degrees of freedom: a 95% interval of a
+    mean of df + 1 values is the mean +- t975(df) x their standard deviation / sqrt(df + 1)."""
+    if df < 1:
+        raise ValueError("a t-interval needs at least two values")
+    return _T975[df - 1] if df <= len(_T975) else 2.0
 
 
 class Record(Protocol):
@@ -545,7 +558,7 @@ def _between_runs(fig: Figure, a: _Flat, b: _Flat, confidence: float) -> float:
         return 0.0
     if np.isinf(per_run).any():
         return float("inf")
-    t = _T975[len(per_run) - 2] if len(per_run) - 1 <= len(_T975) else 2.04
+    t = t975(len(per_run) - 1)
     return float(t * per_run.std(ddof=1) / np.sqrt(len(per_run)))
 
 

@@ -13,7 +13,7 @@ from rich.table import Table
 from loadtest.study.fleet import DEFAULT_PROFILE, ORACLE, StudyError, strategy_specs, study_fleet
 from loadtest.study.report import RISING_NOTE, write_study
 from loadtest.study.run import Study, run_study
-from loadtest.study.seeds import bests, gaps, parse_seeds
+from loadtest.study.seeds import Gaps, best_on_average, bests, gaps, parse_seeds
 from loadtest.study.seeds import document as seeds_document
 from loadtest.workload.format import load_workload
 from loadtest.workload.model import WorkloadError
@@ -167,11 +167,20 @@ def print_seeds(console: Console, studies: Sequence[Study]) -> None:
     found = gaps(studies)
     for load in studies[0].loads:
         table = Table(title=f"load {load:.2f}: TTFT p99 vs the oracle over seeds {listed}")
-        for column in ("strategy", "mean", "worst", "worst where sustained"):
+        for column in ("strategy", "mean", "95% interval", "worst", "worst where sustained"):
             table.add_column(column, justify="left" if column == "strategy" else "right")
         for g in (g for g in found if g.load == load):
-            table.add_row(g.strategy, _pct(g.mean), _pct(g.worst), _pct(g.worst_sustained))
+            table.add_row(
+                g.strategy, _pct(g.mean), _interval(g), _pct(g.worst), _pct(g.worst_sustained)
+            )
         console.print(table)
+        average = best_on_average(found, load)
+        if average is not None:
+            text = f"load {load:.2f}: best shipped strategy on average {average.strategy}, "
+            text += f"{_pct(average.mean)} vs the oracle"
+            if average.half_width is not None:
+                text += f" (95% interval {_interval(average)})"
+            console.print(text, highlight=False, soft_wrap=True)
         best = by_load[load]
         text = f"load {load:.2f}: each run's best shipped strategy, at worst: "
         text += f"{_pct(best.worst_sustained)} where the fleet keeps up"
@@ -179,6 +188,13 @@ def print_seeds(console: Console, studies: Sequence[Study]) -> None:
             seeds = ", ".join(str(seed) for seed in sorted(best.rising))
             text += f"; the oracle still rising on seed(s) {seeds}: past what the fleet sustains"
         console.print(text, highlight=False, soft_wrap=True)
+
+
+def _interval(g: Gaps) -> str:
+    """The 95% interval of a mean gap, "-" below two seeds."""
+    if g.mean is None or g.half_width is None:
+        return "-"
+    return f"{g.mean - g.half_width:+.1%} to {g.mean + g.half_width:+.1%}"
 
 
 def _pct(value: float | None) -> str:

@@ -10,9 +10,11 @@ their worst is given apart.
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from statistics import mean
+from math import sqrt
+from statistics import mean, stdev
 from typing import Any
 
+from loadtest.analysis.stats import t975
 from loadtest.study.fleet import ORACLE, StudyError
 from loadtest.study.run import Study
 
@@ -58,6 +60,15 @@ class Gaps:
         return mean(known) if known else None
 
     @property
+    def half_width(self) -> float | None:
+        """Of the 95% t-interval of the mean gap (None below two seeds): how far the
+        mean of these seeds may be from the mean over all seeds."""
+        known = self._known()
+        if len(known) < 2:
+            return None
+        return t975(len(known) - 1) * stdev(known) / sqrt(len(known))
+
+    @property
     def worst(self) -> float | None:
         return max(self._known(), default=None)
 
@@ -96,6 +107,12 @@ def gaps(studies: Sequence[Study]) -> list[Gaps]:
     return out
 
 
+def best_on_average(found: Sequence[Gaps], load: float) -> Gaps | None:
+    """The shipped strategy with the lowest mean gap at `load`."""
+    known = [g for g in found if g.load == load and g.mean is not None]
+    return min(known, key=lambda g: g.mean or 0.0, default=None)
+
+
 def bests(studies: Sequence[Study]) -> list[Best]:
     out = []
     for load in studies[0].loads:
@@ -111,6 +128,8 @@ def bests(studies: Sequence[Study]) -> list[Best]:
 
 def document(studies: Sequence[Study]) -> dict[str, Any]:
     """seeds.json: the per-seed gaps and what holds across them."""
+    found = gaps(studies)
+    on_average = [best_on_average(found, load) for load in studies[0].loads]
     return {
         "seeds": [s.seed for s in studies],
         "saturation_rps": {str(s.seed): s.capacity.rate for s in studies},
@@ -120,11 +139,22 @@ def document(studies: Sequence[Study]) -> dict[str, Any]:
                 "load": g.load,
                 "gap_by_seed": {str(seed): gap for seed, gap in g.by_seed.items()},
                 "mean_gap": g.mean,
+                "mean_gap_ci95_half_width": g.half_width,
                 "worst_gap": g.worst,
                 "worst_gap_sustained": g.worst_sustained,
                 "oracle_rising_seeds": sorted(g.rising),
             }
-            for g in gaps(studies)
+            for g in found
+        ],
+        "best_on_average": [
+            {
+                "load": g.load,
+                "strategy": g.strategy,
+                "mean_gap": g.mean,
+                "mean_gap_ci95_half_width": g.half_width,
+            }
+            for g in on_average
+            if g is not None
         ],
         "best": [
             {

@@ -3,7 +3,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from loadtest.analysis.stats import Side, block_indices, compare_sides, figures
+from loadtest.analysis.stats import Side, block_indices, compare_sides, figures, t975
 from loadtest.workload import Slo
 
 
@@ -249,3 +249,14 @@ def test_repeats_carry_the_spread_between_runs() -> None:
     a, b = Side.of_runs(runs[0::2], duration_s=40.0), Side.of_runs(runs[1::2], duration_s=40.0)
     d = compare_sides(a, b, resamples=200, seed=0, only=("ttft_p50_s",))[0]
     assert d.winner == "a" and d.low > 0
+
+
+@pytest.mark.parametrize("n", [3, 12, 40])
+def test_t_intervals_of_a_mean_cover_the_true_mean_95_times_in_100(n: int) -> None:
+    rng = np.random.default_rng(n)
+    draws = rng.normal(1.0, 2.0, size=(4000, n))
+    half = t975(n - 1) * draws.std(axis=1, ddof=1) / np.sqrt(n)
+    covered = float(np.mean(np.abs(draws.mean(axis=1) - 1.0) <= half))
+    assert 0.935 <= covered <= 0.965
+    with pytest.raises(ValueError):
+        t975(0)
