@@ -37,10 +37,22 @@ from routers.types import ReplicaView
 # Weight of each new sample in the moving averages of the drain rate.
 ALPHA = 0.1
 
-# Per replica: [seen, start, base, tokens, seconds, rate, share]: the count at the last
-# look, when the period began, tokens queued then, the averages of drained tokens and of
-# their seconds, their ratio (0 before a sample), and the uncached share of the count.
-_SEEN, _START, _BASE, _TOKENS, _SECONDS, _RATE, _SHARE = range(7)
+
+class _Queue:
+    """One replica's queue as last seen (slots: reading one costs less than a list item by
+    a named index, 4% of a choice)."""
+
+    __slots__ = ("base", "rate", "seconds", "seen", "share", "start", "tokens")
+
+    def __init__(self, count: int, now: float) -> None:
+        self.seen = count  # the count at the last look
+        self.start = now  # when the period began
+        self.base = count  # tokens queued then
+        self.tokens = 0.0  # moving average of the tokens drained by a drop
+        self.seconds = 0.0  # and of the seconds they took
+        self.rate = 0.0  # their ratio, 0 before a sample
+        self.share = 1.0  # the uncached share of the count
+
 
 _INF = float("inf")
 
@@ -55,7 +67,7 @@ class PrefillProgress:
         if not 0 < alpha <= 1:
             raise ValueError("alpha must be in (0, 1]")
         self._alpha = alpha
-        self._state: dict[str, list[float]] = {}
+        self._state: dict[str, _Queue] = {}
 
     def queued(self, candidates: Sequence[ReplicaView], now: float | None) -> list[float]:
         """Each candidate's queued prefill tokens left; the pool's counts when `now` is None."""
@@ -93,31 +105,31 @@ class PrefillProgress:
                 try:  # cheaper than a bound `state.get` when, as almost always, it is there
                     s = state[view.id]
                 except KeyError:
-                    state[view.id] = [count, now, count, 0.0, 0.0, 0.0, 1.0]
+                    state[view.id] = _Queue(count, now)
                     left: float = count
                 else:
-                    seen = s[_SEEN]
-                    if count != seen:
+                    if count != s.seen:
+                        seen = s.seen
                         if count < seen:  # first bytes came back: a sample, a new period
-                            elapsed = now - s[_START]
+                            elapsed = now - s.start
                             if elapsed > 0:
-                                s[_TOKENS] += alpha * (seen - count - s[_TOKENS])
-                                s[_SECONDS] += alpha * (elapsed - s[_SECONDS])
-                                s[_RATE] = s[_TOKENS] / s[_SECONDS]
-                            s[_START], s[_BASE] = now, count  # the share stays
+                                s.tokens += alpha * (seen - count - s.tokens)
+                                s.seconds += alpha * (elapsed - s.seconds)
+                                s.rate = s.tokens / s.seconds
+                            s.start, s.base = now, count  # the share stays
                         else:  # prompts this strategy did not send: counted uncached
                             if not seen:  # a queue began
-                                s[_START], s[_BASE] = now, count
-                            s[_SHARE] = (s[_SHARE] * seen + count - seen) / count
-                        s[_SEEN] = count
-                    rate = s[_RATE]
+                                s.start, s.base = now, count
+                            s.share = (s.share * seen + count - seen) / count
+                        s.seen = count
+                    rate = s.rate
                     if rate > 0.0 and count > 0:
-                        done = (now - s[_START]) * rate
-                        base = s[_BASE]
+                        done = (now - s.start) * rate
+                        base = s.base
                         left = count - (done if done < base else base)
                     else:
                         left = count
-                    left *= s[_SHARE]
+                    left *= s.share
                 if caches:
                     left -= cache_weight * cached_of(view.id, 0)
                 score = left + decode_weight * batch
@@ -156,21 +168,21 @@ class PrefillProgress:
         s = self._state.get(replica_id)
         if s is None or now is None or tokens <= 0:
             return
-        seen = s[_SEEN]
+        seen = s.seen
         if not seen:
-            s[_START], s[_BASE] = now, tokens
-        s[_SEEN] = total = seen + tokens
-        share = s[_SHARE]
+            s.start, s.base = now, tokens
+        s.seen = total = seen + tokens
+        share = s.share
         if uncached is None:
             if share == 1.0:  # all uncached, and so is what is queued
                 return
             uncached = tokens
-        s[_SHARE] = (share * seen + uncached) / total
+        s.share = (share * seen + uncached) / total
 
     def rate(self, replica_id: str) -> float | None:
         """The learned drain rate of `replica_id` in tokens a second, None before a sample."""
         s = self._state.get(replica_id)
-        return s[_RATE] if s is not None and s[_RATE] else None
+        return s.rate if s is not None and s.rate else None
 
     def drop(self, replica_id: str) -> None:
         self._state.pop(replica_id, None)
