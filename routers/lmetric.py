@@ -49,7 +49,9 @@ class LMetric(PrefixTracking):
     ) -> ReplicaView | None:
         if not candidates:
             return None
-        tokens = max(request.prompt_tokens_estimate, 1)
+        tokens = request.prompt_tokens_estimate
+        if tokens < 1:  # (the builtin `max` parses keyword arguments: 2% of a choice)
+            tokens = 1
         hashes = request.prefix_hashes
         cached = self.index.cached(hashes, tokens) if hashes else {}
         if len(candidates) > 2 * self.sample > 0:
