@@ -5,7 +5,9 @@ The pool counts the prompt tokens of requests awaiting their first byte on each 
 the replica had cached. A prefix-aware strategy knows what it estimated for each request it
 routed, and hears when each finishes, so it keeps, per replica, the uncached share of the
 prompts it has in flight there; queued uncached work is then the pool's count times that
-share.
+share. `lmetric` keeps it so (`pending_prefill=True`); `prefix_least_work` keeps the share
+of each replica's queue instead, with its prefill progress (`routers.progress`), which
+needs no bookkeeping when a request finishes.
 """
 
 # Requests tracked at once; beyond it all are forgotten (missed finishes must not grow the
