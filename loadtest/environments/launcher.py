@@ -364,7 +364,7 @@ def launch(
             pids=[proc.pid for proc in procs],
         )
     finally:
-        with _interrupts_ignored():
+        with _interrupts_deferred():
             for proc in reversed(procs):
                 try:
                     proc.stop()
@@ -373,13 +373,18 @@ def launch(
 
 
 @contextmanager
-def _interrupts_ignored() -> Iterator[None]:
-    """A second Ctrl-C must not cut a teardown short and leave processes behind."""
+def _interrupts_deferred() -> Iterator[None]:
+    """A Ctrl-C must not cut a teardown short and leave processes behind, nor be lost: one
+    that comes during it is raised once it is done (a teardown between two runs of a
+    compare used to swallow it, and the next run began)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    pressed: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: pressed.append(signum))
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+    if pressed:
+        raise KeyboardInterrupt("interrupted during a teardown")
