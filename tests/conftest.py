@@ -1,3 +1,4 @@
+import signal
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -5,6 +6,14 @@ import pytest
 import structlog
 
 from tests.procs import Proc, free_port, start
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Started in the background by a shell without job control (`(cmd &)`), the tests
+    # inherit an ignored SIGINT, and so would every process they start: the Ctrl-C tests
+    # then fail. A handled SIGINT is reset to the default at exec, so children answer it.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture

@@ -190,6 +190,8 @@ def test_interrupt_during_a_run_stops_everything(setup: dict) -> None:  # type: 
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+        if proc.stdout is not None:  # else its pipe fails a later test as unraisable
+            proc.stdout.close()
     assert proc.returncode == 130, output
     assert "interrupted" in output
     assert wait_no_marked(marker) == []
