@@ -50,7 +50,7 @@ class LMetric(PrefixTracking):
         if not candidates:
             return None
         tokens = request.prompt_tokens_estimate
-        if tokens < 1:  # (the builtin `max` parses keyword arguments: 2% of a choice)
+        if tokens < 1:  # (the builtin `max` parses keyword arguments: 3% of a choice)
             tokens = 1
         hashes = request.prefix_hashes
         cached = self.index.cached(hashes, tokens) if hashes else {}

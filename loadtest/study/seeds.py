@@ -97,7 +97,7 @@ def gaps(studies: Sequence[Study]) -> list[Gaps]:
     first = studies[0]
     out = []
     for load in first.loads:
-        rising = frozenset(s.seed for s in studies if s.rising(load))
+        rising = _rising(studies, load)
         for strategy in (name for name in first.strategies if name != ORACLE):
             by_seed = {}
             for study in studies:
@@ -121,9 +121,13 @@ def bests(studies: Sequence[Study]) -> list[Best]:
             best = study.best(load)
             if best is not None:
                 by_seed[study.seed] = (best.strategy, best.gap(study.oracle(load)))
-        rising = frozenset(s.seed for s in studies if s.rising(load))
-        out.append(Best(load, by_seed, rising))
+        out.append(Best(load, by_seed, _rising(studies, load)))
     return out
+
+
+def _rising(studies: Sequence[Study], load: float) -> frozenset[int]:
+    """The seeds whose oracle was still rising at `load`: past what the fleet sustains."""
+    return frozenset(s.seed for s in studies if s.rising(load))
 
 
 def document(studies: Sequence[Study]) -> dict[str, Any]:
