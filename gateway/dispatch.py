@@ -11,6 +11,7 @@ import asyncio
 import math
 import time
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from gateway.errors import GatewayError, NoReplicaAvailable, UpstreamError, UpstreamTimeout
@@ -169,8 +170,13 @@ async def _attempt(
         # The replica answered (a stream's first chunk, or a whole answer's headers): its
         # prefill for this request is done, as far as the pool's queued-work count goes.
         ttfb = time.perf_counter() - sent_at
-        pool.first_byte(replica.id, tokens)
         status = resp.status
+        # A stream's chunks show when the replica's engine steps end (`ReplicaPool.tokens`);
+        # this one first, so that its first byte counts with its step.
+        streamed = first is not None and status < 400
+        if streamed:
+            pool.tokens(replica.id)
+        pool.first_byte(replica.id, tokens)
         if status >= 500 or status == 429:
             # 429 (and a kind's own "busy", as Ollama's 503) is load, not ill health: it
             # counts as an error but ejects nothing.
@@ -182,7 +188,7 @@ async def _attempt(
         else:
             pool.record_success(replica.id)
             exchange.error = ""
-        result = RelayResult()
+        result = RelayResult(on_chunk=partial(pool.tokens, replica.id) if streamed else None)
         try:
             await relay_response(
                 resp, send, exchange.response_headers(), settings.idle_timeout, result, first

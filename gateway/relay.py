@@ -108,6 +108,8 @@ class RelayResult:
     broken: tuple[str, str] | None = None
     # Called once, when the first body byte went to the client.
     on_first_byte: Callable[[], None] | None = None
+    # Called with each chunk of a stream read from the replica (the first included).
+    on_chunk: Callable[[], None] | None = None
 
 
 def _headers(resp: Response, extra: list[tuple[bytes, bytes]]) -> list[Header]:
@@ -176,10 +178,13 @@ async def _relay_stream(
     result.started = True
     await send({"type": "http.response.start", "status": resp.status, "headers": headers})
     loop = asyncio.get_running_loop()
+    on_chunk = result.on_chunk
     try:
         # One timer for the whole stream, pushed forward before each read.
         async with asyncio.timeout(None) as idle:
             while chunk:
+                if on_chunk is not None:
+                    on_chunk()
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 if result.first_byte_at is None:
                     result.first_byte_at = time.perf_counter()

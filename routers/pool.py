@@ -48,6 +48,14 @@ class Replica:
     # tokens: prefill work queued on the replica, as far as this gateway knows.
     awaiting_first_byte: int = 0
     awaiting_prompt_tokens: int = 0
+    # Streamed tokens (`ReplicaPool.tokens`): when the replica's last engine step ended
+    # (None: no tokens seen yet), the moving average of its decode steps' length (0: none
+    # measured yet), and so when the step under way should end (0.0: unknown, as when
+    # nothing is in flight); when the last chunk came.
+    step_ended_at: float | None = None
+    step_seconds: float = 0.0
+    step_ends_at: float = 0.0
+    tokens_at: float = float("-inf")
     # Requests ever sent and ever finished, and both counts (with those in flight) when the
     # last recorded scrape began: the differences are what the scrape cannot have counted.
     dispatched_total: int = 0
@@ -79,6 +87,14 @@ class Replica:
 
 
 R = TypeVar("R", bound=Replica)
+
+# A stream's chunks within this of the one before came from the same engine step: engines
+# send a step's tokens at once, and a decode step takes several milliseconds on any GPU.
+STEP_QUIET_S = 0.002
+# A gap between bursts longer than this spans idle time, not one step.
+STEP_MAX_S = 1.0
+# Weight of each new decode step in `Replica.step_seconds`.
+STEP_ALPHA = 0.2
 
 
 class ReplicaPool(Generic[R]):
@@ -234,6 +250,33 @@ class ReplicaPool(Generic[R]):
         r.awaiting_first_byte += 1
         r.awaiting_prompt_tokens += prompt_tokens
 
+    def tokens(self, replica_id: str) -> None:
+        """A chunk of a stream came from the replica, now. Each engine step sends a token to
+        every request it runs, so chunks come in bursts, one a step: a chunk after a quiet
+        of `STEP_QUIET_S` begins the next step's, and the time from one burst to the next is
+        a step's length. It counts in `step_seconds` only as a decode step's: none of this
+        gateway's prompts was awaiting its first byte as it ended (call `first_byte` after
+        `tokens`), so it prefilled none of them (a prompt's chunks can make steps long
+        without any first byte), and it took at most `STEP_MAX_S` (longer, it was idle).
+        The step under way should end `step_seconds` after the last burst began
+        (`step_ends_at`). Steps shorter than the quiet run together into one burst: no
+        sample (and no phase for strategies) there."""
+        r = self._replicas[replica_id]
+        now = self._clock()
+        if now - r.tokens_at >= STEP_QUIET_S:
+            ended = r.step_ended_at
+            if ended is not None and not r.awaiting_first_byte:
+                gap = now - ended
+                if gap <= STEP_MAX_S:
+                    seconds = r.step_seconds
+                    r.step_seconds = (
+                        gap if seconds == 0.0 else seconds + STEP_ALPHA * (gap - seconds)
+                    )
+            r.step_ended_at = now
+            if r.step_seconds > 0.0:
+                r.step_ends_at = now + r.step_seconds
+        r.tokens_at = now
+
     def first_byte(self, replica_id: str, prompt_tokens: int = 0) -> None:
         """The replica started answering an acquired request (its prefill is done)."""
         r = self._replicas[replica_id]
@@ -245,6 +288,8 @@ class ReplicaPool(Generic[R]):
         r = self._replicas[replica_id]
         r.in_flight = max(0, r.in_flight - 1)
         r.finished_total += 1
+        if not r.in_flight:  # no stream of ours there: its steps are no longer seen
+            r.step_ends_at = 0.0
         if not answered:
             self.first_byte(replica_id, prompt_tokens)
         if r.leaving:

@@ -31,6 +31,7 @@ _FIELDS = (
     "metrics_age",
     "metrics_stale",
     "others_at_scrape",
+    "step_ends_at",
 )
 if tuple(f.name for f in fields(ReplicaView)) != _FIELDS:
     raise RuntimeError("ReplicaView's fields changed: update routers.replica_views.view_of")
@@ -58,6 +59,7 @@ def view_of(r: "Replica", now: float, stale_after: float) -> ReplicaView:
     view.in_flight_at_scrape = mark.in_flight
     view.awaiting_first_byte = r.awaiting_first_byte
     view.awaiting_prompt_tokens = r.awaiting_prompt_tokens
+    view.step_ends_at = r.step_ends_at
     view.metrics = metrics
     view.metrics_age = age
     view.metrics_stale = metrics is None or r.scrape_failed or age is None or age > stale_after

@@ -57,6 +57,11 @@ class ReplicaView:
     # `in_flight_at_scrape`, at least 0 (0 without metrics). The pool computes it once a
     # scrape, not once a request; negative here: computed from the fields above.
     others_at_scrape: float = -1.0
+    # When the engine step under way on the replica should end: when its last step's tokens
+    # came (a stream's chunks come a burst a step) plus its decode steps' average length.
+    # 0.0, a time long past, when not known: no stream of this gateway's open there, or no
+    # decode step measured yet.
+    step_ends_at: float = 0.0
 
     def __post_init__(self) -> None:
         if self.metrics is None and not self.metrics_stale:

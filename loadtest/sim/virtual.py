@@ -196,7 +196,7 @@ class VirtualScrapes:
 class _Engine:
     """One replica's engine and where its current step stands."""
 
-    __slots__ = ("busy", "engine", "finishing", "first", "name", "until")
+    __slots__ = ("busy", "emits", "engine", "finishing", "first", "name", "streams", "until")
 
     def __init__(self, name: str, engine: Engine) -> None:
         self.name = name
@@ -205,6 +205,8 @@ class _Engine:
         self.until = 0.0  # when the current step ends
         self.finishing: tuple[FinishedRequest, ...] = ()
         self.first: tuple[str, ...] = ()
+        self.emits = False  # the current step sends tokens
+        self.streams = 0  # streamed requests routed here and not finished
 
 
 class _FleetRun:
@@ -355,6 +357,8 @@ class _FleetRun:
         self.records[request_id] = VirtualRecord(request_id, arrival.model, self.now, name, "ok")
         self.routed[request_id] = (route, arrival.model)
         state = self.engines[name]
+        if route.stream:
+            state.streams += 1
         if not state.busy:
             self._start_step(state)
 
@@ -368,16 +372,21 @@ class _FleetRun:
         state.busy = True
         state.finishing = result.finished
         state.first = result.first_token
+        state.emits = bool(result.emitted)
         state.until = self.now + result.duration
         self._push(state.until, _STEP_END, state.name)
 
     def _end_step(self, state: _Engine) -> None:
         pool = self.pool
+        if state.emits and state.streams:  # the gateway's relay sees a stream's chunk
+            pool.tokens(state.name)
         for request_id in state.first:
             route, _ = self.routed[request_id]
             pool.first_byte(state.name, route.prompt_tokens_estimate)
         for done in state.finishing:
             route, model = self.routed.pop(done.id)
+            if route.stream:
+                state.streams -= 1
             pool.release(
                 state.name, route.prompt_tokens_estimate, answered=done.first_token is not None
             )

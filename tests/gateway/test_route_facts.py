@@ -1,5 +1,6 @@
 """What a strategy learns in the gateway: the request's facts, and how it ended."""
 
+import time
 from collections.abc import Callable, Sequence
 
 from starlette.testclient import TestClient
@@ -92,3 +93,29 @@ def test_a_strategy_that_reads_no_prefix_hashes_gets_none(fake: Callable[..., Fa
     assert len(reader.prefix_hashes) == len(SYSTEM) // 64
     # The size estimate does not depend on the hashes.
     assert blind.prompt_tokens_estimate == reader.prompt_tokens_estimate > 0
+
+
+def test_a_streams_chunks_time_its_replicas_steps(fake: Callable[..., Fake]) -> None:
+    # The fake sends a chunk every 40 ms, as an engine sends a token a step: the pool
+    # learns that step's length, and when the last one ended, on its own clock.
+    replica = fake("r1", models=["m1"])
+    replica.configure(chunk_delay=0.04, chunks=8)
+    settings = GatewaySettings(replicas=[replica.url], health_interval=30)
+    body = {
+        "model": "m1",
+        "max_tokens": 8,
+        "stream": True,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    with TestClient(create_app(settings)) as client:
+        gw = client.app_state["gateway"]
+        (before,) = gw.pool.candidates("m1")
+        assert before.step_ends_at == 0.0
+        reply = client.post("/v1/chat/completions", json=body)
+        assert reply.is_success and reply.text.count("data:") >= 8
+        (after,) = gw.pool.candidates("m1")
+        (replica_state,) = gw.pool
+    assert 0.035 <= replica_state.step_seconds <= 0.4
+    ended = replica_state.step_ended_at
+    assert ended is not None and 0 <= time.monotonic() - ended < 30
+    assert after.step_ends_at == 0.0  # nothing in flight there now: no step seen

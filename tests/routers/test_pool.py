@@ -161,3 +161,41 @@ def test_lazy_candidates_are_the_candidates_each_built_when_first_read() -> None
     assert list(lazy) == eager
     assert [v.id for v in lazy] == [v.id for v in eager]
     assert not pool.lazy_candidates("other")
+
+
+def test_stream_chunks_time_the_replicas_decode_steps() -> None:
+    clock = Clock()
+    pool = pool_of("a", clock=clock)
+    r = pool.get("a")
+
+    def burst(at: float) -> None:
+        """One engine step's tokens: three chunks within a millisecond."""
+        for spread in (0.0, 0.0004, 0.0008):
+            clock.now = 100.0 + at + spread
+            pool.tokens("a")
+
+    pool.acquire("a", 100)
+    burst(0.000)
+    pool.first_byte("a", 100)
+    assert (r.step_ended_at, r.step_seconds, r.step_ends_at) == (100.0, 0.0, 0.0)
+    burst(0.010)  # no prompt of ours awaited its first byte: a decode step of 10 ms
+    assert r.step_seconds == pytest.approx(0.010)
+    assert r.step_ends_at == pytest.approx(100.020)
+    pool.acquire("a", 500)
+    burst(0.050)  # a prompt awaited its first byte: this step prefilled, not counted
+    pool.first_byte("a", 500)
+    assert r.step_seconds == pytest.approx(0.010)
+    burst(0.070)  # 20 ms of decode: moves the average a fifth of the way
+    assert r.step_seconds == pytest.approx(0.012)
+    burst(2.000)  # after an idle gap: no step's length
+    assert r.step_seconds == pytest.approx(0.012)
+    burst(2.010)
+    assert r.step_seconds == pytest.approx(0.012 + 0.2 * (0.010 - 0.012))
+    # The step under way should end a decode step's length after the last burst began.
+    (view,) = pool.candidates("m")
+    assert view.step_ends_at == pytest.approx(102.010 + r.step_seconds)
+    # Once nothing of ours is in flight there, its steps are no longer seen.
+    pool.release("a")
+    assert pool.candidates("m")[0].step_ends_at > 0
+    pool.release("a")
+    assert pool.candidates("m")[0].step_ends_at == 0.0

@@ -328,3 +328,22 @@ def test_the_reference_layout_runs_on_other_hardware_in_virtual_time() -> None:
     # Same requests, same layout: the B200 decodes them faster than the H100.
     mean = [sum(r.mean_itl or 0.0 for r in run.records) / len(run.records) for run in (fast, slow)]
     assert mean[0] < 0.6 * mean[1]
+
+
+def test_views_carry_when_the_last_step_ended_and_how_long_decode_steps_take() -> None:
+    # The relay sees a stream's chunk at each step's end; here the runner stands in for it.
+    prompt = list(range(200))
+    arrivals = [
+        VirtualRequest(t, "m", prompt, n, True) for t, n in ((0.2, 2000), (0.5, 5), (0.8, 5))
+    ]
+    recorder = Recorder()
+    # A 7B model's decode steps (several ms): tiny's are under the 2 ms that part steps.
+    result = run_virtual(tiny_fleet(1, profile="qwen2.5-7b-h100"), recorder, arrivals)
+    assert recorder.seen[0].step_ends_at == 0.0
+    itl = result.records[0].mean_itl
+    assert itl is not None and itl > 0
+    # Each later arrival comes during a decode step; the pool has learned its length, so
+    # the step should end within one such length from now.
+    for view, now in zip(recorder.seen[1:], recorder.times[1:], strict=True):
+        assert now is not None
+        assert 0 <= view.step_ends_at - now <= 1.3 * itl
