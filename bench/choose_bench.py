@@ -52,6 +52,10 @@ def candidates(count: int, rng: random.Random) -> list[ReplicaView]:
                 ),
                 metrics_age=rng.random(),
                 metrics_stale=False,
+                # Every replica streams, its step under way ending after every request's
+                # `now`: each score takes the step phase's whole path (its dearest), and
+                # the phase outweighs the rest, so `least_work` keeps choosing one replica.
+                step_ends_at=1e9 + i,
             )
         )
     return views

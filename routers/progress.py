@@ -26,6 +26,11 @@ Per replica, from the counts alone (no clock of its own: the time comes with the
   13% of a `prefix_least_work` choice.
 
 Before its first drop a replica gets no credit (the count whole, as `least_work` had it).
+
+With `phase`, a replica with requests open has at least the step under way left: rate x
+the seconds until it should end (`ReplicaView.step_ends_at`, from its streams' chunks:
+`ReplicaPool.tokens`). The credit above covers a prefill under way; this covers decode
+steps, which the counts do not see.
 """
 
 from collections.abc import Mapping, Sequence
@@ -63,10 +68,11 @@ _NONE_CACHED: Mapping[str, int] = MappingProxyType({})
 class PrefillProgress:
     """What is left of each replica's queued prefill (see the module docstring)."""
 
-    def __init__(self, alpha: float = ALPHA) -> None:
+    def __init__(self, alpha: float = ALPHA, phase: bool = True) -> None:
         if not 0 < alpha <= 1:
             raise ValueError("alpha must be in (0, 1]")
         self._alpha = alpha
+        self._phase = phase
         self._state: dict[str, _Queue] = {}
 
     def queued(self, candidates: Sequence[ReplicaView], now: float | None) -> list[float]:
@@ -86,7 +92,7 @@ class PrefillProgress:
         there + `decode_weight` x its batch (`routers.signals.batch_sizes`, computed here in
         the same pass over the candidates: one pass is a third cheaper); and the position of
         the lowest, -1 when several are equal lowest."""
-        state, alpha = self._state, self._alpha
+        state, alpha, phase = self._state, self._alpha, self._phase
         caches = bool(cached)
         cached_of = cached.get
         if now is None:
@@ -130,6 +136,12 @@ class PrefillProgress:
                     else:
                         left = count
                     left *= s.share
+                    if phase:  # the step under way holds the next prompt back until it ends
+                        ends = view.step_ends_at
+                        if ends > now:
+                            ends = (ends - now) * rate
+                            if ends > left:
+                                left = ends
                 if caches:
                     left -= cache_weight * cached_of(view.id, 0)
                 score = left + decode_weight * batch

@@ -171,3 +171,54 @@ def test_the_queue_weighs_its_uncached_share() -> None:
     assert queued(progress, 0.2, a=0)["a"] == 0
     progress.sent("a", 500, 0.2, uncached=50)
     assert queued(progress, 0.2, a=500)["a"] == pytest.approx(50)
+
+
+def steps_left(
+    progress: PrefillProgress,
+    now: float,
+    a_ends: float,
+    awaiting: int = 0,
+) -> list[float]:
+    """Queues left on a (its step under way ends at `a_ends`) and b (its, in 5 ms)."""
+    candidates = [
+        view("a", in_flight=3, awaiting_tokens=awaiting, step_ends_at=a_ends),
+        view("b", in_flight=3, step_ends_at=now + 0.005),
+    ]
+    return progress.queued(candidates, now)
+
+
+@pytest.mark.parametrize(("phase", "expected"), [(True, (380.0, 100.0)), (False, (0.0, 0.0))])
+def test_a_step_under_way_holds_the_next_prompt_back_until_it_ends(
+    phase: bool, expected: tuple[float, float]
+) -> None:
+    # Learned: 20,000 tokens a second on both. The next prompt starts after 19 ms on a
+    # (380 tokens' worth), 5 ms on b (100).
+    progress = PrefillProgress(alpha=1.0, phase=phase)
+    learn(progress, "a", 2000, 0.1)
+    now = learn(progress, "b", 2000, 0.1) + 1.0
+    assert steps_left(progress, now, now + 0.019) == pytest.approx(expected)
+    if phase:
+        assert steps_left(progress, now, now - 0.001)[0] == 0  # that step is over
+        assert steps_left(progress, now, 0.0)[0] == 0  # not known
+        # A queue longer than the rest of the step stands as it is.
+        progress.sent("a", 1000, now)
+        assert steps_left(progress, now, now + 0.019, awaiting=1000)[0] == pytest.approx(1000)
+
+
+def test_least_work_sends_the_next_prompt_where_the_step_ends_first() -> None:
+    strategy = LeastWork(seed=1)
+    assert strategy.progress is not None
+    learn(strategy.progress, "a", 2000, 0.1)
+    now = learn(strategy.progress, "b", 2000, 0.1) + 1.0
+    candidates = [
+        view("a", in_flight=3, step_ends_at=now + 0.019),
+        view("b", in_flight=3, step_ends_at=now + 0.005),
+    ]
+    request = RouteRequest(model="m", prompt_tokens_estimate=100, now=now)
+    assert strategy.choose(request, candidates).id == "b"
+    blind = LeastWork(seed=1, phase=False)
+    assert blind.progress is not None
+    learn(blind.progress, "a", 2000, 0.1)
+    learn(blind.progress, "b", 2000, 0.1)
+    picks = {blind.choose(request, candidates).id for _ in range(20)}
+    assert picks == {"a", "b"}  # a tie without the phase: broken at random

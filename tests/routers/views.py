@@ -17,6 +17,7 @@ def view(
     awaiting: int = 0,
     awaiting_tokens: int = 0,
     kv_usage: float | None = None,
+    step_ends_at: float = 0.0,
 ) -> ReplicaView:
     """A candidate. `waiting` None: never scraped. `in_flight_at_scrape` None: as many
     as the scrape shows (running + waiting), i.e. no other sender."""
@@ -39,6 +40,7 @@ def view(
         metrics=metrics,
         metrics_age=None if metrics is None else 0.1,
         metrics_stale=stale or metrics is None,
+        step_ends_at=step_ends_at,
     )
 
 
