@@ -108,7 +108,7 @@ class RelayResult:
     broken: tuple[str, str] | None = None
     # Called once, when the first body byte went to the client.
     on_first_byte: Callable[[], None] | None = None
-    # Called with each chunk of a stream read from the replica (the first included).
+    # Called for each chunk of a stream read from the replica (the first included).
     on_chunk: Callable[[], None] | None = None
 
 

@@ -196,7 +196,7 @@ class VirtualScrapes:
 class _Engine:
     """One replica's engine and where its current step stands."""
 
-    __slots__ = ("busy", "emits", "engine", "finishing", "first", "name", "streams", "until")
+    __slots__ = ("busy", "emits", "engine", "finishing", "first", "name", "until")
 
     def __init__(self, name: str, engine: Engine) -> None:
         self.name = name
@@ -206,7 +206,6 @@ class _Engine:
         self.finishing: tuple[FinishedRequest, ...] = ()
         self.first: tuple[str, ...] = ()
         self.emits = False  # the current step sends tokens
-        self.streams = 0  # streamed requests routed here and not finished
 
 
 class _FleetRun:
@@ -357,8 +356,6 @@ class _FleetRun:
         self.records[request_id] = VirtualRecord(request_id, arrival.model, self.now, name, "ok")
         self.routed[request_id] = (route, arrival.model)
         state = self.engines[name]
-        if route.stream:
-            state.streams += 1
         if not state.busy:
             self._start_step(state)
 
@@ -378,15 +375,13 @@ class _FleetRun:
 
     def _end_step(self, state: _Engine) -> None:
         pool = self.pool
-        if state.emits and state.streams:  # the gateway's relay sees a stream's chunk
+        if state.emits:  # every request streams here: the relay would see the step's tokens
             pool.tokens(state.name)
         for request_id in state.first:
             route, _ = self.routed[request_id]
             pool.first_byte(state.name, route.prompt_tokens_estimate)
         for done in state.finishing:
             route, model = self.routed.pop(done.id)
-            if route.stream:
-                state.streams -= 1
             pool.release(
                 state.name, route.prompt_tokens_estimate, answered=done.first_token is not None
             )
